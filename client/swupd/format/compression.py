@@ -1,0 +1,144 @@
+"""Compression of fullfiles and packs, recognised by magic bytes.
+
+Fullfiles are zstd by default (fast to unpack on a small device), xz when a build asks for it;
+readers detect the codec from the first bytes, so a stream may mix them. Every decompressing
+reader is bounded: it fails once the output passes the size the caller allows, and zstd frames
+that need a window above 8 MiB are refused, so a hostile stream cannot exhaust a device.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+from typing import BinaryIO
+
+import zstandard
+
+from .errors import FormatError, SizeLimitError
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+MAX_WINDOW = 8 * 1024 * 1024
+_XZ_MEMLIMIT = 64 * 1024 * 1024
+
+
+def compress(data: bytes, codec: str = "zstd", level: int = 19) -> bytes:
+    """Compress `data` whole (used for small objects and per-file payloads)."""
+    if codec == "zstd":
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, source_size=len(data), window_log=min(23, max(10, len(data).bit_length()))
+        )
+        return zstandard.ZstdCompressor(compression_params=params).compress(data)
+    if codec == "xz":
+        return lzma.compress(data, preset=min(level, 9))
+    if codec == "none":
+        return data
+    raise ValueError(f"unknown compression {codec!r}")
+
+
+def detect(head: bytes) -> str:
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    return "none"
+
+
+class _Bounded(io.RawIOBase):
+    """A reader that raises once more than `limit` bytes come out."""
+
+    def __init__(self, inner: BinaryIO, limit: int) -> None:
+        self._inner = inner
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = self._inner.readinto(buf) if hasattr(self._inner, "readinto") else 0
+        if n is None:
+            return 0
+        self._left -= n
+        if self._left < 0:
+            raise SizeLimitError("decompressed data larger than allowed")
+        return n
+
+
+class _XzReader(io.RawIOBase):
+    def __init__(self, src: BinaryIO) -> None:
+        self._src = src
+        self._dec = lzma.LZMADecompressor(memlimit=_XZ_MEMLIMIT)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            while not self._buf and not self._dec.eof:
+                chunk = self._src.read(65536)
+                if not chunk and self._dec.needs_input:
+                    raise FormatError("xz stream truncated")
+                self._buf = self._dec.decompress(chunk, max_length=len(buf))
+        except lzma.LZMAError as e:
+            raise FormatError(f"corrupt xz data: {e}") from None
+        n = min(len(buf), len(self._buf))
+        buf[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+class _ZstdReader(io.RawIOBase):
+    def __init__(self, src: BinaryIO) -> None:
+        dec = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+        self._reader = dec.stream_reader(src, read_across_frames=True)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            return self._reader.readinto(buf)
+        except zstandard.ZstdError as e:
+            raise FormatError(f"corrupt zstd data: {e}") from None
+
+
+def open_decompressed(src: BinaryIO, limit: int) -> BinaryIO:
+    """A buffered reader of `src` decompressed by its magic, capped at `limit` output bytes."""
+    head = src.read(8)
+    raw: BinaryIO = _Prefixed(head, src)  # type: ignore[assignment]
+    codec = detect(head)
+    if codec == "zstd":
+        inner: BinaryIO = _ZstdReader(raw)  # type: ignore[assignment]
+    elif codec == "xz":
+        inner = _XzReader(raw)  # type: ignore[assignment]
+    else:
+        inner = raw
+    return io.BufferedReader(_Bounded(inner, limit), 1024 * 1024)  # type: ignore[arg-type]
+
+
+class _Prefixed(io.RawIOBase):
+    """Puts back the bytes read to sniff the codec."""
+
+    def __init__(self, head: bytes, src: BinaryIO) -> None:
+        self._head = head
+        self._src = src
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._src.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def decompress(data: bytes, limit: int) -> bytes:
+    """Whole-buffer form of `open_decompressed`."""
+    out = open_decompressed(io.BytesIO(data), limit).read()
+    return out

@@ -1,0 +1,49 @@
+"""The one error hierarchy shared by the format, the server and the client.
+
+Every failure a user can meet is a `SwupdError` subclass with a one-line message and an exit
+status, so command-line front ends print one line and exit non-zero instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SwupdError(Exception):
+    """Base of every expected failure; `exit_code` is the command's documented status."""
+
+    exit_code = 1
+
+
+class UsageError(SwupdError):
+    """The command line or an input file asks for something impossible."""
+
+    exit_code = 2
+
+
+class FormatError(SwupdError):
+    """Bytes that claim to be a manifest, signature, key or archive are malformed."""
+
+    exit_code = 3
+
+
+class SignatureError(SwupdError):
+    """A signature is missing, malformed or made by no trusted key."""
+
+    exit_code = 4
+
+
+class HashMismatchError(SwupdError):
+    """Content does not hash to the value a verified manifest pins."""
+
+    exit_code = 5
+
+
+class SizeLimitError(SwupdError):
+    """Data is larger than its signed size or a fixed cap allows."""
+
+    exit_code = 6
+
+
+class BuildError(SwupdError):
+    """The build side cannot produce a correct version from its input."""
+
+    exit_code = 10

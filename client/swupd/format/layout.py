@@ -1,0 +1,60 @@
+"""Every file name of the `www/` tree, built in one place.
+
+The server writes and the client fetches exactly these relative names, so the two can never
+disagree about where something lives. All names are relative to the version or content URL.
+"""
+
+from __future__ import annotations
+
+from .paths import check_bundle_name
+
+MOM = "Manifest.MoM"
+SIG_SUFFIX = ".sig"
+
+
+def latest(fmt: int) -> str:
+    """Signed pointer to the newest version of a format, with its expiry."""
+    return f"version/format{fmt}/latest"
+
+
+def sig(name: str) -> str:
+    return name + SIG_SUFFIX
+
+
+def version_dir(version: int) -> str:
+    return str(version)
+
+
+def mom(version: int) -> str:
+    return f"{version}/{MOM}"
+
+
+def manifest(version: int, bundle: str) -> str:
+    return f"{version}/Manifest.{check_bundle_name(bundle)}"
+
+
+def files_dir(version: int) -> str:
+    return f"{version}/files"
+
+
+def fullfile(version: int, digest: str) -> str:
+    return f"{version}/files/{digest}.tar"
+
+
+def pack(version: int, bundle: str, from_version: int) -> str:
+    """Zero pack when `from_version` is 0, delta pack otherwise."""
+    return f"{version}/pack-{check_bundle_name(bundle)}-from-{from_version}.tar"
+
+
+def pack_fullfile_member(digest: str) -> str:
+    """Name of a fullfile inside a pack."""
+    return f"staged/{digest}.tar"
+
+
+def pack_delta_member(from_hash: str, to_hash: str) -> str:
+    """Name of a delta inside a pack."""
+    return f"delta/{from_hash}-{to_hash}"
+
+
+def report_dir() -> str:
+    return "report"

@@ -1,0 +1,35 @@
+"""Every size and count limit of the format, in one place.
+
+Parsers and downloaders refuse input past these bounds, so hostile or corrupted data can only
+cause an error, never exhaust memory or disk. Both sides read the same object, so a server
+cannot publish what a device would refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds applied while reading and writing update content."""
+
+    max_manifest_bytes: int = 256 * 1024 * 1024
+    max_mom_bytes: int = 8 * 1024 * 1024
+    max_entries: int = 4_000_000
+    max_header_lines: int = 10_000
+    max_path_bytes: int = 4096
+    max_name_bytes: int = 255
+    max_version: int = 2**31 - 1
+    max_file_bytes: int = 64 * 1024**3
+    max_latest_bytes: int = 4096
+    max_sig_bytes: int = 16 * 1024
+    max_signatures: int = 16
+    max_key_bytes: int = 1024
+    max_xattr_bytes: int = 64 * 1024
+    # Deltas hold the old file in memory on both sides; larger files travel as fullfiles.
+    max_delta_source_bytes: int = 48 * 1024 * 1024
+    min_delta_target_bytes: int = 200
+
+
+LIMITS = Limits()

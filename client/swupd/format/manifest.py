@@ -1,0 +1,215 @@
+"""The manifest model and its text form.
+
+A manifest is a header (format, version, previous, filecount, timestamp, contentsize, an
+optional compat id, includes), a blank line, then one TAB-separated entry per line:
+`flags hash version size path`. It extends swupd's four columns with the entry's size, so a
+device can cap every download by a signed number. The parser checks column counts, header
+fields and the declared entry count, which swupd's readers do not.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from .errors import FormatError
+from .filehash import ZERO_HASH
+from .limits import LIMITS, Limits
+from .paths import check_bundle_name, check_path
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class Type(Enum):
+    """First flag character: what kind of object the entry is."""
+
+    FILE = "F"
+    DIRECTORY = "D"
+    SYMLINK = "L"
+    MANIFEST = "M"
+    NONE = "."
+
+
+class Status(Enum):
+    """Second flag character: whether the object exists in this version."""
+
+    PRESENT = "."
+    DELETED = "d"
+    GHOSTED = "g"
+    EXPERIMENTAL = "e"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a manifest: a file, directory, symlink or (in the MoM) a bundle manifest."""
+
+    path: str
+    type: Type
+    hash: str
+    version: int
+    size: int = 0
+    status: Status = Status.PRESENT
+
+    @property
+    def present(self) -> bool:
+        """Deleted and ghosted entries describe something that no longer exists."""
+        return self.status in (Status.PRESENT, Status.EXPERIMENTAL)
+
+    @property
+    def flags(self) -> str:
+        return self.type.value + self.status.value + ".."
+
+    def line(self) -> str:
+        return f"{self.flags}\t{self.hash}\t{self.version}\t{self.size}\t{self.path}"
+
+    def deleted(self, version: int) -> Entry:
+        """The entry that records this path's deletion in `version`."""
+        return Entry(self.path, Type.NONE, ZERO_HASH, version, 0, Status.DELETED)
+
+
+@dataclass
+class Manifest:
+    """A bundle manifest or the Manifest.MoM (whose entries are `Type.MANIFEST`)."""
+
+    format: int
+    version: int
+    previous: int = 0
+    timestamp: int = 0
+    entries: list[Entry] = field(default_factory=list)
+    includes: list[str] = field(default_factory=list)
+    compat: str = ""
+
+    @property
+    def contentsize(self) -> int:
+        return sum(e.size for e in self.entries if e.present and e.type in (Type.FILE, Type.SYMLINK))
+
+    def sorted_entries(self) -> list[Entry]:
+        """swupd's order: by last-changed version, then bytewise by path."""
+        return sorted(self.entries, key=lambda e: (e.version, os.fsencode(e.path)))
+
+    def by_path(self) -> dict[str, Entry]:
+        return {e.path: e for e in self.entries}
+
+    def with_entries(self, entries: list[Entry]) -> Manifest:
+        return replace(self, entries=list(entries))
+
+
+def dumps(m: Manifest) -> bytes:
+    """The canonical bytes of a manifest (its hash is taken over exactly these)."""
+    entries = m.sorted_entries()
+    lines = [
+        f"MANIFEST\t{m.format}",
+        f"version:\t{m.version}",
+        f"previous:\t{m.previous}",
+        f"filecount:\t{len(entries)}",
+        f"timestamp:\t{m.timestamp}",
+        f"contentsize:\t{m.contentsize}",
+    ]
+    if m.compat:
+        lines.append(f"compat:\t{m.compat}")
+    lines += [f"includes:\t{b}" for b in m.includes]
+    lines.append("")
+    lines += [e.line() for e in entries]
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _int(value: str, what: str, lo: int, hi: int) -> int:
+    if not value.isdigit() or len(value) > 20:
+        raise FormatError(f"manifest {what} is not a number: {value!r}")
+    n = int(value)
+    if not lo <= n <= hi:
+        raise FormatError(f"manifest {what} out of range: {n}")
+    return n
+
+
+def _entry(line: str, lineno: int, is_mom: bool, limits: Limits) -> Entry:
+    cols = line.split("\t")
+    if len(cols) != 5:
+        raise FormatError(f"manifest line {lineno}: {len(cols)} columns, expected 5")
+    flags, digest, version, size, path = cols
+    if len(flags) != 4:
+        raise FormatError(f"manifest line {lineno}: bad flags {flags!r}")
+    try:
+        etype, status = Type(flags[0]), Status(flags[1])
+    except ValueError:
+        raise FormatError(f"manifest line {lineno}: unknown flags {flags!r}") from None
+    if flags[2:] != "..":
+        raise FormatError(f"manifest line {lineno}: unknown flags {flags!r}")
+    if len(digest) != 64 or not set(digest) <= _HEX:
+        raise FormatError(f"manifest line {lineno}: bad hash")
+    if (etype == Type.MANIFEST) != is_mom and etype != Type.NONE:
+        raise FormatError(f"manifest line {lineno}: entry type {flags[0]} not allowed here")
+    present = status in (Status.PRESENT, Status.EXPERIMENTAL)
+    if present == (etype == Type.NONE) or (status == Status.EXPERIMENTAL and etype != Type.MANIFEST):
+        raise FormatError(f"manifest line {lineno}: inconsistent flags {flags!r}")
+    if not present and digest != ZERO_HASH:
+        raise FormatError(f"manifest line {lineno}: deleted entry with a hash")
+    if is_mom:
+        check_bundle_name(path)
+    else:
+        check_path(path, limits)
+    return Entry(
+        path=path,
+        type=etype,
+        hash=digest,
+        version=_int(version, "entry version", 1, limits.max_version),
+        size=_int(size, "entry size", 0, limits.max_file_bytes),
+        status=status,
+    )
+
+
+def loads(data: bytes, *, is_mom: bool = False, limits: Limits = LIMITS) -> Manifest:
+    """Parse manifest bytes, refusing anything not exactly in the format."""
+    cap = limits.max_mom_bytes if is_mom else limits.max_manifest_bytes
+    if len(data) > cap:
+        raise FormatError(f"manifest larger than {cap} bytes")
+    if not data.endswith(b"\n"):
+        raise FormatError("manifest does not end with a newline")
+    text = data.decode("utf-8", "surrogateescape")
+    head, sep, body = text.partition("\n\n")
+    if not sep:
+        raise FormatError("manifest has no blank line after its header")
+    hlines = head.split("\n")
+    if len(hlines) > limits.max_header_lines:
+        raise FormatError("manifest header too long")
+    first = hlines[0].split("\t")
+    if len(first) != 2 or first[0] != "MANIFEST":
+        raise FormatError("not a manifest (no MANIFEST line)")
+    fmt = _int(first[1], "format", 1, limits.max_version)
+    fields: dict[str, str] = {}
+    includes: list[str] = []
+    for lineno, line in enumerate(hlines[1:], start=2):
+        key, tab, value = line.partition(":\t")
+        if not tab or not key:
+            raise FormatError(f"manifest header line {lineno} malformed")
+        if key == "includes":
+            includes.append(check_bundle_name(value))
+        elif key in fields:
+            raise FormatError(f"manifest header repeats {key!r}")
+        else:
+            fields[key] = value
+    for key in ("version", "previous", "filecount", "timestamp", "contentsize"):
+        if key not in fields:
+            raise FormatError(f"manifest header lacks {key!r}")
+    lines = body.split("\n")[:-1] if body else []
+    count = _int(fields["filecount"], "filecount", 0, limits.max_entries)
+    if len(lines) != count:
+        raise FormatError(f"manifest declares {count} entries but holds {len(lines)}")
+    entries = [_entry(line, i, is_mom, limits) for i, line in enumerate(lines, start=len(hlines) + 2)]
+    if len({e.path for e in entries}) != len(entries):
+        raise FormatError("manifest lists a path twice")
+    m = Manifest(
+        format=fmt,
+        version=_int(fields["version"], "version", 1, limits.max_version),
+        previous=_int(fields["previous"], "previous", 0, limits.max_version),
+        timestamp=_int(fields["timestamp"], "timestamp", 0, 2**63 - 1),
+        entries=entries,
+        includes=includes,
+        compat=fields.get("compat", ""),
+    )
+    if any(e.version > m.version for e in entries):
+        raise FormatError("manifest entry newer than the manifest")
+    if _int(fields["contentsize"], "contentsize", 0, 2**63 - 1) != m.contentsize:
+        raise FormatError("manifest contentsize does not match its entries")
+    return m

@@ -1,0 +1,61 @@
+"""Rules for the paths and names that appear in manifests and in `www/`.
+
+A manifest path is the one thing from the update stream that becomes a file system name on the
+device, so it is checked here once, strictly: absolute, no empty, `.` or `..` component, no
+NUL, TAB or newline, bounded length. Paths are `str` decoded with `surrogateescape`, so any byte
+sequence a Linux file name can hold survives the round trip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import FormatError
+from .limits import LIMITS, Limits
+
+_FORBIDDEN = ("\0", "\t", "\n", "\r")
+_BUNDLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
+_RESERVED_BUNDLES = frozenset({"MoM", "full"})
+
+
+def check_path(path: str, limits: Limits = LIMITS) -> str:
+    """Return `path` if it is a valid manifest path, else raise `FormatError`."""
+    if not path.startswith("/"):
+        raise FormatError(f"path is not absolute: {path!r}")
+    raw = os.fsencode(path)
+    if len(raw) > limits.max_path_bytes:
+        raise FormatError(f"path longer than {limits.max_path_bytes} bytes: {path[:80]!r}...")
+    if any(c in path for c in _FORBIDDEN):
+        raise FormatError(f"path holds a control character: {path!r}")
+    if path == "/":
+        return path
+    for part in path[1:].split("/"):
+        if part in ("", ".", ".."):
+            raise FormatError(f"path has an empty, '.' or '..' component: {path!r}")
+        if len(os.fsencode(part)) > limits.max_name_bytes:
+            raise FormatError(f"path component longer than {limits.max_name_bytes} bytes: {path!r}")
+    return path
+
+
+def parents(path: str) -> list[str]:
+    """The ancestors of an absolute path, outermost first, without `/` itself."""
+    parts = path.split("/")[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def check_bundle_name(name: str) -> str:
+    """Return `name` if it may name a bundle (it becomes a file name in `www/`)."""
+    if not _BUNDLE_NAME.match(name) or name in _RESERVED_BUNDLES:
+        raise FormatError(f"invalid bundle name: {name!r}")
+    return name
+
+
+def is_bundle_name(name: str) -> bool:
+    """True if `name` is acceptable as a bundle name."""
+    return bool(_BUNDLE_NAME.match(name)) and name not in _RESERVED_BUNDLES
+
+
+def to_bytes(path: str) -> bytes:
+    """The on-disk bytes of a manifest path."""
+    return os.fsencode(path)

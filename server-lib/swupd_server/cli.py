@@ -1,0 +1,184 @@
+"""The `swupd-server` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from swupd.format import signing
+from swupd.format.errors import SwupdError, UsageError
+
+from . import __version__
+from .config import DEFAULT_EXPIRY_DAYS, DEFAULT_FORMAT, BuildConfig
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return int(text)
+
+
+def _versions(text: str) -> list[int]:
+    return [_positive(v) for v in text.replace(",", " ").split()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="swupd-server", description="Build signed swupd update content.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    k = sub.add_parser("keygen", help="make an Ed25519 signing key pair")
+    k.add_argument("--private", required=True, metavar="KEYFILE", help="private key to create (mode 0600)")
+    k.add_argument("--public", required=True, metavar="PUBFILE", help="public key to install on devices")
+
+    c = sub.add_parser("create-update", help="build one version of update content into www/")
+    c.add_argument("--www", required=True, help="the published tree; earlier versions in it are the history")
+    c.add_argument("--rootfs", required=True, help="root file system of the new version")
+    c.add_argument("--bundles", required=True, metavar="BUNDLES.toml", help="bundle definitions")
+    c.add_argument("--version", required=True, type=_positive, dest="os_version", metavar="V")
+    c.add_argument(
+        "--signing-key",
+        required=True,
+        action="append",
+        metavar="KEYFILE",
+        help="private key; repeat to sign with several keys",
+    )
+    c.add_argument("--format", type=_positive, default=DEFAULT_FORMAT, help="format number (default %(default)s)")
+    c.add_argument("--compat", default="", metavar="ID", help="compatibility id devices check (the machine)")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--delta-versions", type=_versions, metavar='"10 20"', help="make delta packs from these versions")
+    g.add_argument(
+        "--deltas",
+        type=int,
+        default=2,
+        metavar="K",
+        help="make delta packs from the last K versions (default %(default)s)",
+    )
+    c.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    c.add_argument("--strict", action="store_true", help="fail on ELF dependency problems instead of warning")
+    c.add_argument(
+        "--expiry-days",
+        type=_positive,
+        default=DEFAULT_EXPIRY_DAYS,
+        help="days until devices treat `latest` as stale (default %(default)s)",
+    )
+    c.add_argument("--fullfile-level", type=int, default=10, help="zstd level of fullfiles (default %(default)s)")
+
+    b = sub.add_parser("check-bundles", help="check that every ELF file of each bundle finds its libraries")
+    b.add_argument("--rootfs", required=True)
+    b.add_argument("--bundles", required=True, metavar="BUNDLES.toml")
+    b.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1)
+
+    r = sub.add_parser("report", help="write a static HTML page per stream into WWW/report/")
+    r.add_argument("--www", required=True)
+    r.add_argument("--output", help="directory for the pages (default WWW/report)")
+
+    s = sub.add_parser("refresh-latest", help="re-sign `latest` with a new expiry, without a new version")
+    s.add_argument("--www", required=True)
+    s.add_argument("--signing-key", required=True, action="append", metavar="KEYFILE")
+    s.add_argument("--format", type=_positive, default=DEFAULT_FORMAT)
+    s.add_argument("--expiry-days", type=_positive, default=DEFAULT_EXPIRY_DAYS)
+    return p
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    for path in (args.private, args.public):
+        if os.path.exists(path):
+            raise UsageError(f"{path} exists; refusing to overwrite a key")
+    key = signing.generate()
+    signing.write_private(key, args.private)
+    with open(args.public, "wb") as f:
+        f.write(key.public.dumps())
+    print(f"key {key.public.keyid}: private {args.private}, public {args.public}")
+    return 0
+
+
+def _create(args: argparse.Namespace) -> int:
+    from .pipeline import create_update
+
+    cfg = BuildConfig(
+        www=args.www,
+        rootfs=args.rootfs,
+        bundles_file=args.bundles,
+        version=args.os_version,
+        signing_keys=[signing.load_private(k) for k in args.signing_key],
+        format=args.format,
+        compat=args.compat,
+        delta_versions=args.delta_versions,
+        deltas=args.deltas,
+        jobs=args.jobs,
+        strict=args.strict,
+        expiry_days=args.expiry_days,
+        fullfile_level=args.fullfile_level,
+    )
+    print(create_update(cfg).text())
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from . import bundles as bl
+    from . import elfcheck, scan
+
+    specs = bl.load(args.bundles)
+    items = scan.scan(args.rootfs, args.jobs)
+    problems = elfcheck.check(items, specs, bl.assign(specs, items), args.jobs)
+    for p in problems:
+        print(p.text())
+    print(f"{len(problems)} problem(s) in {len(specs)} bundle(s)")
+    return 1 if problems else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    for page in write_report(args.www, args.output):
+        print(page)
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from swupd.format.latest import Latest
+
+    from .config import build_timestamp
+    from .history import History
+    from .publish import locked, write_latest
+
+    keys = [signing.load_private(k) for k in args.signing_key]
+    with locked(args.www):
+        version = History(args.www).latest(args.format)
+        if not version:
+            raise UsageError(f"no published version of format {args.format} in {args.www}")
+        now = build_timestamp()
+        record = Latest(version, args.format, now, now + args.expiry_days * 86400)
+        write_latest(args.www, record, keys)
+    print(f"latest of format {args.format} is {version}, expires at {record.expires}")
+    return 0
+
+
+COMMANDS = {
+    "keygen": _keygen,
+    "create-update": _create,
+    "check-bundles": _check,
+    "report": _report,
+    "refresh-latest": _refresh,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SwupdError as e:
+        print(f"swupd-server: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("swupd-server: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"swupd-server: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

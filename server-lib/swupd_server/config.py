@@ -1,0 +1,47 @@
+"""The settings of one build, gathered so every stage reads the same values."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from swupd.format.limits import LIMITS, Limits
+from swupd.format.signing import PrivateKey
+
+DEFAULT_FORMAT = 1
+DEFAULT_EXPIRY_DAYS = 90
+
+
+def build_timestamp() -> int:
+    """SOURCE_DATE_EPOCH when set (reproducible builds), else now."""
+    sde = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return int(sde) if sde.isdigit() else int(time.time())
+
+
+@dataclass
+class BuildConfig:
+    """Everything `create-update` needs to know; see `swupd-server create-update --help`."""
+
+    www: str
+    rootfs: str
+    bundles_file: str
+    version: int
+    signing_keys: list[PrivateKey]
+    format: int = DEFAULT_FORMAT
+    compat: str = ""
+    delta_versions: list[int] | None = None
+    deltas: int = 2
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    strict: bool = False
+    fullfile_codec: str = "zstd"
+    fullfile_level: int = 10
+    delta_codecs: tuple[str, ...] = ("zstd-dict", "bsdiff")
+    delta_level: int = 19
+    expiry_days: int = DEFAULT_EXPIRY_DAYS
+    timestamp: int = field(default_factory=build_timestamp)
+    limits: Limits = LIMITS
+
+    @property
+    def expires(self) -> int:
+        return self.timestamp + self.expiry_days * 86400

@@ -1,0 +1,82 @@
+"""What earlier builds left in `www/`: the history a new version is built on.
+
+The published tree is the build side's only state: earlier manifests give each file's
+last-changed version, earlier fullfiles give the old contents that deltas are made against.
+So a build machine needs nothing but a copy of `www/` to continue a stream.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+from swupd.format import layout
+from swupd.format import manifest as mf
+from swupd.format.errors import BuildError, FormatError, SwupdError
+from swupd.format.fullfile import Meta
+from swupd.format.fullfile import read as read_fullfile
+from swupd.format.latest import loads as load_latest
+
+
+class History:
+    """Read-only view of an existing `www/` tree."""
+
+    def __init__(self, www: str) -> None:
+        self.www = www
+
+    def path(self, rel: str) -> str:
+        return os.path.join(self.www, rel)
+
+    @cached_property
+    def versions(self) -> list[int]:
+        """Every published version (a directory holding a Manifest.MoM), ascending."""
+        if not os.path.isdir(self.www):
+            return []
+        found = []
+        for name in os.listdir(self.www):
+            if name.isdigit() and os.path.isfile(self.path(layout.mom(int(name)))):
+                found.append(int(name))
+        return sorted(found)
+
+    def latest(self, fmt: int) -> int:
+        """The version `version/format<fmt>/latest` points at, 0 if none."""
+        try:
+            with open(self.path(layout.latest(fmt)), "rb") as f:
+                return load_latest(f.read()).version
+        except FileNotFoundError:
+            return 0
+        except FormatError as e:
+            raise BuildError(f"{layout.latest(fmt)} in {self.www} is corrupt: {e}") from None
+
+    def highest(self) -> int:
+        return self.versions[-1] if self.versions else 0
+
+    def mom(self, version: int) -> mf.Manifest:
+        return self._load(layout.mom(version), True)
+
+    def manifest(self, version: int, bundle: str) -> mf.Manifest:
+        return self._load(layout.manifest(version, bundle), False)
+
+    def _load(self, rel: str, is_mom: bool) -> mf.Manifest:
+        try:
+            with open(self.path(rel), "rb") as f:
+                return mf.loads(f.read(), is_mom=is_mom)
+        except OSError as e:
+            raise BuildError(f"cannot read {rel} from {self.www}: {e.strerror}") from None
+        except SwupdError as e:
+            raise BuildError(f"{rel} in {self.www} is corrupt: {e}") from None
+
+    def bundle_manifests(self, version: int) -> dict[str, mf.Manifest]:
+        """The present bundles of a version with their manifests."""
+        return {e.path: self.manifest(e.version, e.path) for e in self.mom(version).entries if e.present}
+
+    def fullfile_path(self, version: int, digest: str) -> str | None:
+        p = self.path(layout.fullfile(version, digest))
+        return p if os.path.exists(p) else None
+
+    def read_fullfile(self, version: int, digest: str, size: int) -> tuple[Meta, bytes]:
+        p = self.fullfile_path(version, digest)
+        if p is None:
+            raise BuildError(f"history lacks {layout.fullfile(version, digest)}")
+        with open(p, "rb") as f:
+            return read_fullfile(f, digest, size)

@@ -1,0 +1,127 @@
+"""Build stage 4: zero packs and delta packs.
+
+A pack is an uncompressed tar of ready-made objects: `staged/<hash>.tar` members are fullfiles
+byte for byte, `delta/<old>-<new>` members are deltas. Members are already compressed, so the
+device verifies and caches each exactly as if it had fetched it alone. A zero pack holds a
+whole bundle; a delta pack holds, for one earlier bundle version, a delta for every changed
+file where one pays off and the fullfile of everything else that is new.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass, field
+
+from swupd.format import layout
+from swupd.format.manifest import Manifest
+
+from .config import BuildConfig
+from .deltas import DeltaReport, PackPlan
+from .fullfiles import FullfileReport
+from .history import History
+from .manifests import ManifestReport
+
+
+@dataclass
+class PackInfo:
+    bundle: str
+    version: int
+    from_version: int
+    path: str
+    bytes: int
+    deltas: int
+    fullfiles: int
+
+
+@dataclass
+class PackReport:
+    packs: list[PackInfo] = field(default_factory=list)
+
+    def summary(self) -> str:
+        zero = [p for p in self.packs if p.from_version == 0]
+        delta = [p for p in self.packs if p.from_version]
+        return (
+            f"packs: {len(zero)} zero packs ({sum(p.bytes for p in zero)} bytes), {len(delta)} delta "
+            f"packs ({sum(p.bytes for p in delta)} bytes, {sum(p.deltas for p in delta)} deltas)"
+        )
+
+
+def _write(dest: str, members: list[tuple[str, str]], mtime: int) -> int:
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = dest + ".tmp"
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("delta", "staged"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, mtime
+            tar.addfile(info)
+        for name, src in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = os.path.getsize(src), 0o644, mtime
+            with open(src, "rb") as f:
+                tar.addfile(info, f)
+    # Drop the padding to tar's 10 KiB record size; the end-of-archive blocks stay.
+    os.truncate(tmp, tar.offset)
+    os.replace(tmp, dest)
+    return os.path.getsize(dest)
+
+
+def _fullfile(fullfiles: FullfileReport, history: History, version: int, digest: str) -> str:
+    return fullfiles.paths.get(digest) or history.path(layout.fullfile(version, digest))
+
+
+def _zero_members(m: Manifest, fullfiles: FullfileReport, history: History) -> list[tuple[str, str]]:
+    members, seen = [], set()
+    for e in sorted(m.entries, key=lambda e: e.hash):
+        if e.present and e.hash not in seen:
+            seen.add(e.hash)
+            members.append((layout.pack_fullfile_member(e.hash), _fullfile(fullfiles, history, e.version, e.hash)))
+    return members
+
+
+def _delta_members(
+    plan: PackPlan, deltas: DeltaReport, fullfiles: FullfileReport, history: History
+) -> tuple[list[tuple[str, str]], int]:
+    # Content the old bundle already has, under any path, is copied on the device, not sent.
+    old = {e.hash for e in plan.old.entries if e.present}
+    members: dict[str, str] = {}
+    ndeltas = 0
+    for e in plan.new.entries:
+        if not e.present or e.version <= plan.from_version or e.hash in old:
+            continue
+        source = plan.pairs.get(e.hash)
+        delta = deltas.paths.get((source, e.hash)) if source else None
+        if delta:
+            name = layout.pack_delta_member(source, e.hash)
+            if name not in members:
+                members[name] = delta
+                ndeltas += 1
+        else:
+            members.setdefault(layout.pack_fullfile_member(e.hash), _fullfile(fullfiles, history, e.version, e.hash))
+    return sorted(members.items()), ndeltas
+
+
+def build(
+    report: ManifestReport,
+    deltas: DeltaReport,
+    fullfiles: FullfileReport,
+    history: History,
+    stage: str,
+    cfg: BuildConfig,
+) -> PackReport:
+    out = PackReport()
+    for name, result in sorted(report.bundles.items()):
+        if not result.written:
+            continue
+        rel = layout.pack(cfg.version, name, 0)
+        members = _zero_members(result.manifest, fullfiles, history)
+        size = _write(os.path.join(stage, rel), members, cfg.timestamp)
+        out.packs.append(PackInfo(name, cfg.version, 0, rel, size, 0, len(members)))
+    for plan in deltas.plans:
+        rel = layout.pack(plan.version, plan.bundle, plan.from_version)
+        members, ndeltas = _delta_members(plan, deltas, fullfiles, history)
+        size = _write(os.path.join(stage, rel), members, cfg.timestamp)
+        out.packs.append(
+            PackInfo(plan.bundle, plan.version, plan.from_version, rel, size, ndeltas, len(members) - ndeltas)
+        )
+    return out

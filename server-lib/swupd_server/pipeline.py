@@ -1,0 +1,91 @@
+"""`create-update`: the build stages in order, each returning its own small report."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+
+from swupd.format.errors import BuildError, UsageError
+
+from . import bundles as bl
+from . import deltas, elfcheck, fullfiles, manifests, packs, publish, scan, sign
+from .config import BuildConfig
+from .history import History
+
+
+@dataclass
+class BuildReport:
+    """What a build did, stage by stage, with the seconds each took."""
+
+    version: int
+    stages: list[tuple[str, float, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, name: str, started: float, summary: str) -> None:
+        self.stages.append((name, time.monotonic() - started, summary))
+
+    def text(self) -> str:
+        lines = [f"version {self.version}:"]
+        lines += [f"  {name:<10} {secs:7.2f}s  {summary}" for name, secs, summary in self.stages]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        total = sum(s for _, s, _ in self.stages)
+        lines.append(f"  {'total':<10} {total:7.2f}s")
+        return "\n".join(lines)
+
+
+def create_update(cfg: BuildConfig) -> BuildReport:
+    """Build version `cfg.version` of the stream in `cfg.www` from `cfg.rootfs`."""
+    report = BuildReport(cfg.version)
+    if not 0 < cfg.version <= cfg.limits.max_version:
+        raise UsageError(f"version must be between 1 and {cfg.limits.max_version}")
+    if not cfg.signing_keys:
+        raise UsageError("a signing key is required")
+    bundle_specs = bl.load(cfg.bundles_file)
+    with publish.locked(cfg.www):
+        history = History(cfg.www)
+        highest = history.highest()
+        if cfg.version <= highest:
+            raise UsageError(f"version {cfg.version} is not above the latest published version {highest}")
+        deltas.source_versions(history, cfg)
+
+        t = time.monotonic()
+        items = scan.scan(cfg.rootfs, cfg.jobs)
+        scan.stamp_os_release(items, cfg.rootfs, cfg.version, cfg.timestamp)
+        for name, spec in bundle_specs.items():
+            marker = bl.marker(name)
+            scan.add_generated(items, marker, b"", cfg.timestamp)
+            spec.patterns.append(marker)
+        claimed = bl.assign(bundle_specs, items)
+        report.add("scan", t, f"{len(items)} objects in {cfg.rootfs}")
+
+        t = time.monotonic()
+        problems = elfcheck.check(items, bundle_specs, claimed, cfg.jobs)
+        report.warnings += [p.text() for p in problems]
+        if problems and cfg.strict:
+            raise BuildError(f"{len(problems)} ELF dependency problem(s); first: {problems[0].text()}")
+        report.add("elf-check", t, f"{len(problems)} problem(s)")
+
+        stage = publish.stage_dir(cfg.www, cfg.version)
+        try:
+            t = time.monotonic()
+            mreport = manifests.build(items, bundle_specs, claimed, history, cfg)
+            report.add("manifests", t, mreport.summary())
+            t = time.monotonic()
+            sreport = sign.build(mreport, stage, cfg)
+            report.add("sign", t, sreport.summary())
+            t = time.monotonic()
+            freport = fullfiles.build(mreport, items, history, stage, cfg)
+            report.add("fullfiles", t, freport.summary())
+            t = time.monotonic()
+            dreport = deltas.build(mreport, items, history, freport, stage, cfg)
+            report.add("deltas", t, dreport.summary())
+            t = time.monotonic()
+            preport = packs.build(mreport, dreport, freport, history, stage, cfg)
+            report.add("packs", t, preport.summary())
+            t = time.monotonic()
+            pub = publish.publish(stage, cfg, sreport.latest)
+            report.add("publish", t, pub.summary())
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    return report

@@ -1,0 +1,121 @@
+"""Build stage 6: making a staged version visible, atomically.
+
+Everything of a build is written into a staging directory inside `www/` and moved into place
+with renames; the `latest` pointer is replaced last. Readers therefore see either the old
+stream or the whole new version, never a half-published one, and a failed build leaves only
+a staging directory that the next build removes. A lock file keeps two builds apart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from swupd.format import latest as latest_fmt
+from swupd.format import layout, signing
+from swupd.format.errors import BuildError
+
+from .config import BuildConfig
+
+LOCK = ".lock"
+
+
+@contextmanager
+def locked(www: str) -> Iterator[None]:
+    """Hold the stream's lock for the duration of a build."""
+    os.makedirs(www, exist_ok=True)
+    fd = os.open(os.path.join(www, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildError(f"another build holds the lock on {www}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def stage_dir(www: str, version: int) -> str:
+    path = os.path.join(www, f".stage-{version}")
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+    return path
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+def write_latest(www: str, record: latest_fmt.Latest, keys: list[signing.PrivateKey]) -> None:
+    """Replace `latest` and its signature so that every pair a reader can see verifies.
+
+    The signature file first holds signatures over both the old and the new pointer, then
+    the pointer is replaced, then the old signatures are dropped.
+    """
+    path = os.path.join(www, layout.latest(record.format))
+    sig_path = os.path.join(www, layout.sig(layout.latest(record.format)))
+    new = record.dumps()
+    new_sig = signing.sign(new, keys)
+    try:
+        with open(path, "rb") as f:
+            old = f.read()
+        write_atomic(sig_path, new_sig + signing.sign(old, keys))
+    except FileNotFoundError:
+        pass
+    write_atomic(path, new)
+    write_atomic(sig_path, new_sig)
+
+
+@dataclass
+class PublishReport:
+    version: int
+    www: str
+    files: int
+
+    def summary(self) -> str:
+        return f"published version {self.version} into {self.www} ({self.files} files)"
+
+
+def publish(stage: str, cfg: BuildConfig, record: latest_fmt.Latest) -> PublishReport:
+    own = layout.version_dir(cfg.version)
+    count = 0
+    for name in sorted(os.listdir(stage)):
+        if name == own or not name.isdigit():
+            continue
+        # Packs for an older bundle version: immutable files added beside that version.
+        for root, _, files in os.walk(os.path.join(stage, name)):
+            rel = os.path.relpath(root, stage)
+            os.makedirs(os.path.join(cfg.www, rel), exist_ok=True)
+            for f in files:
+                os.replace(os.path.join(root, f), os.path.join(cfg.www, rel, f))
+                count += 1
+    for _, _, files in os.walk(os.path.join(stage, own)):
+        count += len(files)
+    target = os.path.join(cfg.www, own)
+    if os.path.exists(target):
+        raise BuildError(f"version {cfg.version} appeared in {cfg.www} during the build")
+    os.rename(os.path.join(stage, own), target)
+    _fsync_dir(cfg.www)
+    write_latest(cfg.www, record, cfg.signing_keys)
+    shutil.rmtree(stage)
+    return PublishReport(cfg.version, cfg.www, count + 2)

@@ -1,0 +1,196 @@
+"""Reading a root file system into hashed items.
+
+Walks the tree without following symlinks, records type, mode, ownership, size and hashed
+xattrs of every object, and hashes regular files in worker processes. Only metadata is kept in
+memory; contents are streamed. Device nodes, sockets and FIFOs cannot be expressed in the
+format and are refused by name rather than dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from swupd.format import filehash
+from swupd.format.errors import BuildError, FormatError, UsageError
+from swupd.format.fullfile import Meta
+from swupd.format.manifest import Type
+from swupd.format.paths import check_path, parents
+
+OS_RELEASE = "/usr/lib/os-release"
+
+
+@dataclass
+class Item:
+    """One object of the tree: where its bytes come from and what its hash is."""
+
+    path: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+    linkname: str = ""
+    source: str = ""
+    data: bytes | None = None
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+    hash: str = ""
+
+    @property
+    def type(self) -> Type:
+        if stat.S_ISDIR(self.mode):
+            return Type.DIRECTORY
+        if stat.S_ISLNK(self.mode):
+            return Type.SYMLINK
+        return Type.FILE
+
+    @property
+    def entry_size(self) -> int:
+        """Size as the manifest records it: bytes of a file, length of a link target."""
+        if stat.S_ISDIR(self.mode):
+            return 0
+        if stat.S_ISLNK(self.mode):
+            return len(os.fsencode(self.linkname))
+        return self.size
+
+    def meta(self, clamp: int) -> Meta:
+        return Meta(self.mode, self.uid, self.gid, min(self.mtime, clamp), self.size, self.linkname, self.xattrs)
+
+    def open(self):
+        """The content as a readable binary stream."""
+        import io
+
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        return open(self.source, "rb")
+
+
+def _walk(root: str) -> tuple[list[Item], list[str]]:
+    items: list[Item] = []
+    special: list[str] = []
+    stack = [("", root)]
+    while stack:
+        rel, host = stack.pop()
+        try:
+            entries = sorted(os.scandir(host), key=lambda e: os.fsencode(e.name))
+        except OSError as e:
+            raise BuildError(f"cannot read directory {host}: {e.strerror}") from None
+        for de in entries:
+            path = f"{rel}/{de.name}"
+            st = de.stat(follow_symlinks=False)
+            mode = st.st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                special.append(path)
+                continue
+            try:
+                check_path(path)
+            except FormatError as e:
+                raise BuildError(f"unusable path in rootfs: {e}") from None
+            item = Item(path, mode, st.st_uid, st.st_gid, st.st_size, int(st.st_mtime), source=de.path)
+            if stat.S_ISLNK(mode):
+                item.linkname = os.fsdecode(os.readlink(de.path))
+                item.size = 0
+            elif stat.S_ISDIR(mode):
+                item.size = 0
+                stack.append((path, de.path))
+            items.append(item)
+    return items, special
+
+
+def _hash_one(args: tuple[str, int, int, int, int, str]) -> tuple[str, dict[str, bytes]]:
+    source, mode, uid, gid, size, linkname = args
+    if stat.S_ISLNK(mode):
+        return filehash.hash_symlink(linkname, uid, gid), {}
+    xattrs = filehash.read_xattrs(source)
+    if stat.S_ISDIR(mode):
+        return filehash.hash_directory(mode, uid, gid, xattrs), xattrs
+    with open(source, "rb") as f:
+        return filehash.hash_stream(f, size, mode, uid, gid, xattrs), xattrs
+
+
+def rehash(item: Item) -> None:
+    """Hash an item whose content is given in memory."""
+    if item.data is not None:
+        item.size = len(item.data)
+        item.hash = filehash.hash_bytes(item.data, item.mode, item.uid, item.gid, item.xattrs)
+    else:
+        item.hash, item.xattrs = _hash_one((item.source, item.mode, item.uid, item.gid, item.size, item.linkname))
+
+
+def scan(root: str, jobs: int) -> dict[str, Item]:
+    """All objects below `root` (the root directory itself excluded), hashed, by path."""
+    if not os.path.isdir(root):
+        raise UsageError(f"rootfs is not a directory: {root}")
+    items, special = _walk(root)
+    if special:
+        shown = ", ".join(special[:10]) + (f" and {len(special) - 10} more" if len(special) > 10 else "")
+        raise BuildError(f"rootfs holds device nodes, sockets or FIFOs, which updates cannot carry: {shown}")
+    args = [(i.source, i.mode, i.uid, i.gid, i.size, i.linkname) for i in items]
+    try:
+        if jobs > 1 and len(items) > 256:
+            with ProcessPoolExecutor(jobs) as pool:
+                results = list(pool.map(_hash_one, args, chunksize=64))
+        else:
+            results = [_hash_one(a) for a in args]
+    except OSError as e:
+        raise BuildError(f"cannot read {e.filename}: {e.strerror}") from None
+    for item, (digest, xattrs) in zip(items, results, strict=True):
+        item.hash, item.xattrs = digest, xattrs
+    return {i.path: i for i in items}
+
+
+def _parse_os_release(text: str) -> list[tuple[str, str]]:
+    out = []
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if eq and key.strip() and not key.lstrip().startswith("#"):
+            out.append((key.strip(), value.strip()))
+    return out
+
+
+def stamp_os_release(items: dict[str, Item], root: str, version: int, clamp: int) -> Item:
+    """Make `/usr/lib/os-release` a regular file whose VERSION_ID is the published version.
+
+    Other fields are kept from the input (following a symlink inside the tree); `/etc/os-release`,
+    when it is a regular file, gets the same content so both always agree.
+    """
+    fields: list[tuple[str, str]] = []
+    for candidate in (OS_RELEASE, "/etc/os-release"):
+        host = os.path.join(root, candidate.lstrip("/"))
+        real = os.path.realpath(host)
+        if real.startswith(os.path.realpath(root) + os.sep) and os.path.isfile(real):
+            with open(real, encoding="utf-8", errors="surrogateescape") as f:
+                fields = _parse_os_release(f.read())
+            break
+    fields = [(k, v) for k, v in fields if k != "VERSION_ID"] or [("NAME", '"Linux"'), ("ID", "linux")]
+    fields.append(("VERSION_ID", str(version)))
+    data = "".join(f"{k}={v}\n" for k, v in fields).encode("utf-8", "surrogateescape")
+    targets = [OS_RELEASE]
+    etc = items.get("/etc/os-release")
+    if etc is not None and stat.S_ISREG(etc.mode):
+        targets.append("/etc/os-release")
+    for path in targets:
+        add_generated(items, path, data, clamp)
+    return items[OS_RELEASE]
+
+
+def add_generated(items: dict[str, Item], path: str, data: bytes, clamp: int) -> Item:
+    """Put a file made by the build into the tree, keeping the mode and owner of one it replaces,
+    and creating missing parent directories (0755, root)."""
+    for parent in parents(path):
+        if parent not in items:
+            d = Item(parent, stat.S_IFDIR | 0o755, 0, 0, 0, clamp)
+            rehash(d)
+            items[parent] = d
+        elif not stat.S_ISDIR(items[parent].mode):
+            raise BuildError(f"cannot add {path}: {parent} is not a directory in the rootfs")
+    old = items.get(path)
+    if old is not None and stat.S_ISDIR(old.mode):
+        raise BuildError(f"cannot add {path}: it is a directory in the rootfs")
+    uid, gid, mode = (old.uid, old.gid, old.mode) if old and stat.S_ISREG(old.mode) else (0, 0, 0o100644)
+    item = Item(path, mode, uid, gid, len(data), clamp, data=data)
+    rehash(item)
+    items[path] = item
+    return item

@@ -1,0 +1,43 @@
+"""Build stage 5: signatures over the MoM and the `latest` pointer.
+
+Only these two are signed; the MoM pins every bundle manifest's hash, and manifests pin every
+file's hash, so a signature over the MoM authenticates the whole version.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from swupd.format import latest as latest_fmt
+from swupd.format import layout, signing
+
+from .config import BuildConfig
+from .manifests import ManifestReport
+
+
+@dataclass
+class SignReport:
+    keyids: list[str]
+    latest: latest_fmt.Latest
+
+    def summary(self) -> str:
+        return f"signed by {', '.join(self.keyids)}; latest expires at {self.latest.expires}"
+
+
+def latest_record(cfg: BuildConfig) -> latest_fmt.Latest:
+    return latest_fmt.Latest(cfg.version, cfg.format, cfg.timestamp, cfg.expires)
+
+
+def build(report: ManifestReport, stage: str, cfg: BuildConfig) -> SignReport:
+    vdir = os.path.join(stage, layout.version_dir(cfg.version))
+    os.makedirs(vdir, exist_ok=True)
+    with open(os.path.join(stage, layout.mom(cfg.version)), "wb") as f:
+        f.write(report.mom_data)
+    with open(os.path.join(stage, layout.sig(layout.mom(cfg.version))), "wb") as f:
+        f.write(signing.sign(report.mom_data, cfg.signing_keys))
+    for name, result in report.bundles.items():
+        if result.written:
+            with open(os.path.join(stage, layout.manifest(cfg.version, name)), "wb") as f:
+                f.write(result.data)
+    return SignReport([k.public.keyid for k in cfg.signing_keys], latest_record(cfg))
