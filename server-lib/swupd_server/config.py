@@ -38,6 +38,8 @@ class BuildConfig:
     fullfile_level: int = 10
     delta_codecs: tuple[str, ...] = ("zstd-dict", "bsdiff")
     delta_level: int = 19
+    zero_pack_level: int = 3
+    delta_pack_level: int = 19
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     timestamp: int = field(default_factory=build_timestamp)
     limits: Limits = LIMITS

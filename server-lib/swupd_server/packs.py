@@ -1,8 +1,9 @@
 """Build stage 4: zero packs and delta packs.
 
-A pack is an uncompressed tar of ready-made objects: `staged/<hash>.tar` members are fullfiles
-byte for byte, `delta/<old>-<new>` members are deltas. Members are already compressed, so the
-device verifies and caches each exactly as if it had fetched it alone. A zero pack holds a
+A pack is a zstd-compressed tar of ready-made objects: `staged/<hash>.tar` members are
+fullfiles byte for byte, `delta/<old>-<new>` members are deltas, so the device verifies and
+caches each exactly as if it had fetched it alone. The outer compression mostly removes tar's
+per-member headers, which otherwise cost as much as the deltas of a small update. A zero pack holds a
 whole bundle; a delta pack holds, for one earlier bundle version, a delta for every changed
 file where one pays off and the fullfile of everything else that is new.
 """
@@ -13,6 +14,7 @@ import os
 import tarfile
 from dataclasses import dataclass, field
 
+import zstandard
 from swupd.format import layout
 from swupd.format.manifest import Manifest
 
@@ -47,21 +49,21 @@ class PackReport:
         )
 
 
-def _write(dest: str, members: list[tuple[str, str]], mtime: int) -> int:
+def _write(dest: str, members: list[tuple[str, str]], mtime: int, level: int) -> int:
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = dest + ".tmp"
-    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        for d in ("delta", "staged"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, mtime
-            tar.addfile(info)
-        for name, src in members:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = os.path.getsize(src), 0o644, mtime
-            with open(src, "rb") as f:
-                tar.addfile(info, f)
-    # Drop the padding to tar's 10 KiB record size; the end-of-archive blocks stay.
-    os.truncate(tmp, tar.offset)
+    params = zstandard.ZstdCompressionParameters.from_level(level, window_log=23)
+    with open(tmp, "wb") as raw, zstandard.ZstdCompressor(compression_params=params).stream_writer(raw) as zw:
+        with tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for d in ("delta", "staged"):
+                info = tarfile.TarInfo(d)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, mtime
+                tar.addfile(info)
+            for name, src in members:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = os.path.getsize(src), 0o644, mtime
+                with open(src, "rb") as f:
+                    tar.addfile(info, f)
     os.replace(tmp, dest)
     return os.path.getsize(dest)
 
@@ -115,12 +117,12 @@ def build(
             continue
         rel = layout.pack(cfg.version, name, 0)
         members = _zero_members(result.manifest, fullfiles, history)
-        size = _write(os.path.join(stage, rel), members, cfg.timestamp)
+        size = _write(os.path.join(stage, rel), members, cfg.timestamp, cfg.zero_pack_level)
         out.packs.append(PackInfo(name, cfg.version, 0, rel, size, 0, len(members)))
     for plan in deltas.plans:
         rel = layout.pack(plan.version, plan.bundle, plan.from_version)
         members, ndeltas = _delta_members(plan, deltas, fullfiles, history)
-        size = _write(os.path.join(stage, rel), members, cfg.timestamp)
+        size = _write(os.path.join(stage, rel), members, cfg.timestamp, cfg.delta_pack_level)
         out.packs.append(
             PackInfo(plan.bundle, plan.version, plan.from_version, rel, size, ndeltas, len(members) - ndeltas)
         )

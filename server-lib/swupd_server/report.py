@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 
 import jinja2
-
 from swupd.format import layout
 
 from .history import History
