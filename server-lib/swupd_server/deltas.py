@@ -29,6 +29,7 @@ from .manifests import ManifestReport
 from .scan import Item
 
 _DIGITS = re.compile(r"\d+")
+_NONE = ".none"
 
 
 @dataclass
@@ -108,9 +109,27 @@ def _pairs(old: Manifest, new: Manifest, since: int, cfg: BuildConfig) -> tuple[
     return pairs, renamed
 
 
+def _cached(dest: str) -> tuple[str, int] | None:
+    """A result an earlier build already reached for this pair, if any."""
+    if os.path.exists(dest + _NONE):
+        return "", 0
+    try:
+        with open(dest, "rb") as f:
+            head = f.read(64)
+        return codec.codec_name(head), os.path.getsize(dest)
+    except (OSError, SwupdError):
+        return None
+
+
 def _make_one(job: tuple) -> tuple[str, int]:
-    """Make, verify and store the best delta for one pair; ('', 0) when none pays off."""
+    """Make, verify and store the best delta for one pair; ('', 0) when none pays off.
+
+    Results, including "no delta pays off", are kept in the build cache by hash pair, so a
+    rebuild only computes deltas for content it has not seen before."""
     old_ff, old_hash, old_size, new_source, new_data, meta, new_hash, dest, limit, codecs, level = job
+    known = _cached(dest)
+    if known is not None:
+        return known
     try:
         with open(old_ff, "rb") as f:
             _old_meta, old = read_fullfile(f, old_hash, old_size)
@@ -126,11 +145,11 @@ def _make_one(job: tuple) -> tuple[str, int]:
         blob = codec.ENCODERS[codec.CODECS[name]](old, new_data, meta, level)
         if not best or len(blob) < len(best):
             best, best_name = blob, name
-    if not best or len(best) >= limit:
-        return "", 0
-    got_meta, got = codec.apply(old, best)
-    digest = filehash.hash_bytes(got, got_meta.mode, got_meta.uid, got_meta.gid, got_meta.xattrs)
-    if digest != new_hash:
+    if best:
+        got_meta, got = codec.apply(old, best)
+        digest = filehash.hash_bytes(got, got_meta.mode, got_meta.uid, got_meta.gid, got_meta.xattrs)
+    if not best or len(best) >= limit or digest != new_hash:
+        open(dest + _NONE, "wb").close()
         return "", 0
     with open(dest + ".tmp", "wb") as f:
         f.write(best)
@@ -147,8 +166,7 @@ def build(
     cfg: BuildConfig,
 ) -> DeltaReport:
     out = DeltaReport(sources=source_versions(history, cfg))
-    work = os.path.join(stage, "work", "deltas")
-    os.makedirs(work, exist_ok=True)
+    os.makedirs(history.path(os.path.dirname(layout.cached_delta("a", "b"))), exist_ok=True)
     jobs: dict[tuple[str, str], tuple] = {}
     planned: set[tuple[str, int]] = set()
     for source in out.sources:
@@ -181,7 +199,7 @@ def build(
                 limit = _fullfile_size(fullfiles, target)
                 if old_ff is None or not stat.S_ISREG(item.mode) or limit is None:
                     continue
-                dest = os.path.join(work, f"{prev.hash}-{new_hash}")
+                dest = history.path(layout.cached_delta(prev.hash, new_hash))
                 jobs[key] = (
                     old_ff,
                     prev.hash,

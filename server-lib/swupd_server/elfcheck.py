@@ -9,6 +9,7 @@ is reported with both paths.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import stat
@@ -112,18 +113,56 @@ def _ld_conf_dirs(items: dict[str, Item]) -> list[str]:
     return dirs
 
 
-def check(
-    items: dict[str, Item], specs: dict[str, bl.Bundle], claimed: dict[str, set[str]], jobs: int = 1
-) -> list[Problem]:
-    """Every unresolvable dependency of every bundle's ELF files."""
+def _load_cache(path: str | None) -> dict[str, list | None]:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_cache(path: str | None, cache: dict[str, list | None]) -> None:
+    if not path:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(cache, f, separators=(",", ":"))
+    os.replace(path + ".tmp", path)
+
+
+def read_all(items: dict[str, Item], jobs: int = 1, cache_path: str | None = None) -> dict[str, tuple]:
+    """(needed, search path, interpreter) of every ELF file, by path.
+
+    Results are cached by content hash, so a rebuild parses only files it has not seen."""
+    cache = _load_cache(cache_path)
     candidates = [p for p, i in items.items() if stat.S_ISREG(i.mode) and i.size > 64 and i.data is None]
-    sources = [items[p].source for p in candidates]
+    todo = [p for p in candidates if items[p].hash not in cache]
+    sources = [items[p].source for p in todo]
     if jobs > 1 and len(sources) > 256:
         with ProcessPoolExecutor(jobs) as pool:
             parsed = list(pool.map(_read_elf, sources, chunksize=64))
     else:
         parsed = [_read_elf(s) for s in sources]
-    elves = {p: r for p, r in zip(candidates, parsed, strict=True) if r is not None}
+    for p, r in zip(todo, parsed, strict=True):
+        cache[items[p].hash] = list(r) if r is not None else None
+    if todo:
+        live = {items[p].hash for p in candidates}
+        _save_cache(cache_path, {h: v for h, v in cache.items() if h in live})
+    return {p: tuple(cache[items[p].hash]) for p in candidates if cache.get(items[p].hash) is not None}
+
+
+def check(
+    items: dict[str, Item],
+    specs: dict[str, bl.Bundle],
+    claimed: dict[str, set[str]],
+    jobs: int = 1,
+    cache_path: str | None = None,
+) -> list[Problem]:
+    """Every unresolvable dependency of every bundle's ELF files."""
+    elves = read_all(items, jobs, cache_path)
     extra_dirs = _ld_conf_dirs(items)
     owners: dict[str, list[str]] = {}
     for name, paths in claimed.items():

@@ -6,6 +6,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
 
 from . import bundles as bl
@@ -60,7 +61,8 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         report.add("scan", t, f"{len(items)} objects in {cfg.rootfs}")
 
         t = time.monotonic()
-        problems = elfcheck.check(items, bundle_specs, claimed, cfg.jobs)
+        elf_cache = history.path(layout.elf_cache())
+        problems = elfcheck.check(items, bundle_specs, claimed, cfg.jobs, elf_cache)
         report.warnings += [p.text() for p in problems]
         if problems and cfg.strict:
             raise BuildError(f"{len(problems)} ELF dependency problem(s); first: {problems[0].text()}")

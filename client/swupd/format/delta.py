@@ -85,6 +85,17 @@ def encode_bsdiff(old: bytes, new: bytes, meta: Meta, level: int = 19) -> bytes:
 ENCODERS = {ZSTD_DICT: encode_zstd_dict, BSDIFF: encode_bsdiff}
 
 
+def codec_name(delta: bytes) -> str:
+    """The codec of a delta, from its fixed-size header alone."""
+    if len(delta) < _HEADER.size:
+        raise FormatError("delta too short")
+    magic, number = _HEADER.unpack_from(delta)[:2]
+    names = {v: k for k, v in CODECS.items()}
+    if magic != MAGIC or number not in names:
+        raise FormatError("not a delta of a known codec")
+    return names[number]
+
+
 def header(delta: bytes, limits: Limits = LIMITS) -> tuple[int, int, Meta, int]:
     """(codec, old size, new object's metadata, payload offset) of a delta, checked for form."""
     if len(delta) < _HEADER.size:
