@@ -39,7 +39,7 @@ class BuildConfig:
     delta_codecs: tuple[str, ...] = ("zstd-dict", "bsdiff")
     delta_level: int = 19
     zero_pack_level: int = 3
-    delta_pack_level: int = 19
+    delta_pack_level: int = 9
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     timestamp: int = field(default_factory=build_timestamp)
     limits: Limits = LIMITS

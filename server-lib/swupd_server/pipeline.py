@@ -51,7 +51,7 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         deltas.source_versions(history, cfg)
 
         t = time.monotonic()
-        items = scan.scan(cfg.rootfs, cfg.jobs)
+        items = scan.scan(cfg.rootfs, cfg.jobs, history.path(layout.scan_cache()))
         scan.stamp_os_release(items, cfg.rootfs, cfg.version, cfg.timestamp)
         for name, spec in bundle_specs.items():
             marker = bl.marker(name)

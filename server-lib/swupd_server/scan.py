@@ -8,6 +8,7 @@ format and are refused by name rather than dropped.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from concurrent.futures import ProcessPoolExecutor
@@ -37,6 +38,7 @@ class Item:
     data: bytes | None = None
     xattrs: dict[str, bytes] = field(default_factory=dict)
     hash: str = ""
+    stamp: tuple[int, ...] = ()
 
     @property
     def type(self) -> Type:
@@ -89,6 +91,7 @@ def _walk(root: str) -> tuple[list[Item], list[str]]:
             except FormatError as e:
                 raise BuildError(f"unusable path in rootfs: {e}") from None
             item = Item(path, mode, st.st_uid, st.st_gid, st.st_size, int(st.st_mtime), source=de.path)
+            item.stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode, st.st_uid, st.st_gid)
             if stat.S_ISLNK(mode):
                 item.linkname = os.fsdecode(os.readlink(de.path))
                 item.size = 0
@@ -119,14 +122,58 @@ def rehash(item: Item) -> None:
         item.hash, item.xattrs = _hash_one((item.source, item.mode, item.uid, item.gid, item.size, item.linkname))
 
 
-def scan(root: str, jobs: int) -> dict[str, Item]:
-    """All objects below `root` (the root directory itself excluded), hashed, by path."""
+def _load_stamps(path: str | None) -> dict[str, list]:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_stamps(path: str | None, items: list[Item]) -> None:
+    if not path:
+        return
+    data = {
+        i.path: [*i.stamp, i.hash, {k: v.hex() for k, v in i.xattrs.items()}]
+        for i in items
+        if i.stamp
+    }
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(data, f, separators=(",", ":"))
+    os.replace(path + ".tmp", path)
+
+
+def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]:
+    """All objects below `root` (the root directory itself excluded), hashed, by path.
+
+    With `cache_path`, an object whose inode, size, mtime, ctime, mode and owner are exactly as
+    recorded by the previous scan keeps its recorded hash (as git's index does); any change to
+    content or xattrs changes ctime, so nothing stale is reused."""
     if not os.path.isdir(root):
         raise UsageError(f"rootfs is not a directory: {root}")
     items, special = _walk(root)
     if special:
         shown = ", ".join(special[:10]) + (f" and {len(special) - 10} more" if len(special) > 10 else "")
         raise BuildError(f"rootfs holds device nodes, sockets or FIFOs, which updates cannot carry: {shown}")
+    known = _load_stamps(cache_path)
+    todo = []
+    for item in items:
+        rec = known.get(item.path)
+        if rec and len(rec) == 10 and tuple(rec[:8]) == item.stamp:
+            item.hash = rec[8]
+            item.xattrs = {k: bytes.fromhex(v) for k, v in rec[9].items()}
+        else:
+            todo.append(item)
+    _hash_items(todo, jobs)
+    _save_stamps(cache_path, items)
+    return {i.path: i for i in items}
+
+
+def _hash_items(items: list[Item], jobs: int) -> None:
     args = [(i.source, i.mode, i.uid, i.gid, i.size, i.linkname) for i in items]
     try:
         if jobs > 1 and len(items) > 256:
@@ -138,7 +185,6 @@ def scan(root: str, jobs: int) -> dict[str, Item]:
         raise BuildError(f"cannot read {e.filename}: {e.strerror}") from None
     for item, (digest, xattrs) in zip(items, results, strict=True):
         item.hash, item.xattrs = digest, xattrs
-    return {i.path: i for i in items}
 
 
 def _parse_os_release(text: str) -> list[tuple[str, str]]:

@@ -71,3 +71,7 @@ def cached_delta(from_hash: str, to_hash: str) -> str:
 
 def elf_cache() -> str:
     return f"{cache_dir()}/elf.json"
+
+
+def scan_cache() -> str:
+    return f"{cache_dir()}/scan.json"
