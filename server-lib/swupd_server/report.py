@@ -35,9 +35,9 @@ class VersionRow:
     previous: int
     date: str
     bundles: list[BundleRow] = field(default_factory=list)
-    added: int = 0
-    changed: int = 0
-    deleted: int = 0
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
     packs: list[tuple[str, int, int]] = field(default_factory=list)
     fullfiles: int = 0
     fullfile_bytes: int = 0
@@ -58,19 +58,17 @@ def collect(www: str) -> dict[int, list[VersionRow]]:
             present = [x for x in m.entries if x.present]
             row.bundles.append(BundleRow(e.path, e.version, len(present), m.contentsize, e.version == v))
             if e.version == v:
-                row.added += sum(1 for x in m.entries if x.present and x.version == v) if not m.previous else 0
-                if m.previous:
-                    old = history.manifest(m.previous, e.path).by_path()
-                    for x in m.entries:
-                        if x.version != v:
-                            continue
-                        before = old.get(x.path)
-                        if not x.present:
-                            row.deleted += 1
-                        elif before is None or not before.present:
-                            row.added += 1
-                        else:
-                            row.changed += 1
+                old = history.manifest(m.previous, e.path).by_path() if m.previous else {}
+                for x in m.entries:
+                    if x.version != v:
+                        continue
+                    before = old.get(x.path)
+                    if not x.present:
+                        row.deleted.append(x.path)
+                    elif before is None or not before.present:
+                        row.added.append(x.path)
+                    else:
+                        row.changed.append(x.path)
         vdir = history.path(layout.version_dir(v))
         for name in sorted(os.listdir(vdir)):
             match = _PACK.match(name)
@@ -82,6 +80,8 @@ def collect(www: str) -> dict[int, list[VersionRow]]:
             names = os.listdir(fdir)
             row.fullfiles = len(names)
             row.fullfile_bytes = sum(os.path.getsize(os.path.join(fdir, n)) for n in names)
+        for paths in (row.added, row.changed, row.deleted):
+            paths.sort()
         streams.setdefault(mom.format, []).append(row)
     for rows in streams.values():
         rows.reverse()

@@ -1,0 +1,7 @@
+"""Shared set-up of the whole suite: the example OS builder is importable as `exampletree`."""
+
+import os
+import sys
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "examples"))
