@@ -47,3 +47,57 @@ class BuildError(SwupdError):
     """The build side cannot produce a correct version from its input."""
 
     exit_code = 10
+
+
+class RollbackError(SwupdError):
+    """Signed content older than what the device runs or has already seen."""
+
+    exit_code = 7
+
+
+class ExpiredError(SwupdError):
+    """The signed `latest` pointer has expired: the server may be frozen on an old version."""
+
+    exit_code = 8
+
+
+class CompatError(SwupdError):
+    """Content built for another kind of device (compat id mismatch)."""
+
+    exit_code = 9
+
+
+class NetworkError(SwupdError):
+    """The update server could not be reached or kept failing."""
+
+    exit_code = 11
+
+
+class NotFoundError(NetworkError):
+    """The server answered that a file does not exist."""
+
+    exit_code = 12
+
+
+class DiskFullError(SwupdError):
+    """No space left where the client must write."""
+
+    exit_code = 13
+
+
+class LockedError(SwupdError):
+    """Another swupd instance holds the lock."""
+
+    exit_code = 14
+
+
+class TreeIOError(SwupdError):
+    """Reading or writing the target tree or the state directory failed."""
+
+    exit_code = 15
+
+
+class BundleError(SwupdError):
+    """A bundle does not exist, or cannot be removed because something needs it."""
+
+    exit_code = 16
