@@ -28,7 +28,7 @@ class Limits:
     max_key_bytes: int = 1024
     max_xattr_bytes: int = 64 * 1024
     # Deltas hold the old file in memory on both sides; larger files travel as fullfiles.
-    max_delta_source_bytes: int = 48 * 1024 * 1024
+    max_delta_source_bytes: int = 16 * 1024 * 1024
     min_delta_target_bytes: int = 200
 
 

@@ -1,0 +1,221 @@
+"""Operations on the target tree that never leave it.
+
+Every path from a manifest is opened component by component from a descriptor of the root,
+each directory with O_NOFOLLOW, and the final operation uses the `*at` system calls on the
+parent's descriptor. A symlink anywhere above the object, planted by an attacker, left by a
+user or made by a new version that turned a directory into a link, can therefore never redirect
+a write, a rename or a deletion outside ROOT.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from swupd.format import filehash
+from swupd.format.errors import DiskFullError, TreeIOError
+from swupd.format.fullfile import Meta
+
+
+def _err(e: OSError, what: str) -> Exception:
+    if e.errno == errno.ENOSPC:
+        return DiskFullError(f"no space left while {what}")
+    return TreeIOError(f"{what}: {e.strerror}")
+
+
+def set_meta_fd(fd: int, meta: Meta) -> None:
+    """Owner, mode and xattrs of an open file or directory (mode last: chown clears setuid)."""
+    os.fchown(fd, meta.uid, meta.gid)
+    for name in os.listxattr(fd):
+        if name != "security.selinux" and name not in meta.xattrs:
+            os.removexattr(fd, name)
+    for name, value in meta.xattrs.items():
+        os.setxattr(fd, name, value)
+    os.fchmod(fd, stat.S_IMODE(meta.mode))
+
+
+class Tree:
+    """The target root; paths are absolute manifest paths."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        try:
+            self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise TreeIOError(f"cannot open target root {self.root}: {e.strerror}") from None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> Tree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def host_path(self, path: str) -> str:
+        """For messages and for tools that take a path; never used for writes."""
+        return os.path.join(self.root, path.lstrip("/"))
+
+    @contextmanager
+    def parent(self, path: str) -> Iterator[tuple[int, str]]:
+        """(descriptor of the parent directory, base name); refuses symlinked components."""
+        parts = path.strip("/").split("/")
+        fd = os.dup(self.fd)
+        try:
+            for i, part in enumerate(parts[:-1]):
+                try:
+                    nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError as e:
+                    where = "/" + "/".join(parts[: i + 1])
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise TreeIOError(f"{where} is not a directory (a symlink or file), refusing {path}") from None
+                    if e.errno == errno.ENOENT:
+                        raise FileNotFoundError(errno.ENOENT, "missing parent", where) from None
+                    raise _err(e, f"opening {where}") from None
+                os.close(fd)
+                fd = nfd
+            yield fd, parts[-1]
+        finally:
+            os.close(fd)
+
+    def lstat(self, path: str) -> os.stat_result | None:
+        try:
+            with self.parent(path) as (fd, name):
+                return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except TreeIOError:
+            return None
+
+    def hash(self, path: str) -> str:
+        """The swupd hash of what is at `path` now; the zero hash if nothing (reachable) is."""
+        try:
+            with self.parent(path) as (pfd, name):
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    return filehash.hash_symlink(os.fsdecode(os.readlink(name, dir_fd=pfd)), st.st_uid, st.st_gid)
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                    return "special"
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=pfd)
+                try:
+                    xattrs = {n: os.getxattr(fd, n) for n in os.listxattr(fd) if n != "security.selinux"}
+                    if stat.S_ISDIR(st.st_mode):
+                        return filehash.hash_directory(st.st_mode, st.st_uid, st.st_gid, xattrs)
+                    with os.fdopen(os.dup(fd), "rb") as f:
+                        return filehash.hash_stream(f, st.st_size, st.st_mode, st.st_uid, st.st_gid, xattrs)
+                finally:
+                    os.close(fd)
+        except (FileNotFoundError, TreeIOError):
+            return filehash.ZERO_HASH
+        except OSError as e:
+            raise _err(e, f"reading {path}") from None
+
+    def read(self, path: str, limit: int) -> bytes:
+        with self.parent(path) as (pfd, name):
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=pfd)
+            with os.fdopen(fd, "rb") as f:
+                return f.read(limit)
+
+    def move_in(self, source: str, path: str) -> None:
+        """Atomically replace `path` with the staged object at host path `source`.
+
+        Across file systems (a separate /boot, say) the object is first copied next to its
+        target as `.update.<name>` and fsynced, so the final step is still one rename."""
+        with self.parent(path) as (fd, name):
+            try:
+                os.rename(source, name, dst_dir_fd=fd)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise _err(e, f"installing {path}") from None
+                self._copy_across(source, fd, name, path)
+            os.fsync(fd)
+
+    def _copy_across(self, source: str, dfd: int, name: str, path: str) -> None:
+        tmp = f".update.{name}"
+        st = os.lstat(source)
+        try:
+            _unlink_any(dfd, tmp)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(source), tmp, dir_fd=dfd)
+                os.chown(tmp, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+            else:
+                meta = Meta(st.st_mode, st.st_uid, st.st_gid, xattrs=_xattrs(source))
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
+                try:
+                    with open(source, "rb") as src:
+                        while chunk := src.read(1 << 20):
+                            os.write(out, chunk)
+                    set_meta_fd(out, meta)
+                    os.fsync(out)
+                finally:
+                    os.close(out)
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            os.unlink(source)
+        except OSError as e:
+            raise _err(e, f"installing {path}") from None
+
+    def mkdir(self, path: str, meta: Meta) -> None:
+        """Make `path` a directory with `meta`, replacing a non-directory there."""
+        with self.parent(path) as (pfd, name):
+            try:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    os.unlink(name, dir_fd=pfd)
+                    os.mkdir(name, 0o700, dir_fd=pfd)
+            except FileNotFoundError:
+                os.mkdir(name, 0o700, dir_fd=pfd)
+            except OSError as e:
+                raise _err(e, f"creating {path}") from None
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
+            try:
+                set_meta_fd(fd, meta)
+            except OSError as e:
+                raise _err(e, f"setting attributes of {path}") from None
+            finally:
+                os.close(fd)
+            os.fsync(pfd)
+
+    def remove(self, path: str, aside: str) -> str | None:
+        """Remove a file, link or empty directory. A directory that still holds something (a
+        user's files) is renamed to `.deleted.<aside>.<name>` and that name returned."""
+        try:
+            with self.parent(path) as (pfd, name):
+                try:
+                    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return None
+                try:
+                    if stat.S_ISDIR(st.st_mode):
+                        try:
+                            os.rmdir(name, dir_fd=pfd)
+                        except OSError as e:
+                            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                                raise
+                            kept = f".deleted.{aside}.{name}"
+                            os.rename(name, kept, src_dir_fd=pfd, dst_dir_fd=pfd)
+                            return kept
+                    else:
+                        os.unlink(name, dir_fd=pfd)
+                finally:
+                    os.fsync(pfd)
+        except (FileNotFoundError, TreeIOError):
+            # Nothing reachable there: a missing or non-directory component means no such object.
+            return None
+        except OSError as e:
+            raise _err(e, f"removing {path}") from None
+        return None
+
+
+def _unlink_any(dfd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except FileNotFoundError:
+        pass
+
+
+def _xattrs(path: str) -> dict[str, bytes]:
+    return filehash.read_xattrs(path)

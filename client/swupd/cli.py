@@ -1,0 +1,247 @@
+"""The `swupd` command: swupd's command names and habits, on this project's format.
+
+Exit status: 0 success (also "already up to date"); `check-update`: 0 when an update is
+available, 1 when not; `verify` without `--fix`: 1 when the tree differs from its manifests.
+Errors: 2 usage, 3 malformed data, 4 signature, 5 hash mismatch, 6 size limit, 7 rollback,
+8 expired metadata, 9 wrong device (compat id), 11 network, 12 missing on the server, 13 disk
+full, 14 locked, 15 I/O error, 16 bundle problem, 130 interrupted. Each error is one line on
+standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__, config
+from .apply import journal as jn
+from .apply.tree import Tree
+from .format.errors import SwupdError, UsageError
+from .output import Output
+from .state import StateDir
+from .transport.fetcher import Fetcher, NetConfig
+
+NO_SERVER = {"info", "bundle-list", "clean", "autoupdate", "mirror"}
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return int(text)
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("global options")
+    g.add_argument("--path", "-p", default="/", metavar="ROOT", help="target root (default /)")
+    g.add_argument("--statedir", "-S", metavar="DIR", help="state directory (default ROOT/var/lib/swupd)")
+    g.add_argument("--url", "-u", help="version and content URL")
+    g.add_argument("--versionurl", "-v", help="version URL")
+    g.add_argument("--contenturl", "-c", help="content URL")
+    g.add_argument("--format", "-F", type=_positive, help="content format")
+    g.add_argument("--key", "-K", action="append", metavar="PUBFILE", help="trusted public key (repeatable)")
+    g.add_argument("--compat", help="compatibility id the content must carry")
+    g.add_argument("--json", action="store_true", help="machine-readable output, one JSON object per line")
+    g.add_argument("--quiet", "-q", action="store_true", help="print only essential results")
+    g.add_argument("--yes", "-y", action="store_true", help="assume yes for questions")
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common()
+    p = argparse.ArgumentParser(prog="swupd", description="Safe, signed, delta-efficient OS updates.")
+    p.add_argument("--version", action="version", version=f"swupd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+
+    u = cmd("update", "update the OS to the latest (or a given) version")
+    u.add_argument("--version", "-V", dest="to_version", type=_positive, metavar="V")
+    u.add_argument("--download-only", "--download", action="store_true", help="fetch and verify, do not apply")
+    cmd("check-update", "tell whether a newer version is available")
+    v = cmd("verify", "compare the OS with its manifests")
+    v.add_argument("--fix", action="store_true", help="restore missing and modified files")
+    v.add_argument("--picky", action="store_true", help="also find (with --fix: remove) unknown files under /usr")
+    v.add_argument("--bundles", "-B", help="comma-separated bundles to check (default: all installed)")
+    r = cmd("repair", "restore the OS to its manifests (verify --fix)")
+    r.add_argument("--picky", action="store_true", help="also remove unknown files under /usr")
+    r.add_argument("--bundles", "-B")
+    i = cmd("os-install", "install a whole OS into an empty directory")
+    i.add_argument("target", metavar="ROOT", nargs="?")
+    i.add_argument("--version", "-V", dest="to_version", type=_positive, metavar="V")
+    i.add_argument("--bundles", "-B", default="", help="comma-separated bundles besides os-core")
+    a = cmd("bundle-add", "install bundles")
+    a.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    rm = cmd("bundle-remove", "remove bundles")
+    rm.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    ls = cmd("bundle-list", "list installed (or all) bundles")
+    ls.add_argument("--all", "-a", action="store_true")
+    bi = cmd("bundle-info", "show what a bundle holds")
+    bi.add_argument("bundle")
+    s = cmd("search", "find which bundle provides a file")
+    s.add_argument("term", metavar="PATH")
+    cmd("info", "show the installed version and configuration")
+    c = cmd("clean", "remove cached downloads and objects")
+    c.add_argument("--all", action="store_true", help="also the current version's manifests")
+    au = cmd("autoupdate", "show, enable or disable automatic updates")
+    g = au.add_mutually_exclusive_group()
+    g.add_argument("--enable", action="store_true")
+    g.add_argument("--disable", action="store_true")
+    m = cmd("mirror", "use a mirror, or go back to the default URLs")
+    g = m.add_mutually_exclusive_group(required=True)
+    g.add_argument("--set", metavar="URL")
+    g.add_argument("--unset", action="store_true")
+    return p
+
+
+def _bundles(text: str | None) -> set[str] | None:
+    return {b for b in text.split(",") if b} if text else None
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    from .ops import bundles, misc, update, verify
+    from .ops.session import Session
+    from .ops.transaction import replay, run_hooks
+
+    root = args.path
+    if args.command == "os-install":
+        root = args.target or args.path
+        if root == "/":
+            raise UsageError("os-install needs a target directory other than /")
+        os.makedirs(root, exist_ok=True)
+    fallback = "/" if args.command == "os-install" else None
+    settings = config.load(
+        root, args.statedir, args.url, args.versionurl, args.contenturl, args.format, args.key, args.compat, fallback
+    )
+    if args.command not in NO_SERVER:
+        settings.require_server()
+    state = StateDir(settings.statedir)
+    state.lock()
+    with Tree(settings.root) as tree:
+        sess = Session(settings, state, tree, Fetcher(NetConfig()), out)
+        pending = jn.pending(state)
+        if pending is not None:
+            out.info(f"Finishing an interrupted transaction to version {pending.version}")
+            replay(sess, pending)
+        else:
+            run_hooks(sess)
+        return _dispatch(args, sess, out, bundles, misc, update, verify)
+
+
+def _dispatch(args, sess, out, bundles, misc, update, verify) -> int:
+    c = args.command
+    if c == "update":
+        frm, to, rep = update.update(sess, args.to_version, args.download_only)
+        if args.download_only:
+            out.result(f"Downloaded what version {to} needs" if to != frm else f"Version {frm} is the latest")
+        elif rep is None:
+            out.result(f"System is up to date at version {frm}")
+        else:
+            out.info(update.summary(rep))
+            out.result(f"Update successful: system updated from version {frm} to version {to}")
+        return 0
+    if c == "check-update":
+        cur, latest = update.check_update(sess)
+        out.info(f"Current OS version: {cur}")
+        out.info(f"Latest server version: {latest}")
+        if latest > cur:
+            out.result(f"There is a new OS version available: {latest}")
+            return 0
+        out.result("There are no updates available")
+        return 1
+    if c in ("verify", "repair"):
+        fix = c == "repair" or args.fix
+        rep = verify.verify(sess, fix, args.picky, _bundles(args.bundles))
+        for label, paths in (("Missing", rep.missing), ("Modified", rep.modified), ("Extra", rep.extra)):
+            for p in paths:
+                out.info(f"{label}: {p}")
+        out.result(
+            f"Checked {rep.checked} files of version {rep.version}: {len(rep.missing)} missing, "
+            f"{len(rep.modified)} modified, {len(rep.extra)} extra" + ("; all fixed" if fix and rep.fixed else "")
+        )
+        return 0 if (fix or rep.clean) else 1
+    if c == "os-install":
+        version, rep = update.os_install(sess, args.to_version, _bundles(args.bundles) or set())
+        out.info(update.summary(rep))
+        out.result(f"Installed version {version} into {sess.s.root}")
+        return 0
+    if c == "bundle-add":
+        added, rep = bundles.bundle_add(sess, args.bundles)
+        if rep is None:
+            out.result("Nothing to do: already installed")
+            return 0
+        out.info(update.summary(rep))
+        out.result(f"Successfully installed {len(added)} bundle(s): {', '.join(added)}")
+        return 0
+    if c == "bundle-remove":
+        rep = bundles.bundle_remove(sess, args.bundles)
+        out.result(f"Successfully removed {len(args.bundles)} bundle(s); {rep.removed} files deleted")
+        return 0
+    if c == "bundle-list":
+        rows = bundles.bundle_list(sess, args.all)
+        for r in rows:
+            suffix = " (installed)" if args.all and r.installed and not args.quiet else ""
+            out.result(f"{r.name}{suffix}")
+        return 0
+    if c == "bundle-info":
+        data = bundles.bundle_info(sess, args.bundle)
+        _print_dict(out, data, args.json)
+        return 0
+    if c == "search":
+        hits = bundles.search(sess, args.term)
+        for bundle, path in hits:
+            out.result(f"{bundle}\t{path}")
+        if not hits:
+            out.info(f"No bundle provides {args.term}")
+            return 1
+        return 0
+    if c == "info":
+        _print_dict(out, misc.info(sess), args.json)
+        return 0
+    if c == "clean":
+        files, size = misc.clean(sess, args.all)
+        out.result(f"{files} files removed ({size} bytes)")
+        return 0
+    if c == "autoupdate":
+        enabled = misc.autoupdate(sess, True if args.enable else False if args.disable else None)
+        out.result("Automatic updates are " + ("enabled" if enabled else "disabled"))
+        return 0 if enabled or args.disable else 1
+    if c == "mirror":
+        misc.mirror(sess, None if args.unset else args.set)
+        out.result("Mirror unset" if args.unset else f"Mirror set to {args.set}")
+        return 0
+    raise UsageError(f"unknown command {c}")
+
+
+def _print_dict(out: Output, data: dict, as_json: bool) -> None:
+    if as_json:
+        out.result(json.dumps(data))
+        return
+    for k, v in data.items():
+        out.result(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out = Output(quiet=args.quiet, as_json=args.json)
+    out.start(args.command)
+    try:
+        status = run(args, out)
+    except SwupdError as e:
+        out.error(str(e))
+        status = e.exit_code
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        status = 130
+    except OSError as e:
+        out.error(f"{e.filename or ''}: {e.strerror}" if e.filename else str(e.strerror or e))
+        status = 13 if e.errno == 28 else 15
+    out.end(args.command, status)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

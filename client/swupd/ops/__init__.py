@@ -1,0 +1,1 @@
+"""The commands' orchestration: metadata, objects and transactions put together."""

@@ -1,0 +1,120 @@
+"""`bundle-add`, `bundle-remove`, `bundle-list`, `bundle-info` and `search`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from swupd.format.errors import BundleError
+
+from ..apply.plan import diff, union
+from .obtain import PackSource
+from .session import Session
+from .transaction import TxReport, execute
+from .update import TreeDisk, require_current
+
+
+def _present(mom) -> set[str]:
+    return {e.path for e in mom.entries if e.present}
+
+
+def bundle_add(sess: Session, names: list[str]) -> tuple[list[str], TxReport | None]:
+    """Install bundles (and what they include). Returns the bundles newly installed."""
+    cur = require_current(sess)
+    mom = sess.mom(cur, allow_older=True)
+    unknown = [n for n in names if n not in _present(mom)]
+    if unknown:
+        raise BundleError(f"no such bundle in version {cur}: {', '.join(unknown)}")
+    installed = sess.installed_bundles() & _present(mom)
+    old = sess.closure(mom, installed)
+    new = sess.closure(mom, installed | set(names))
+    added = sorted(set(new) - set(old))
+    if not added:
+        return [], None
+    old_u = union([m.entries for m in old.values()])
+    change = diff(old_u, union([m.entries for m in new.values()]), TreeDisk(sess), update=False)
+    local = {e.hash: p for p, e in old_u.items() if e.present}
+    sources = [PackSource(b, new[b], 0) for b in added]
+    return added, execute(sess, change, cur, mom.timestamp, sources, local)
+
+
+def dependents(sess: Session, mom, installed: set[str], name: str) -> list[str]:
+    """Installed bundles that include `name`, directly or not."""
+    out = []
+    for b in sorted(installed - {name}):
+        if name in sess.closure(mom, {b}) and b != "os-core":
+            out.append(b)
+    return out
+
+
+def bundle_remove(sess: Session, names: list[str]) -> TxReport:
+    cur = require_current(sess)
+    mom = sess.mom(cur, allow_older=True)
+    installed = sess.installed_bundles() & _present(mom)
+    if "os-core" in names:
+        raise BundleError("os-core cannot be removed")
+    missing = [n for n in names if n not in installed]
+    if missing:
+        raise BundleError(f"not installed: {', '.join(missing)}")
+    remaining = installed - set(names)
+    for n in names:
+        needed_by = [b for b in dependents(sess, mom, remaining | {n}, n) if b in remaining]
+        if needed_by:
+            raise BundleError(f"{n} is required by {', '.join(needed_by)}; remove those first")
+    old = sess.closure(mom, installed)
+    new = sess.closure(mom, remaining)
+    change = diff(
+        union([m.entries for m in old.values()]), union([m.entries for m in new.values()]), TreeDisk(sess), update=False
+    )
+    return execute(sess, change, cur, mom.timestamp, [], {})
+
+
+@dataclass
+class BundleRow:
+    name: str
+    installed: bool
+    version: int
+
+
+def bundle_list(sess: Session, all_bundles: bool) -> list[BundleRow]:
+    installed = sess.installed_bundles()
+    if not all_bundles:
+        return [BundleRow(b, True, 0) for b in sorted(installed)]
+    mom = sess.mom(require_current(sess), allow_older=True)
+    return [
+        BundleRow(e.path, e.path in installed, e.version)
+        for e in sorted(mom.entries, key=lambda e: e.path)
+        if e.present
+    ]
+
+
+def bundle_info(sess: Session, name: str) -> dict:
+    cur = require_current(sess)
+    mom = sess.mom(cur, allow_older=True)
+    entry = sess.bundle_entry(mom, name)
+    m = sess.manifest(entry)
+    closure = sess.closure(mom, {name})
+    present = [e for e in m.entries if e.present]
+    return {
+        "name": name,
+        "installed": name in sess.installed_bundles(),
+        "version": entry.version,
+        "includes": m.includes,
+        "all_includes": sorted(set(closure) - {name}),
+        "files": len(present),
+        "size": m.contentsize,
+        "size_with_includes": sum(x.contentsize for x in closure.values()),
+    }
+
+
+def search(sess: Session, term: str) -> list[tuple[str, str]]:
+    """(bundle, path) for every present path equal to `term` or ending in `/term`."""
+    cur = require_current(sess)
+    mom = sess.mom(cur, allow_older=True)
+    hits = []
+    for e in sorted(mom.entries, key=lambda e: e.path):
+        if not e.present:
+            continue
+        for x in sess.manifest(e).entries:
+            if x.present and (x.path == term or x.path.endswith("/" + term.lstrip("/"))):
+                hits.append((e.path, x.path))
+    return hits

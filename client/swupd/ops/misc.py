@@ -1,0 +1,99 @@
+"""`info`, `clean`, `autoupdate` and `mirror`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from importlib import resources
+
+from swupd.format.errors import TreeIOError, UsageError
+
+from ..config import ETC_DIR
+from .session import Session
+
+UNITS = ("swupd-update.service", "swupd-update.timer")
+UNIT_DIR = "usr/lib/systemd/system"
+WANTS = "etc/systemd/system/timers.target.wants/swupd-update.timer"
+MASK = "etc/systemd/system/swupd-update.timer"
+
+
+def info(sess: Session) -> dict:
+    trust = sess.state.trust()
+    return {
+        "version": sess.current_version(),
+        "root": sess.s.root,
+        "statedir": sess.state.path,
+        "versionurl": sess.s.versionurl,
+        "contenturl": sess.s.contenturl,
+        "format": sess.s.format,
+        "compat": sess.s.compat,
+        "keys": [k.keyid for k in sess.s.keys],
+        "bundles": sorted(sess.installed_bundles()),
+        "highest_version_seen": trust.highest_version,
+    }
+
+
+def clean(sess: Session, everything: bool) -> tuple[int, int]:
+    return sess.state.clean({sess.current_version()}, everything)
+
+
+def _host(sess: Session, rel: str) -> str:
+    return os.path.join(sess.s.root, rel)
+
+
+def install_units(sess: Session) -> None:
+    """Put the service and timer into the target if its image does not ship them."""
+    unit_dir = _host(sess, UNIT_DIR)
+    for unit in UNITS:
+        dest = os.path.join(unit_dir, unit)
+        if not os.path.exists(dest):
+            os.makedirs(unit_dir, exist_ok=True)
+            with resources.files("swupd.data").joinpath(unit).open("rb") as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def autoupdate(sess: Session, enable: bool | None) -> bool:
+    """Enable, disable or (None) report automatic updates; returns whether they are enabled."""
+    wants, mask = _host(sess, WANTS), _host(sess, MASK)
+    try:
+        if enable is True:
+            install_units(sess)
+            if os.path.islink(mask):
+                os.unlink(mask)
+            os.makedirs(os.path.dirname(wants), exist_ok=True)
+            if not os.path.lexists(wants):
+                os.symlink(f"/{UNIT_DIR}/swupd-update.timer", wants)
+        elif enable is False:
+            if os.path.lexists(wants):
+                os.unlink(wants)
+            os.makedirs(os.path.dirname(mask), exist_ok=True)
+            if not os.path.lexists(mask):
+                os.symlink("/dev/null", mask)
+    except OSError as e:
+        raise TreeIOError(f"cannot change automatic updates: {e.strerror}") from None
+    if enable is not None and sess.s.root == "/" and os.path.isdir("/run/systemd/system"):
+        subprocess.run(["systemctl", "daemon-reload"], check=False, capture_output=True)
+        verb = "start" if enable else "stop"
+        subprocess.run(["systemctl", verb, "swupd-update.timer"], check=False, capture_output=True)
+    return os.path.lexists(wants) and not os.path.lexists(mask)
+
+
+def mirror(sess: Session, url: str | None) -> None:
+    """Point the device at a mirror (both URLs), or back to the defaults with None."""
+    etc = _host(sess, ETC_DIR)
+    names = ("mirror_versionurl", "mirror_contenturl")
+    try:
+        if url is None:
+            for n in names:
+                if os.path.exists(os.path.join(etc, n)):
+                    os.unlink(os.path.join(etc, n))
+            return
+        if not url.startswith(("http://", "https://", "file://")):
+            raise UsageError(f"mirror URL must be http(s):// or file://, not {url!r}")
+        os.makedirs(etc, exist_ok=True)
+        for n in names:
+            with open(os.path.join(etc, n), "w", encoding="utf-8") as f:
+                f.write(url.rstrip("/") + "\n")
+    except OSError as e:
+        raise TreeIOError(f"cannot write the mirror setting in {etc}: {e.strerror}") from None

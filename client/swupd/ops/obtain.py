@@ -1,0 +1,197 @@
+"""Getting every object a transaction needs into the verified store, fewest bytes first.
+
+In order: objects already in the store; content the tree already holds under another path
+(copied and re-hashed, not downloaded); delta packs from the installed bundle versions; a zero
+pack when it is smaller than the fullfiles it replaces; single fullfiles for whatever is still
+missing. Every download is capped by signed sizes, and every object is verified before it is
+stored, so a hostile or broken server can cause an error but never a wrong file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+from swupd.format import layout
+from swupd.format.errors import HashMismatchError, NotFoundError, SwupdError
+from swupd.format.fullfile import Meta
+from swupd.format.manifest import Entry, Manifest
+
+from .. import faults
+from ..store.importer import fullfile_cap, import_fullfile, import_pack
+from ..store.objects import ObjectStore
+from .session import Session
+
+_PACK_MEMBER_OVERHEAD = 4096
+_SLACK = 1 << 20
+
+
+@dataclass
+class PackSource:
+    """A bundle whose objects a pack could provide: from `from_version` (0: zero pack)."""
+
+    bundle: str
+    manifest: Manifest
+    from_version: int = 0
+
+
+@dataclass
+class ObtainReport:
+    local: int = 0
+    packs: list[str] = field(default_factory=list)
+    from_packs: int = 0
+    fullfiles: int = 0
+    bytes: int = 0
+    rejected: list[str] = field(default_factory=list)
+
+
+def _import_local(store: ObjectStore, sess: Session, path: str, entry: Entry) -> bool:
+    """Copy an object the tree already has into the store (verified by hash on the way in)."""
+    tree = sess.tree
+    try:
+        with tree.parent(path) as (pfd, name):
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.fsdecode(os.readlink(name, dir_fd=pfd))
+                store.add(entry.hash, Meta(st.st_mode, st.st_uid, st.st_gid, linkname=target), None)
+            elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=pfd)
+                with os.fdopen(fd, "rb") as f:
+                    xattrs = {
+                        n: os.getxattr(f.fileno(), n) for n in os.listxattr(f.fileno()) if n != "security.selinux"
+                    }
+                    meta = Meta(st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime), st.st_size, "", xattrs)
+                    store.add(entry.hash, meta, None if stat.S_ISDIR(st.st_mode) else f)
+            else:
+                return False
+        return True
+    except (OSError, SwupdError):
+        return False
+
+
+def _source_reader(store: ObjectStore, sess: Session, local: dict[str, str]):
+    def source_of(digest: str, cap: int) -> bytes | None:
+        p = store.path(digest)
+        try:
+            if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) <= cap:
+                with open(p, "rb") as f:
+                    return f.read(cap + 1)
+            if digest in local:
+                return sess.tree.read(local[digest], cap + 1)
+        except (OSError, SwupdError):
+            return None
+        return None
+
+    return source_of
+
+
+def obtain(
+    sess: Session, store: ObjectStore, wanted: dict[str, Entry], sources: list[PackSource], local: dict[str, str]
+) -> ObtainReport:
+    rep = ObtainReport()
+    missing = {h: e for h, e in wanted.items() if not store.has(h)}
+    for digest, entry in list(missing.items()):
+        if digest in local and _import_local(store, sess, local[digest], entry):
+            rep.local += 1
+            del missing[digest]
+    download = sess.state.sub("download")
+    source_of = _source_reader(store, sess, local)
+    for src in sources:
+        mine = {e.hash: e for e in src.manifest.entries if e.present and e.hash in missing}
+        if not mine:
+            continue
+        version = src.manifest.version
+        chosen = None
+        if src.from_version:
+            rel = layout.pack(version, src.bundle, src.from_version)
+            cap = sum(fullfile_cap(e.size) + _PACK_MEMBER_OVERHEAD for e in mine.values()) + _SLACK
+            chosen = (rel, cap)
+        if chosen is None or not _fetch_import(sess, store, chosen, mine, source_of, download, rep):
+            if len(mine) < 8:
+                continue
+            rel = layout.pack(version, src.bundle, 0)
+            everything = {e.hash: e for e in src.manifest.entries if e.present}
+            zsize = sess.exists(rel)
+            estimate = sum(e.size // 2 + 1024 for e in mine.values())
+            if zsize is None or zsize > estimate:
+                continue
+            cap = sum(fullfile_cap(e.size) + _PACK_MEMBER_OVERHEAD for e in everything.values()) + _SLACK
+            _fetch_import(sess, store, (rel, cap), mine, source_of, download, rep)
+        for h in [h for h in missing if store.has(h)]:
+            del missing[h]
+    if missing:
+        _fullfiles(sess, store, missing, download, rep)
+    faults.check("downloaded")
+    return rep
+
+
+def _fetch_import(sess, store, chosen, mine, source_of, download, rep) -> bool:
+    rel, cap = chosen
+    dest = os.path.join(download, rel.replace("/", "_"))
+    try:
+        size = sess.fetcher.fetch_file(f"{sess.s.contenturl}/{rel}", dest, cap, _progress(sess, "Downloading pack"))
+    except NotFoundError:
+        return False
+    except SwupdError as e:
+        sess.out.warning(f"pack {rel} unusable ({e}); using fullfiles")
+        return False
+    rep.bytes += size
+    rep.packs.append(rel)
+    try:
+        with open(dest, "rb") as f:
+            result = import_pack(store, f, cap * 4, mine, source_of, sess.s.limits)
+    finally:
+        os.unlink(dest)
+    rep.from_packs += result.objects + result.deltas
+    rep.rejected += result.rejected
+    for msg in result.rejected:
+        sess.out.warning(f"{rel}: {msg}")
+    return True
+
+
+def _fullfiles(sess: Session, store: ObjectStore, missing: dict[str, Entry], download: str, rep: ObtainReport) -> None:
+    jobs, where = [], {}
+    for digest, e in missing.items():
+        rel = layout.fullfile(e.version, digest)
+        dest = os.path.join(download, f"{digest}.tar")
+        jobs.append((f"{sess.s.contenturl}/{rel}", dest, fullfile_cap(e.size)))
+        where[jobs[-1][0]] = (digest, dest)
+    done: dict[str, int] = {}
+    total = sum(e.size // 2 + 512 for e in missing.values())
+
+    def progress(url: str, got: int, _total: int | None) -> None:
+        done[url] = got
+        sess.out.progress("Downloading files", min(sum(done.values()), total), total)
+
+    results = sess.fetcher.fetch_many(jobs, progress)
+    failures = []
+    for url, error in results.items():
+        digest, dest = where[url]
+        if error is not None:
+            failures.append(error)
+            continue
+        try:
+            rep.bytes += os.path.getsize(dest)
+            with open(dest, "rb") as f:
+                import_fullfile(store, f, missing[digest], sess.s.limits)
+            rep.fullfiles += 1
+        except HashMismatchError:
+            failures.append(HashMismatchError(f"{url} does not hash to the manifest's value (bad server data?)"))
+        except SwupdError as e:
+            failures.append(e)
+        finally:
+            if os.path.exists(dest):
+                os.unlink(dest)
+    if failures:
+        first = failures[0]
+        if isinstance(first, SwupdError):
+            raise type(first)(f"{first} ({len(failures)} file(s) could not be obtained)")
+        raise first
+
+
+def _progress(sess: Session, step: str):
+    def report(done: int, total: int | None) -> None:
+        sess.out.progress(step, done, total)
+
+    return report

@@ -1,0 +1,141 @@
+"""One command's view of the server, the state directory and the target tree.
+
+Fetches go through the transport, decisions about signed data through the trusted set, and
+verified manifests are kept in the state directory so that later commands (verify, bundle-add,
+search) can work from them, re-checking each against its signed MoM when it is read back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from swupd.format import layout
+from swupd.format.errors import BundleError, NotFoundError, SwupdError, TreeIOError
+from swupd.format.latest import Latest
+from swupd.format.manifest import Entry, Manifest
+
+from ..apply.tree import Tree
+from ..config import Settings
+from ..output import Output
+from ..state import StateDir, write_atomic
+from ..transport.fetcher import Fetcher
+from ..trust.trusted import TrustedSet
+
+OS_RELEASE = ("/usr/lib/os-release", "/etc/os-release")
+MARKERS = "/usr/share/clear/bundles"
+_VERSION_ID = re.compile(r'^VERSION_ID=["\']?([0-9]+)["\']?\s*$', re.M)
+
+
+class Session:
+    def __init__(self, settings: Settings, state: StateDir, tree: Tree, fetcher: Fetcher, out: Output) -> None:
+        self.s = settings
+        self.state = state
+        self.tree = tree
+        self.fetcher = fetcher
+        self.out = out
+        self.trusted = TrustedSet(settings, state, self.current_version())
+        self._moms: dict[int, Manifest] = {}
+
+    # -- what the device runs ------------------------------------------------------------
+    def current_version(self) -> int:
+        """VERSION_ID of the target's os-release (0 when there is none: an empty root)."""
+        for path in OS_RELEASE:
+            try:
+                text = self.tree.read(path, 64 * 1024).decode("utf-8", "replace")
+            except (OSError, TreeIOError):
+                continue
+            m = _VERSION_ID.search(text)
+            if m:
+                return int(m[1])
+        return 0
+
+    def installed_bundles(self) -> set[str]:
+        """Bundles whose marker file is present in the tree (os-core always counts)."""
+        found = {"os-core"}
+        try:
+            with self.tree.parent(f"{MARKERS}/x") as (fd, _):
+                found |= {n for n in os.listdir(fd) if not n.startswith(".")}
+        except (OSError, TreeIOError):
+            pass
+        return found
+
+    # -- signed metadata -----------------------------------------------------------------
+    def _url(self, base: str, rel: str) -> str:
+        return f"{base}/{rel}"
+
+    def latest(self, allow_older: bool = False) -> Latest:
+        rel = layout.latest(self.s.format)
+        lim = self.s.limits
+        data = self.fetcher.fetch_bytes(self._url(self.s.versionurl, rel), lim.max_latest_bytes)
+        sig = self.fetcher.fetch_bytes(self._url(self.s.versionurl, layout.sig(rel)), lim.max_sig_bytes)
+        return self.trusted.latest(data, sig, allow_older)
+
+    def mom(self, version: int, allow_older: bool = False) -> Manifest:
+        if version in self._moms:
+            return self._moms[version]
+        cache = self.state.manifest_dir(version)
+        cpath, spath = os.path.join(cache, layout.MOM), os.path.join(cache, layout.sig(layout.MOM))
+        lim = self.s.limits
+        mom = None
+        if os.path.exists(cpath) and os.path.exists(spath):
+            try:
+                with open(cpath, "rb") as f, open(spath, "rb") as g:
+                    mom = self.trusted.mom(version, f.read(lim.max_mom_bytes + 1), g.read(lim.max_sig_bytes + 1), True)
+            except SwupdError:
+                mom = None
+        if mom is None:
+            rel = layout.mom(version)
+            data = self.fetcher.fetch_bytes(self._url(self.s.contenturl, rel), lim.max_mom_bytes)
+            sig = self.fetcher.fetch_bytes(self._url(self.s.contenturl, layout.sig(rel)), lim.max_sig_bytes)
+            mom = self.trusted.mom(version, data, sig, allow_older)
+            write_atomic(spath, sig)
+            write_atomic(cpath, data)
+        self._moms[version] = mom
+        return mom
+
+    def manifest(self, entry: Entry) -> Manifest:
+        """A bundle manifest as pinned by a verified MoM entry (from the cache when it matches)."""
+        cache = os.path.join(self.state.manifest_dir(entry.version), f"Manifest.{entry.path}")
+        if os.path.exists(cache):
+            try:
+                with open(cache, "rb") as f:
+                    return self.trusted.manifest(entry, f.read(entry.size + 1))
+            except SwupdError:
+                pass
+        data = self.fetcher.fetch_bytes(
+            self._url(self.s.contenturl, layout.manifest(entry.version, entry.path)), entry.size
+        )
+        m = self.trusted.manifest(entry, data)
+        write_atomic(cache, data)
+        return m
+
+    def bundle_entry(self, mom: Manifest, name: str) -> Entry:
+        e = mom.by_path().get(name)
+        if e is None or not e.present:
+            raise BundleError(f"bundle {name!r} does not exist in version {mom.version}")
+        return e
+
+    def closure(self, mom: Manifest, names: set[str]) -> dict[str, Manifest]:
+        """The named bundles with everything they include, directly or not, and os-core."""
+        todo = sorted(names | {"os-core"})
+        out: dict[str, Manifest] = {}
+        while todo:
+            name = todo.pop()
+            if name in out:
+                continue
+            m = self.manifest(self.bundle_entry(mom, name))
+            out[name] = m
+            todo.extend(i for i in m.includes if i not in out)
+        return out
+
+    def installed_closure(self, mom: Manifest) -> dict[str, Manifest]:
+        """Manifests of the installed bundles that exist in `mom` (plus their includes)."""
+        present = {e.path for e in mom.entries if e.present}
+        return self.closure(mom, {b for b in self.installed_bundles() if b in present})
+
+    def exists(self, rel: str) -> int | None:
+        try:
+            return self.fetcher.size(self._url(self.s.contenturl, rel))
+        except NotFoundError:
+            return None

@@ -1,0 +1,139 @@
+"""Carrying out a planned change: obtain, stage, journal, apply, record, run hooks.
+
+Until the journal is written the live tree is untouched: objects are verified into the
+store, then copied (and re-hashed) into a staging directory and fsynced. Writing the journal is
+the commit point; from there the actions are replayed until they complete, by this run or,
+after a crash, by the next one (see apply/journal.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from swupd.format.errors import DiskFullError, HashMismatchError, TreeIOError
+from swupd.format.manifest import Entry, Type
+
+from .. import faults
+from ..apply import journal as jn
+from ..apply.plan import Change
+from ..state import write_atomic
+from ..store.objects import ObjectStore
+from .obtain import ObtainReport, PackSource, obtain
+from .session import Session
+
+HOOK_DIRS = ("usr/lib/swupd/post-update.d", "etc/swupd/post-update.d")
+HOOKS_PENDING = "hooks-pending"
+
+
+@dataclass
+class TxReport:
+    installed: int = 0
+    removed: int = 0
+    kept_config: list[str] = field(default_factory=list)
+    moved_aside: list[str] = field(default_factory=list)
+    obtained: ObtainReport = field(default_factory=ObtainReport)
+    seconds: float = 0.0
+
+
+def _stage(sess: Session, store: ObjectStore, change: Change, stage_dir: str) -> list[list[Any]]:
+    """Copy every object into staging; return the journal's install actions."""
+    mkdirs, moves = [], []
+    for n, e in enumerate(sorted(change.install, key=lambda e: (e.path.count("/"), e.path))):
+        faults.check("stage")
+        if e.type == Type.DIRECTORY:
+            mkdirs.append(["mkdir", e.path, jn.meta_to_json(store.meta(e.hash))])
+            continue
+        dest = os.path.join(stage_dir, str(n))
+        if not store.copy_out(e.hash, dest):
+            raise HashMismatchError(f"cached object for {e.path} is corrupt; run the command again")
+        moves.append(["mv", dest, e.path])
+    fd = os.open(stage_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    faults.check("staged")
+    return mkdirs + moves
+
+
+def execute(
+    sess: Session,
+    change: Change,
+    version: int,
+    timestamp: int,
+    sources: list[PackSource],
+    local: dict[str, str],
+) -> TxReport:
+    """Make the tree match the plan, crash-safely. `version` is what the tree runs afterwards."""
+    started = time.monotonic()
+    rep = TxReport(kept_config=list(change.kept_config))
+    store = ObjectStore(sess.state.sub("objects"))
+    wanted: dict[str, Entry] = {e.hash: e for e in change.install}
+    try:
+        rep.obtained = obtain(sess, store, wanted, sources, local)
+        stage_dir = os.path.join(sess.state.sub("stage"), str(version))
+        shutil.rmtree(stage_dir, ignore_errors=True)
+        os.makedirs(stage_dir, mode=0o700)
+        installs = _stage(sess, store, change, stage_dir)
+    except OSError as e:
+        if e.errno == 28:
+            raise DiskFullError("no space left while preparing the update; nothing was changed") from None
+        raise TreeIOError(f"preparing the update failed: {e.strerror}; nothing was changed") from None
+    actions: list[list[Any]] = [["rm", p, keep] for p, keep in change.pre_remove]
+    actions += installs
+    actions += [["rm", p, ""] for p in change.remove]
+    actions.append(["record", {"version": version, "timestamp": timestamp, "hooks": True}])
+    journal = jn.Journal(version, stage_dir, actions, aside=str(int(time.time())))
+    jn.write(sess.state, journal)
+    rep.moved_aside = replay(sess, journal)
+    rep.installed = len(change.install)
+    rep.removed = len(change.remove) + sum(1 for _, keep in change.pre_remove if not keep)
+    rep.seconds = time.monotonic() - started
+    return rep
+
+
+def replay(sess: Session, journal: jn.Journal) -> list[str]:
+    """Perform (or finish) a journal, then run the post-update hooks."""
+
+    def record(info: dict[str, Any]) -> None:
+        write_atomic(sess.state.sub("version"), f"{int(info['version'])}\n".encode())
+        if info.get("hooks"):
+            write_atomic(sess.state.sub(HOOKS_PENDING), b"1\n")
+        sess.trusted.raise_floor(int(info["version"]), int(info.get("timestamp", 0)))
+
+    kept = jn.run(sess.state, sess.tree, journal, record, lambda d, t: sess.out.progress("Applying", d, t))
+    jn.finish(sess.state, journal)
+    run_hooks(sess)
+    return kept
+
+
+def run_hooks(sess: Session) -> None:
+    """ldconfig, systemd and the hook directories, after a completed transaction.
+
+    A marker in the state directory keeps them pending across a crash until they have run."""
+    marker = sess.state.sub(HOOKS_PENDING)
+    if not os.path.exists(marker):
+        return
+    root = sess.s.root
+    env = dict(os.environ, SWUPD_ROOT=root)
+    if root == "/":
+        if shutil.which("ldconfig"):
+            subprocess.run(["ldconfig"], check=False, capture_output=True)
+        if os.path.isdir("/run/systemd/system") and shutil.which("systemctl"):
+            subprocess.run(["systemctl", "daemon-reload"], check=False, capture_output=True)
+    for d in HOOK_DIRS:
+        hook_dir = os.path.join(root, d)
+        if not os.path.isdir(hook_dir):
+            continue
+        for name in sorted(os.listdir(hook_dir)):
+            hook = os.path.join(hook_dir, name)
+            if os.access(hook, os.X_OK) and not os.path.isdir(hook):
+                r = subprocess.run([hook], check=False, env=env, capture_output=True, text=True)
+                if r.returncode != 0:
+                    sess.out.warning(f"post-update hook {name} failed with status {r.returncode}")
+    os.unlink(marker)

@@ -1,0 +1,79 @@
+"""`verify` and `repair`: compare the tree with its manifests, and restore it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from swupd.format.filehash import ZERO_HASH
+
+from ..apply.plan import diff, is_state, union
+from .obtain import PackSource
+from .session import Session
+from .transaction import TxReport, execute
+from .update import TreeDisk, require_current
+
+PICKY_TREE = "/usr"
+PICKY_SKIP = ("/usr/local", "/usr/src", "/usr/lib/modules", "/usr/lib/kernel", "/usr/share/clear/bundles")
+
+
+@dataclass
+class VerifyReport:
+    version: int
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    fixed: TxReport | None = None
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.modified or self.extra)
+
+
+def _picky_extras(sess: Session, known: set[str]) -> list[str]:
+    """Objects under /usr that no installed manifest lists (deepest first)."""
+    extras = []
+    top = sess.tree.host_path(PICKY_TREE)
+    for dirpath, dirs, files in os.walk(top):
+        rel_dir = "/" + os.path.relpath(dirpath, sess.s.root)
+        keep_dirs = []
+        for d in dirs:
+            path = f"{rel_dir}/{d}"
+            if path.startswith(PICKY_SKIP):
+                continue
+            if os.path.islink(os.path.join(dirpath, d)):
+                if path not in known:
+                    extras.append(path)
+                continue
+            keep_dirs.append(d)
+            if path not in known:
+                extras.append(path)
+        dirs[:] = keep_dirs
+        for f in files:
+            path = f"{rel_dir}/{f}"
+            if path not in known and not path.startswith(PICKY_SKIP):
+                extras.append(path)
+    return sorted(extras, key=lambda p: p.count("/"), reverse=True)
+
+
+def verify(sess: Session, fix: bool, picky: bool, bundles: set[str] | None = None) -> VerifyReport:
+    cur = require_current(sess)
+    mom = sess.mom(cur, allow_older=True)
+    manifests = sess.closure(mom, bundles) if bundles else sess.installed_closure(mom)
+    entries = union([m.entries for m in manifests.values()])
+    disk = TreeDisk(sess)
+    change = diff({}, entries, disk, verify=True, update=False)
+    rep = VerifyReport(cur, checked=sum(1 for e in entries.values() if e.present))
+    for e in change.install:
+        (rep.missing if disk.hash(e.path) == ZERO_HASH else rep.modified).append(e.path)
+    rep.extra = list(change.remove) + [p for p, keep in change.pre_remove if not keep]
+    if picky:
+        known = {p for p, e in entries.items() if e.present}
+        extras = [p for p in _picky_extras(sess, known) if not is_state(p)]
+        rep.extra += extras
+        change.remove += [p for p in extras if p not in change.remove]
+    if fix and not change.empty:
+        sources = [PackSource(b, m, 0) for b, m in sorted(manifests.items())]
+        rep.fixed = execute(sess, change, cur, mom.timestamp, sources, {})
+    return rep

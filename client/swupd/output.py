@@ -1,0 +1,93 @@
+"""What the client prints: messages, progress, and a JSON stream for programs.
+
+On a terminal, downloads and applying show a progress line; in a pipe nothing but the
+messages. `--quiet` keeps only the essential results; `--json` prints one JSON object per
+line (`start`, `info`, `warning`, `error`, `progress`, `end`) for other programs to read.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+
+class Output:
+    def __init__(self, quiet: bool = False, as_json: bool = False, stream: TextIO | None = None) -> None:
+        self.quiet = quiet
+        self.json = as_json
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty() and not as_json and not quiet
+        self._last = 0.0
+        self._progress_shown = False
+
+    def _emit(self, kind: str, **fields: object) -> None:
+        print(json.dumps({"type": kind, **fields}), file=self.stream, flush=True)
+
+    def start(self, command: str) -> None:
+        if self.json:
+            self._emit("start", section=command)
+
+    def end(self, command: str, status: int) -> None:
+        if self.json:
+            self._emit("end", section=command, status=status)
+
+    def info(self, msg: str) -> None:
+        """A normal message (suppressed by --quiet)."""
+        self._clear()
+        if self.json:
+            self._emit("info", msg=msg)
+        elif not self.quiet:
+            print(msg, file=self.stream, flush=True)
+
+    def result(self, msg: str) -> None:
+        """An essential line, printed even with --quiet."""
+        self._clear()
+        if self.json:
+            self._emit("info", msg=msg)
+        else:
+            print(msg, file=self.stream, flush=True)
+
+    def warning(self, msg: str) -> None:
+        self._clear()
+        if self.json:
+            self._emit("warning", msg=msg)
+        else:
+            print(f"Warning: {msg}", file=sys.stderr, flush=True)
+
+    def error(self, msg: str) -> None:
+        self._clear()
+        if self.json:
+            self._emit("error", msg=msg)
+        print(f"Error: {msg}", file=sys.stderr, flush=True)
+
+    def progress(self, step: str, done: int, total: int | None) -> None:
+        if self.json:
+            now = time.monotonic()
+            if now - self._last > 0.5 or (total and done >= total):
+                self._last = now
+                pct = int(100 * done / total) if total else -1
+                self._emit("progress", stepDescription=step, completion=pct, done=done, total=total)
+            return
+        if not self.tty:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and not (total and done >= total):
+            return
+        self._last = now
+        if total:
+            width = 30
+            filled = int(width * min(done, total) / total)
+            bar = "#" * filled + "." * (width - filled)
+            text = f"\r{step:<24} [{bar}] {100 * done // total:3d}%"
+        else:
+            text = f"\r{step:<24} {done}"
+        self.stream.write(text)
+        self.stream.flush()
+        self._progress_shown = True
+
+    def _clear(self) -> None:
+        if self._progress_shown:
+            self.stream.write("\r\033[K")
+            self._progress_shown = False

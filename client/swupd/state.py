@@ -1,0 +1,144 @@
+"""The client's state directory: lock, trust records, caches and the journal.
+
+Layout (`--statedir`, default `ROOT/var/lib/swupd`, mode 0700):
+  lock                   one swupd at a time
+  trust.json             highest version and newest `latest` time ever verified (rollback floor)
+  version                the version the last completed transaction installed
+  objects/<hash>         verified objects (see store/objects.py)
+  manifests/<V>/...      verified manifests and MoM signatures
+  download/              downloads in progress (resumable)
+  stage/                 objects staged for the pending transaction
+  journal                the pending transaction, if any
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+
+from swupd.format.errors import DiskFullError, LockedError, TreeIOError
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new bytes."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if e.errno == errno.ENOSPC:
+            raise DiskFullError(f"no space left writing {path}") from None
+        raise TreeIOError(f"cannot write {path}: {e.strerror}") from None
+
+
+@dataclass
+class TrustRecord:
+    highest_version: int = 0
+    latest_timestamp: int = 0
+
+
+class StateDir:
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self._lock_fd: int | None = None
+
+    def sub(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+    def ensure(self) -> None:
+        try:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            os.chmod(self.path, 0o700)
+            for d in ("objects", "manifests", "download", "stage"):
+                os.makedirs(self.sub(d), mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise TreeIOError(f"cannot create state directory {self.path}: {e.strerror}") from None
+
+    def lock(self) -> None:
+        self.ensure()
+        fd = os.open(self.sub("lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockedError(f"another swupd is running (lock {self.sub('lock')})") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def trust(self) -> TrustRecord:
+        try:
+            with open(self.sub("trust.json"), encoding="utf-8") as f:
+                data = json.load(f)
+            return TrustRecord(int(data.get("highest_version", 0)), int(data.get("latest_timestamp", 0)))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return TrustRecord()
+
+    def save_trust(self, record: TrustRecord) -> None:
+        current = self.trust()
+        merged = TrustRecord(
+            max(current.highest_version, record.highest_version),
+            max(current.latest_timestamp, record.latest_timestamp),
+        )
+        if merged != current:
+            write_atomic(self.sub("trust.json"), json.dumps(asdict(merged)).encode())
+
+    def installed_version(self) -> int:
+        try:
+            with open(self.sub("version"), encoding="ascii") as f:
+                return int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def manifest_dir(self, version: int) -> str:
+        d = self.sub("manifests", str(version))
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        return d
+
+    def clean(self, keep_versions: set[int], everything: bool = False) -> tuple[int, int]:
+        """Drop cached objects, downloads and manifests of other versions; (files, bytes) freed."""
+        files = size = 0
+
+        def drop(p: str) -> None:
+            nonlocal files, size
+            try:
+                if os.path.isdir(p) and not os.path.islink(p):
+                    for root, _, names in os.walk(p):
+                        for n in names:
+                            files += 1
+                            size += os.lstat(os.path.join(root, n)).st_size
+                    shutil.rmtree(p)
+                else:
+                    size += os.lstat(p).st_size
+                    files += 1
+                    os.unlink(p)
+            except OSError:
+                pass
+
+        for d in ("objects", "download"):
+            for n in os.listdir(self.sub(d)) if os.path.isdir(self.sub(d)) else []:
+                drop(self.sub(d, n))
+        mdir = self.sub("manifests")
+        for n in os.listdir(mdir) if os.path.isdir(mdir) else []:
+            if everything or not n.isdigit() or int(n) not in keep_versions:
+                drop(os.path.join(mdir, n))
+        return files, size

@@ -1,0 +1,1 @@
+"""The state directory's content-addressed store of verified objects, and what fills it."""

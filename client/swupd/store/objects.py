@@ -1,0 +1,166 @@
+"""A content-addressed store that only ever holds verified objects.
+
+An object is kept as the thing itself, named by its hash: a regular file with its mode, owner
+and xattrs, a directory, or a symlink. It enters the store only after hashing to its name, and
+is hashed again while it is copied out, so a corrupted cache entry is noticed and dropped
+instead of installed. The store lives in the root-only state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from typing import BinaryIO
+
+from swupd.format import filehash
+from swupd.format.errors import DiskFullError, HashMismatchError, TreeIOError
+from swupd.format.fullfile import Meta
+
+from ..apply.tree import set_meta_fd
+
+_CHUNK = 1 << 20
+
+
+def _io(e: OSError, what: str) -> Exception:
+    if e.errno == 28:
+        return DiskFullError(f"no space left in the state directory while {what}")
+    return TreeIOError(f"{what}: {e.strerror}")
+
+
+class ObjectStore:
+    def __init__(self, directory: str) -> None:
+        self.dir = directory
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    def path(self, digest: str) -> str:
+        return os.path.join(self.dir, digest)
+
+    def has(self, digest: str) -> bool:
+        return os.path.lexists(self.path(digest))
+
+    def _tmp(self, digest: str) -> str:
+        tmp = os.path.join(self.dir, f".{digest}.{os.getpid()}.tmp")
+        self._drop(tmp)
+        return tmp
+
+    @staticmethod
+    def _drop(path: str) -> None:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.unlink(path)
+
+    def add(self, digest: str, meta: Meta, content: BinaryIO | bytes | None) -> None:
+        """Store an object from its metadata and content, if and only if it hashes to `digest`."""
+        tmp = self._tmp(digest)
+        try:
+            if stat.S_ISLNK(meta.mode):
+                os.symlink(meta.linkname, tmp)
+                os.chown(tmp, meta.uid, meta.gid, follow_symlinks=False)
+            elif stat.S_ISDIR(meta.mode):
+                os.mkdir(tmp, 0o700)
+                fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    set_meta_fd(fd, meta)
+                finally:
+                    os.close(fd)
+            else:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    with os.fdopen(os.dup(fd), "wb") as w:
+                        if isinstance(content, bytes):
+                            w.write(content)
+                        elif content is not None:
+                            while chunk := content.read(_CHUNK):
+                                w.write(chunk)
+                    set_meta_fd(fd, meta)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            got = filehash.hash_path(tmp)
+            if got != digest:
+                raise HashMismatchError(f"object {digest[:16]}… hashes to {got[:16]}…")
+            if stat.S_ISDIR(meta.mode):
+                self._replace_dir(tmp, digest)
+            else:
+                os.replace(tmp, self.path(digest))
+        except OSError as e:
+            self._drop(tmp)
+            raise _io(e, f"storing object {digest[:16]}…") from None
+        except BaseException:
+            self._drop(tmp)
+            raise
+
+    def _replace_dir(self, tmp: str, digest: str) -> None:
+        final = self.path(digest)
+        if os.path.lexists(final):
+            self._drop(tmp)
+            return
+        os.rename(tmp, final)
+
+    def meta(self, digest: str) -> Meta:
+        """Metadata of a stored object (for directories, which are made rather than moved)."""
+        p = self.path(digest)
+        st = os.lstat(p)
+        link = os.readlink(p) if stat.S_ISLNK(st.st_mode) else ""
+        xattrs = {} if link else filehash.read_xattrs(p)
+        return Meta(st.st_mode, st.st_uid, st.st_gid, 0, st.st_size, link, xattrs)
+
+    def copy_out(self, digest: str, dest: str) -> bool:
+        """Copy a file or symlink object to host path `dest`, checking its hash on the way.
+
+        Returns False, and forgets the object, if it no longer hashes to its name."""
+        src = self.path(digest)
+        try:
+            st = os.lstat(src)
+            self._drop(dest)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(src)
+                if filehash.hash_symlink(target, st.st_uid, st.st_gid) != digest:
+                    self._drop(src)
+                    return False
+                os.symlink(target, dest)
+                os.chown(dest, st.st_uid, st.st_gid, follow_symlinks=False)
+                return True
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            meta = self.meta(digest)
+            out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                with open(src, "rb") as f, os.fdopen(os.dup(out), "wb") as w:
+                    digest_now = filehash.hash_stream(
+                        _Tee(f, w), st.st_size, st.st_mode, st.st_uid, st.st_gid, meta.xattrs
+                    )
+                set_meta_fd(out, meta)
+                os.fsync(out)
+            finally:
+                os.close(out)
+            if digest_now != digest:
+                self._drop(src)
+                self._drop(dest)
+                return False
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            self._drop(dest)
+            raise _io(e, f"staging object {digest[:16]}…") from None
+
+    def remove(self, digest: str) -> None:
+        self._drop(self.path(digest))
+
+    def digests(self) -> list[str]:
+        return [n for n in os.listdir(self.dir) if len(n) == 64]
+
+
+class _Tee:
+    """A reader that writes everything it reads to `out`."""
+
+    def __init__(self, src: BinaryIO, out: BinaryIO) -> None:
+        self.src, self.out = src, out
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        self.out.write(data)
+        return data

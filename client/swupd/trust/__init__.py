@@ -1,0 +1,1 @@
+"""Deciding, on bytes alone, whether signed update metadata may be believed."""
