@@ -39,8 +39,23 @@ def main() -> int:
     run(server, "keygen", "--private", key, "--public", pub)
     for version, variant in ((10, 1), (20, 2)):
         rootfs = exampletree.make_tree(os.path.join(OUT, f"rootfs-{version}"), variant)
-        run(server, "create-update", "--www", www, "--rootfs", rootfs, "--bundles", bundles,
-            "--version", str(version), "--signing-key", key, "--compat", "demo-machine", "--strict")
+        run(
+            server,
+            "create-update",
+            "--www",
+            www,
+            "--rootfs",
+            rootfs,
+            "--bundles",
+            bundles,
+            "--version",
+            str(version),
+            "--signing-key",
+            key,
+            "--compat",
+            "demo-machine",
+            "--strict",
+        )
     run(server, "report", "--www", www)
     print()
     for name in ("version/format1/latest", "20/Manifest.MoM", "20/Manifest.app"):

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="days until devices treat `latest` as stale (default %(default)s)",
     )
     c.add_argument("--fullfile-level", type=int, default=10, help="zstd level of fullfiles (default %(default)s)")
+    c.add_argument("--cache-dir", default="", help="build cache (default: WWW.cache beside the tree)")
 
     b = sub.add_parser("check-bundles", help="check that every ELF file of each bundle finds its libraries")
     b.add_argument("--rootfs", required=True)
@@ -111,6 +112,7 @@ def _create(args: argparse.Namespace) -> int:
         strict=args.strict,
         expiry_days=args.expiry_days,
         fullfile_level=args.fullfile_level,
+        cache_dir=args.cache_dir,
     )
     print(create_update(cfg).text())
     return 0

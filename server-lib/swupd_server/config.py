@@ -13,6 +13,11 @@ DEFAULT_FORMAT = 1
 DEFAULT_EXPIRY_DAYS = 90
 
 
+def default_cache_dir(www: str) -> str:
+    """Beside the published tree (never inside it, so it is neither served nor compared)."""
+    return os.path.abspath(www).rstrip("/") + ".cache"
+
+
 def build_timestamp() -> int:
     """SOURCE_DATE_EPOCH when set (reproducible builds), else now."""
     sde = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
@@ -43,6 +48,20 @@ class BuildConfig:
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     timestamp: int = field(default_factory=build_timestamp)
     limits: Limits = LIMITS
+    cache_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.cache_dir:
+            self.cache_dir = default_cache_dir(self.www)
+
+    def cache(self, *parts: str) -> str:
+        """A path in the build cache: scan stamps, ELF facts and deltas from earlier builds.
+
+        The cache only saves time; losing it changes no output."""
+        return os.path.join(self.cache_dir, *parts)
+
+    def delta_cache(self, from_hash: str, to_hash: str) -> str:
+        return self.cache("deltas", f"{from_hash}-{to_hash}")
 
     @property
     def expires(self) -> int:

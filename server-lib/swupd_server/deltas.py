@@ -95,7 +95,9 @@ def _pairs(old: Manifest, new: Manifest, since: int, cfg: BuildConfig) -> tuple[
     pairs: dict[str, Entry] = {}
     renamed = 0
     for e in new.entries:
-        if not e.present or e.type != Type.FILE or e.version <= since or e.size < lim.min_delta_target_bytes:
+        if not e.present or e.type != Type.FILE or e.version <= since:
+            continue
+        if not lim.min_delta_target_bytes <= e.size <= lim.max_delta_source_bytes:
             continue
         prev = old_by_path.get(e.path)
         if prev is not None:
@@ -166,7 +168,7 @@ def build(
     cfg: BuildConfig,
 ) -> DeltaReport:
     out = DeltaReport(sources=source_versions(history, cfg))
-    os.makedirs(history.path(os.path.dirname(layout.cached_delta("a", "b"))), exist_ok=True)
+    os.makedirs(os.path.dirname(cfg.delta_cache("a", "b")), exist_ok=True)
     jobs: dict[tuple[str, str], tuple] = {}
     planned: set[tuple[str, int]] = set()
     for source in out.sources:
@@ -199,7 +201,7 @@ def build(
                 limit = _fullfile_size(fullfiles, target)
                 if old_ff is None or not stat.S_ISREG(item.mode) or limit is None:
                     continue
-                dest = history.path(layout.cached_delta(prev.hash, new_hash))
+                dest = cfg.delta_cache(prev.hash, new_hash)
                 jobs[key] = (
                     old_ff,
                     prev.hash,

@@ -27,14 +27,26 @@ class History:
     def path(self, rel: str) -> str:
         return os.path.join(self.www, rel)
 
+    def formats(self) -> list[int]:
+        """Formats that have a `latest` pointer."""
+        d = self.path("version")
+        if not os.path.isdir(d):
+            return []
+        return sorted(int(n[6:]) for n in os.listdir(d) if n.startswith("format") and n[6:].isdigit())
+
+    def published_max(self) -> int:
+        """The highest version any `latest` pointer has reached."""
+        return max((self.latest(f) for f in self.formats()), default=0)
+
     @cached_property
     def versions(self) -> list[int]:
-        """Every published version (a directory holding a Manifest.MoM), ascending."""
+        """Every published version (a Manifest.MoM that a `latest` pointer has reached), ascending."""
         if not os.path.isdir(self.www):
             return []
+        top = self.published_max()
         found = []
         for name in os.listdir(self.www):
-            if name.isdigit() and os.path.isfile(self.path(layout.mom(int(name)))):
+            if name.isdigit() and int(name) <= top and os.path.isfile(self.path(layout.mom(int(name)))):
                 found.append(int(name))
         return sorted(found)
 

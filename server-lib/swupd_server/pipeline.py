@@ -6,7 +6,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
 
 from . import bundles as bl
@@ -44,6 +43,7 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         raise UsageError("a signing key is required")
     bundle_specs = bl.load(cfg.bundles_file)
     with publish.locked(cfg.www):
+        publish.remove_leftovers(cfg.www)
         history = History(cfg.www)
         highest = history.highest()
         if cfg.version <= highest:
@@ -51,7 +51,7 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         deltas.source_versions(history, cfg)
 
         t = time.monotonic()
-        items = scan.scan(cfg.rootfs, cfg.jobs, history.path(layout.scan_cache()))
+        items = scan.scan(cfg.rootfs, cfg.jobs, cfg.cache("scan.json"))
         scan.stamp_os_release(items, cfg.rootfs, cfg.version, cfg.timestamp)
         for name, spec in bundle_specs.items():
             marker = bl.marker(name)
@@ -61,8 +61,7 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         report.add("scan", t, f"{len(items)} objects in {cfg.rootfs}")
 
         t = time.monotonic()
-        elf_cache = history.path(layout.elf_cache())
-        problems = elfcheck.check(items, bundle_specs, claimed, cfg.jobs, elf_cache)
+        problems = elfcheck.check(items, bundle_specs, claimed, cfg.jobs, cfg.cache("elf.json"))
         report.warnings += [p.text() for p in problems]
         if problems and cfg.strict:
             raise BuildError(f"{len(problems)} ELF dependency problem(s); first: {problems[0].text()}")

@@ -39,6 +39,23 @@ def locked(www: str) -> Iterator[None]:
         os.close(fd)
 
 
+def remove_leftovers(www: str) -> list[str]:
+    """Remove what killed builds left: staging directories, and version directories that no
+    `latest` pointer reached (a build stopped between moving its version into place and
+    publishing `latest`). No device can have seen either."""
+    from .history import History
+
+    removed = []
+    published = History(www).published_max()
+    for name in os.listdir(www):
+        path = os.path.join(www, name)
+        orphan = name.isdigit() and int(name) > published and os.path.isdir(path)
+        if name.startswith(".stage-") or orphan:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
 def stage_dir(www: str, version: int) -> str:
     path = os.path.join(www, f".stage-{version}")
     if os.path.exists(path):

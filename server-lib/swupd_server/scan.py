@@ -136,11 +136,7 @@ def _load_stamps(path: str | None) -> dict[str, list]:
 def _save_stamps(path: str | None, items: list[Item]) -> None:
     if not path:
         return
-    data = {
-        i.path: [*i.stamp, i.hash, {k: v.hex() for k, v in i.xattrs.items()}]
-        for i in items
-        if i.stamp
-    }
+    data = {i.path: [*i.stamp, i.hash, {k: v.hex() for k, v in i.xattrs.items()}] for i in items if i.stamp}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(data, f, separators=(",", ":"))

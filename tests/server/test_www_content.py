@@ -8,7 +8,6 @@ import os
 import pytest
 import reader
 from buildutil import all_entries, assert_same_snapshot, copy_www, create, make_stream_tree, snapshot
-
 from swupd_server import cli
 
 
@@ -163,7 +162,7 @@ def test_unchanged_bundles_are_not_rewritten(v30):
 
 
 def test_one_changed_file_gives_one_new_fullfile(v30):
-    www, _, root = v30
+    www, _, _ = v30
     entries = all_entries(www.bundles(30))
     objs = {n[:-4]: www.fullfile(30, n[:-4]) for n in os.listdir(www.path("30", "files"))}
     assert {h: o.kind for h, o in objs.items()} == {

@@ -2,8 +2,9 @@
 
 Fullfiles are zstd by default (fast to unpack on a small device), xz when a build asks for it;
 readers detect the codec from the first bytes, so a stream may mix them. Every decompressing
-reader is bounded: it fails once the output passes the size the caller allows, and zstd frames
-that need a window above 8 MiB are refused, so a hostile stream cannot exhaust a device.
+reader is bounded: it fails once the output passes the size the caller allows, zstd frames
+that need a window above 8 MiB are refused, and a stream that ends inside a frame is an error,
+so a hostile stream cannot exhaust a device or pass for a shorter one.
 """
 
 from __future__ import annotations
@@ -89,18 +90,44 @@ class _XzReader(io.RawIOBase):
 
 
 class _ZstdReader(io.RawIOBase):
+    """Streams zstd frames, feeding the decoder small slices so that no single call can
+    expand past a few MiB, and failing on a stream that ends inside a frame."""
+
+    _FEED = 512
+
     def __init__(self, src: BinaryIO) -> None:
-        dec = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
-        self._reader = dec.stream_reader(src, read_across_frames=True)
+        self._src = src
+        self._dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+        self._obj = self._dctx.decompressobj()
+        self._in = b""
+        self._out = b""
+        self._started = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
         try:
-            return self._reader.readinto(buf)
+            while not self._out:
+                if not self._in:
+                    self._in = self._src.read(65536)
+                    if not self._in:
+                        if self._started and not self._obj.eof:
+                            raise FormatError("zstd stream truncated")
+                        return 0
+                if self._obj.eof:
+                    # Another frame follows the one just finished.
+                    self._in = self._obj.unused_data + self._in
+                    self._obj = self._dctx.decompressobj()
+                piece, self._in = self._in[: self._FEED], self._in[self._FEED :]
+                self._started = True
+                self._out = self._obj.decompress(piece)
         except zstandard.ZstdError as e:
             raise FormatError(f"corrupt zstd data: {e}") from None
+        n = min(len(buf), len(self._out))
+        buf[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
 
 
 def open_decompressed(src: BinaryIO, limit: int) -> BinaryIO:

@@ -103,11 +103,19 @@ def header(delta: bytes, limits: Limits = LIMITS) -> tuple[int, int, Meta, int]:
     magic, codec, old_len, new_len, mode, uid, gid, xlen = _HEADER.unpack_from(delta)
     if magic != MAGIC or codec not in ENCODERS:
         raise FormatError("not a delta of a known codec")
-    if new_len > limits.max_file_bytes or xlen > limits.max_xattr_bytes:
-        raise SizeLimitError("delta target too large")
+    # Both sides only make deltas for files up to this size, so nothing larger is allocated.
+    if new_len > limits.max_delta_source_bytes or old_len > limits.max_delta_source_bytes:
+        raise SizeLimitError("delta source or target larger than deltas may be")
+    if xlen > limits.max_xattr_bytes:
+        raise SizeLimitError("delta xattrs too large")
+    if _HEADER.size + xlen > len(delta):
+        raise FormatError("delta xattrs truncated")
     if not stat.S_ISREG(mode):
         raise FormatError("delta target is not a regular file")
-    xattrs = _xattrs_load(delta[_HEADER.size : _HEADER.size + xlen])
+    try:
+        xattrs = _xattrs_load(delta[_HEADER.size : _HEADER.size + xlen])
+    except (struct.error, UnicodeDecodeError):
+        raise FormatError("delta xattrs malformed") from None
     return codec, old_len, Meta(mode, uid, gid, 0, new_len, "", xattrs), _HEADER.size + xlen
 
 

@@ -58,20 +58,3 @@ def pack_delta_member(from_hash: str, to_hash: str) -> str:
 
 def report_dir() -> str:
     return "report"
-
-
-def cache_dir() -> str:
-    """Build-side caches kept with the history (deltas, ELF facts); never fetched by devices."""
-    return ".cache"
-
-
-def cached_delta(from_hash: str, to_hash: str) -> str:
-    return f"{cache_dir()}/deltas/{from_hash}-{to_hash}"
-
-
-def elf_cache() -> str:
-    return f"{cache_dir()}/elf.json"
-
-
-def scan_cache() -> str:
-    return f"{cache_dir()}/scan.json"

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, field
 
 from swupd.format import layout
-from swupd.format.errors import HashMismatchError, NotFoundError, SwupdError
+from swupd.format.errors import DiskFullError, HashMismatchError, NotFoundError, SwupdError, TreeIOError
 from swupd.format.fullfile import Meta
 from swupd.format.manifest import Entry, Manifest
 
@@ -133,6 +133,8 @@ def _fetch_import(sess, store, chosen, mine, source_of, download, rep) -> bool:
         size = sess.fetcher.fetch_file(f"{sess.s.contenturl}/{rel}", dest, cap, _progress(sess, "Downloading pack"))
     except NotFoundError:
         return False
+    except (DiskFullError, TreeIOError):
+        raise
     except SwupdError as e:
         sess.out.warning(f"pack {rel} unusable ({e}); using fullfiles")
         return False

@@ -17,6 +17,7 @@ import os
 import random
 import re
 import stat
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -36,14 +37,14 @@ Progress = Callable[[int, int | None], None]
 """`progress(bytes_done, total_or_None)`, called from the downloading thread."""
 
 ManyProgress = Callable[[str, int, int | None], None]
-"""`progress(url, bytes_done, total_or_None)` for `Fetcher.fetch_many`, called from worker threads."""
+"""`progress(url, bytes_done, total_or_None)` for `Fetcher.fetch_many`: from worker threads, one at a time."""
 
 # Small enough that a slow link still yields chunks often (the speed check runs per chunk).
 _CHUNK = 64 * 1024
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 _GONE_STATUS = frozenset({404, 410})
-_CONTENT_RANGE = re.compile(r"bytes (\d{1,20})-(\d{1,20})/(\d{1,20}|\*)")
-_UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d{1,20})")
+_CONTENT_RANGE = re.compile(r"bytes (\d{1,20})-(\d{1,20})/(\d{1,20}|\*)", re.ASCII)
+_UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d{1,20})", re.ASCII)
 _NET_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 _T = TypeVar("_T")
 
@@ -92,7 +93,7 @@ def _shown(url: str) -> str:
 
 def _int_header(value: str | None) -> int | None:
     """A non-negative integer header, or None when absent or not a plain number."""
-    return int(value) if value is not None and value.isdigit() and len(value) <= 20 else None
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) <= 20 else None
 
 
 def _too_big(url: str, max_bytes: int, size: int | None = None) -> SizeLimitError:
@@ -209,8 +210,14 @@ class Fetcher:
         if len(set(dests)) != len(dests) or len({u for u, _, _ in jobs}) != len(jobs):
             raise UsageError("fetch_many needs distinct URLs and distinct destinations")
 
+        lock = threading.Lock()  # callers may sum shared state in the callback: no torn updates
+
         def run(url: str, dest: str | os.PathLike[str], max_bytes: int) -> BaseException | None:
-            cb = None if progress is None else (lambda done, total: progress(url, done, total))
+            def cb(done: int, total: int | None) -> None:
+                if progress is not None:
+                    with lock:
+                        progress(url, done, total)
+
             try:
                 self.fetch_file(url, dest, max_bytes, cb)
             except Exception as e:
@@ -323,7 +330,7 @@ class Fetcher:
             try:
                 chunk = read1(_CHUNK, decode_content=False) if read1 else raw.read(4096, decode_content=False)
             except _NET_ERRORS as e:
-                raise _Retry(f"transfer broken ({type(e).__name__})", done - start) from None
+                raise _Retry(f"transfer broken after {done - start} bytes ({type(e).__name__})", done - start) from None
             if not chunk:
                 break
             if done + len(chunk) > max_bytes:

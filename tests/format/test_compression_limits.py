@@ -1,0 +1,73 @@
+"""Compressed streams: codecs recognised by magic, output bounded, corruption a FormatError."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+import zstandard
+from swupd.format import compression
+from swupd.format.errors import FormatError, SizeLimitError
+
+DATA = os.urandom(1000) + b"compressible " * 5000
+
+
+@pytest.mark.parametrize("codec", ["zstd", "xz", "none"])
+def test_round_trip_and_detection(codec):
+    blob = compression.compress(DATA, codec, 3)
+    assert compression.detect(blob[:8]) == codec
+    assert compression.decompress(blob, len(DATA)) == DATA
+
+
+@pytest.mark.parametrize("codec", ["zstd", "xz", "none"])
+def test_output_past_the_limit_is_refused(codec):
+    blob = compression.compress(DATA, codec, 3)
+    with pytest.raises(SizeLimitError):
+        compression.decompress(blob, len(DATA) - 1)
+    with pytest.raises(SizeLimitError):
+        compression.open_decompressed(io.BytesIO(blob), 100).read()
+
+
+def test_a_bomb_stops_at_the_limit():
+    bomb = compression.compress(b"\0" * (64 * 1024 * 1024), "zstd", 3)
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(SizeLimitError):
+        compression.decompress(bomb, 1024 * 1024)
+
+
+def test_frames_needing_a_large_window_are_refused():
+    params = zstandard.ZstdCompressionParameters(window_log=26)
+    buf = io.BytesIO()
+    with zstandard.ZstdCompressor(compression_params=params).stream_writer(buf, closefd=False) as w:
+        w.write(b"abc" * 1000)
+    with pytest.raises(FormatError):
+        compression.decompress(buf.getvalue(), 10**9)
+
+
+def test_truncated_xz_stream():
+    blob = compression.compress(DATA, "xz", 3)
+    for cut in (len(blob) // 2, len(blob) - 1):
+        with pytest.raises(FormatError):
+            compression.decompress(blob[:cut], len(DATA))
+
+
+def test_truncated_zstd_stream():
+    blob = compression.compress(DATA, "zstd", 3)
+    for cut in (len(blob) // 2, len(blob) - 1):
+        with pytest.raises(FormatError):
+            compression.decompress(blob[:cut], len(DATA))
+
+
+@pytest.mark.parametrize("codec", ["zstd", "xz"])
+def test_corrupt_streams(codec):
+    corrupt = bytearray(compression.compress(DATA, codec, 3))
+    for i in range(12, len(corrupt), 7):
+        corrupt[i] ^= 0x55
+    with pytest.raises(FormatError):
+        compression.decompress(bytes(corrupt), len(DATA))
+
+
+def test_unknown_codec():
+    with pytest.raises(ValueError):
+        compression.compress(b"x", "lz4")

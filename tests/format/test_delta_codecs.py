@@ -1,0 +1,162 @@
+"""Binary deltas: both codecs round trip; wrong, truncated or corrupt input fails as FormatError."""
+
+from __future__ import annotations
+
+import random
+import struct
+import subprocess
+import sys
+
+import pytest
+from swupd.format import delta
+from swupd.format.errors import FormatError, SizeLimitError
+from swupd.format.fullfile import Meta
+
+ENCODERS = {"zstd-dict": delta.encode_zstd_dict, "bsdiff": delta.encode_bsdiff}
+
+
+@pytest.fixture(scope="module")
+def pair():
+    with open("/bin/ls", "rb") as f:
+        old = f.read()
+    new = bytearray(old)
+    new[5000:5016] = b"patched-version2"
+    new += b"appended tail\n"
+    return old, bytes(new)
+
+
+def meta(new: bytes, xattrs=None) -> Meta:
+    if xattrs is None:
+        xattrs = {"user.a": b"1", "user.bin": b"\xff\x00"}
+    return Meta(0o104750, 12, 34, 0, len(new), "", xattrs)
+
+
+@pytest.mark.parametrize("codec", sorted(ENCODERS))
+def test_round_trip(pair, codec):
+    old, new = pair
+    blob = ENCODERS[codec](old, new, meta(new))
+    assert blob.startswith(b"SWDELTA1") and blob[8] == delta.CODECS[codec]
+    assert len(blob) < len(new) // 50
+    got_meta, got = delta.apply(old, blob)
+    assert got == new
+    assert (got_meta.mode, got_meta.uid, got_meta.gid, got_meta.size) == (0o104750, 12, 34, len(new))
+    assert got_meta.xattrs == {"user.a": b"1", "user.bin": b"\xff\x00"}
+    assert delta.codec_name(blob) == codec
+
+
+@pytest.mark.parametrize(
+    ("codec", "old", "new"),
+    [
+        ("bsdiff", b"", b"brand new content\n" * 20),
+        ("bsdiff", b"old content\n" * 20, b""),
+        ("zstd-dict", b"old content\n" * 20, b""),
+        ("zstd-dict", b"12345678", b"brand new content\n" * 20),
+    ],
+)
+def test_round_trip_edge_sizes(codec, old, new):
+    _, got = delta.apply(old, ENCODERS[codec](old, new, meta(new, {})))
+    assert got == new
+
+
+@pytest.mark.parametrize("codec", sorted(ENCODERS))
+def test_wrong_old_file(pair, codec):
+    old, new = pair
+    blob = ENCODERS[codec](old, new, meta(new))
+    with pytest.raises(FormatError):
+        delta.apply(old[:-1], blob)
+    # Same size, other bytes: either refused or a different result, which the caller's hash
+    # check then rejects; never the new file.
+    other = bytes(reversed(old))
+    try:
+        _, got = delta.apply(other, blob)
+    except FormatError:
+        return
+    assert got != new
+
+
+@pytest.mark.parametrize("codec", sorted(ENCODERS))
+def test_truncated_payload(pair, codec):
+    old, new = pair
+    blob = ENCODERS[codec](old, new, meta(new, {}))
+    head = struct.calcsize("<8sBQQIIII")
+    for cut in [0, 7, 8, head - 1, head, head + 1, head + 5, len(blob) // 2, len(blob) - 1]:
+        with pytest.raises(FormatError):
+            delta.apply(old, blob[:cut])
+
+
+@pytest.mark.parametrize("codec", sorted(ENCODERS))
+def test_truncated_inside_xattr_records(pair, codec):
+    old, new = pair
+    blob = ENCODERS[codec](old, new, meta(new))
+    head = struct.calcsize("<8sBQQIIII")
+    for cut in range(head, head + 30):
+        with pytest.raises(FormatError):
+            delta.apply(old, blob[:cut])
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (lambda b: b"SWDELTA2" + b[8:], FormatError),
+        (lambda b: b[:8] + b"\x09" + b[9:], FormatError),
+        # Header: magic 0-7, codec 8, old size 9-16, new size 17-24, mode 25-28, uid, gid, xattr length 37-40.
+        (lambda b: b[:17] + struct.pack("<Q", 2**40) + b[25:], SizeLimitError),
+        (lambda b: b[:25] + struct.pack("<I", 0o40755) + b[29:], FormatError),
+        (lambda b: b[:37] + struct.pack("<I", 10**6) + b[41:], SizeLimitError),
+        (lambda b: b[:37] + struct.pack("<I", 1000) + b[41:], FormatError),
+        (lambda b: b[:9] + struct.pack("<Q", 5) + b[17:], FormatError),
+    ],
+)
+def test_corrupt_header(pair, edit, error):
+    old, new = pair
+    blob = delta.encode_bsdiff(old, new, meta(new, {}))
+    with pytest.raises(error):
+        delta.apply(old, edit(blob))
+
+
+@pytest.mark.parametrize("codec", sorted(ENCODERS))
+def test_random_corruption_fails_cleanly(pair, codec):
+    """Flipped bits give FormatError/SizeLimitError or some bytes (the hash check catches those),
+    never another exception. Flips in the new-size field are left to
+    test_delta_claiming_a_huge_target_is_refused, flips in the xattr length (which make the
+    payload's first bytes read as xattr records) to test_truncated_inside_xattr_records."""
+    old, new = pair
+    blob = ENCODERS[codec](old, new, meta(new, {}))
+    rng = random.Random(1234)
+    size_fields = {*range(17, 25), *range(37, 41)}
+    for _ in range(300):
+        b = bytearray(blob)
+        pos = rng.choice([p for p in range(len(b)) if p not in size_fields])
+        b[pos] ^= 1 << rng.randrange(8)
+        try:
+            delta.apply(old, bytes(b))
+        except (FormatError, SizeLimitError):
+            pass
+
+
+HUGE_TARGET = """
+import resource, struct, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
+from swupd.format import delta
+from swupd.format.errors import FormatError, SizeLimitError
+from swupd.format.fullfile import Meta
+old = b"old content " * 1000
+new = b"new content " * 1000
+blob = bytearray(delta.encode_bsdiff(old, new, Meta(0o100644, size=len(new))))
+struct.pack_into("<Q", blob, 17, 32 * 1024**3)  # claims a 32 GiB result, below max_file_bytes
+try:
+    delta.apply(old, bytes(blob))
+except (FormatError, SizeLimitError) as e:
+    print("refused:", type(e).__name__)
+    sys.exit(0)
+except BaseException as e:
+    print("raised", type(e).__name__)
+    sys.exit(1)
+print("accepted")
+sys.exit(1)
+"""
+
+
+def test_delta_claiming_a_huge_target_is_refused():
+    p = subprocess.run([sys.executable, "-c", HUGE_TARGET], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr

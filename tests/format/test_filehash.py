@@ -1,0 +1,109 @@
+"""The swupd file hash: published test vectors, from values and from real files."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from swupd.format import filehash
+
+HELLO = "f716c6cb18be9041e1748d52be544645cfc98d2c99dd7e72bdd6f702aa1ee744"
+DIR_0755 = "6c27df6efcd6fc401ff1bc67c970b83eef115f6473db4fb9d57e5de317eba96e"
+DIR_1777 = "d93a5e9129361e28b9e244fe422234e3a1794b001a082aeb78e16fd881673a2b"
+EMPTY_1000 = "b85f1dc2c2317a20f47a36d3257313b131124ffa6d4f19bb060d43014fd386b0"
+HELLO_1000_201 = "53b40563c1162a14d9ce0233a6b346cd0a4cbce54c40affbdf0fc286fd3bfe7b"
+TEST_DATA = "8286279c93f45c7ffa6b9ed440066de09716527346d9dd0239f50948e0e554f0"
+
+FILE_VECTORS = [
+    (b"hello\n", 0o644, 0, 0, HELLO),
+    (b"", 0o644, 1000, 1000, EMPTY_1000),
+    (b"hello\n", 0o644, 1000, 201, HELLO_1000_201),
+    (b"test-data", 0o644, 0, 0, TEST_DATA),
+]
+DIR_VECTORS = [(0o755, DIR_0755), (0o1777, DIR_1777)]
+
+
+@pytest.mark.parametrize(("data", "perm", "uid", "gid", "expected"), FILE_VECTORS)
+def test_file_vectors(data, perm, uid, gid, expected):
+    assert filehash.hash_bytes(data, stat.S_IFREG | perm, uid, gid) == expected
+
+
+@pytest.mark.parametrize(("perm", "expected"), DIR_VECTORS)
+def test_directory_vectors(perm, expected):
+    assert filehash.hash_directory(stat.S_IFDIR | perm) == expected
+
+
+@pytest.mark.parametrize(("data", "perm", "uid", "gid", "expected"), FILE_VECTORS)
+def test_file_vectors_from_real_files(tmp_path, data, perm, uid, gid, expected):
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    os.chown(path, uid, gid)
+    os.chmod(path, perm)
+    assert filehash.hash_path(str(path)) == expected
+    with open(path, "rb") as f:
+        assert filehash.hash_stream(f, len(data), stat.S_IFREG | perm, uid, gid) == expected
+
+
+@pytest.mark.parametrize(("perm", "expected"), DIR_VECTORS)
+def test_directory_vectors_from_real_dirs(tmp_path, perm, expected):
+    path = tmp_path / "d"
+    path.mkdir()
+    (path / "content-does-not-matter").write_bytes(b"x")
+    os.chown(path, 0, 0)
+    os.chmod(path, perm)
+    assert filehash.hash_path(str(path)) == expected
+
+
+def test_symlink_hash_is_target_with_mode_zero(tmp_path):
+    link = tmp_path / "l"
+    os.symlink("some/target", link)
+    expected = filehash.hash_bytes(b"some/target", 0)
+    assert filehash.hash_symlink("some/target") == expected
+    assert filehash.hash_path(str(link)) == expected
+    assert filehash.hash_symlink("other") != expected
+
+
+def test_metadata_is_part_of_the_hash():
+    base = filehash.hash_bytes(b"x", 0o100644)
+    assert filehash.hash_bytes(b"x", 0o100600) != base
+    assert filehash.hash_bytes(b"x", 0o100644, uid=1) != base
+    assert filehash.hash_bytes(b"x", 0o100644, gid=1) != base
+    assert filehash.hash_bytes(b"x", 0o100644, xattrs={"user.a": b"1"}) != base
+    assert filehash.hash_bytes(b"x", 0o104644) != base
+
+
+def test_xattr_blob():
+    assert filehash.xattr_blob({}) == b""
+    blob = filehash.xattr_blob({"user.b": b"2", "user.a": b"1\0"})
+    assert blob == b"user.a\0user.b\0" + b"1\0" + b"2\0"
+
+
+def test_xattrs_of_real_files(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    os.chmod(path, 0o644)
+    try:
+        os.setxattr(path, "user.k", b"v")
+    except OSError:
+        pytest.skip("the file system refuses user.* xattrs")
+    assert filehash.read_xattrs(str(path)) == {"user.k": b"v"}
+    assert filehash.hash_path(str(path)) == filehash.hash_bytes(b"data", 0o100644, xattrs={"user.k": b"v"})
+
+
+def test_missing_path_is_the_zero_hash(tmp_path):
+    assert filehash.hash_path(str(tmp_path / "absent")) == filehash.ZERO_HASH == "0" * 64
+
+
+def test_special_files_cannot_be_hashed(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError):
+        filehash.hash_path(str(fifo))
+
+
+def test_stream_notices_a_size_change(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"12345")
+    with open(path, "rb") as f, pytest.raises(OSError):
+        filehash.hash_stream(f, 4, 0o100644)

@@ -1,0 +1,122 @@
+"""Zero packs and delta packs, applied the way a device applies them, by the independent reader."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import reader
+from buildutil import all_entries, compare_to_rootfs, is_generated
+
+
+@pytest.mark.parametrize("version", [10, 20])
+def test_zero_packs_reproduce_each_bundle(stream, tmp_path, version):
+    """Each bundle unpacked alone from its zero pack into an empty directory holds exactly the
+    bundle's objects as they are in the rootfs."""
+    www = stream.reader()
+    rootfs = reader.tree(stream.rootfs[version])
+    bundles = www.bundles(version)
+    for name, m in bundles.items():
+        dest = str(tmp_path / name)
+        os.makedirs(dest)
+        installed = reader.unpack_zero_pack(www, version, name, dest)
+        assert set(installed) == {e.path for e in m.present()}
+        result = reader.tree(dest)
+        for path, e in installed.items():
+            obj = result[path]
+            assert obj.hash() == e.hash, path
+            if path in rootfs and path != b"/usr/lib/os-release":
+                assert obj == rootfs[path], f"{path!r}: {obj.describe()} != {rootfs[path].describe()}"
+        # Only parents the bundle leaves to os-core were made besides its own objects.
+        extra = set(result) - set(installed)
+        assert all(result[p].kind == "D" and (p in rootfs or is_generated(p)) for p in extra), sorted(extra)
+
+
+def test_all_zero_packs_together_are_the_rootfs(stream, installed10):
+    www = stream.reader()
+    compare_to_rootfs(reader.tree(installed10), stream.rootfs[10], all_entries(www.bundles(10)))
+
+
+@pytest.fixture(scope="module")
+def updated20(stream, installed10, tmp_path_factory):
+    """A copy of the installed version 10, updated to 20 from the delta packs alone."""
+    work = str(tmp_path_factory.mktemp("delta") / "device")
+    reader.copy_tree(installed10, work)
+    www = stream.reader()
+    used = {}
+    mom10, mom20 = www.mom(10).by_path(), www.mom(20).by_path()
+    for name in sorted(www.bundles(20)):
+        if mom10[name.encode()].version != mom20[name.encode()].version:
+            used[name] = reader.apply_delta_pack(www, name, 10, 20, installed10, work)
+    return work, used
+
+
+def test_delta_packs_update_10_to_20(stream, updated20):
+    work, used = updated20
+    www = stream.reader()
+    assert set(used) == {"os-core", "app", "app-docs"}
+    compare_to_rootfs(reader.tree(work), stream.rootfs[20], all_entries(www.bundles(20)))
+
+
+def test_delta_packs_use_every_kind_of_source(updated20):
+    _, used = updated20
+    core = used["os-core"]
+    assert core["delta"] >= 3  # ls, libc, the moved ext.so, perm.txt ...
+    assert core["local"] >= 2  # the moved blob.bin and the new data2 directory
+    assert core["staged"] >= 1  # os-release, the new symlink
+    assert core["deleted"] >= 4
+
+
+def test_delta_pack_leaves_out_content_the_device_has(stream):
+    www = stream.reader()
+    old_hashes = {e.hash for e in www.bundle(www.mom(10).by_path()[b"os-core"]).present()}
+    pack = www.pack(20, "os-core", 10)
+    shipped = {reader.staged_hash(n) for n in pack} | {(reader.delta_hashes(n) or ("", ""))[1] for n in pack}
+    assert not shipped & old_hashes
+    blob = all_entries(www.bundles(20))[b"/usr/share/data2/blob.bin"]
+    assert f"staged/{blob.hash}.tar" not in pack
+
+
+def test_deltas_are_smaller_than_fullfiles(stream):
+    www = stream.reader()
+    sizes = []
+    for name in ("os-core", "app", "app-docs"):
+        for member, blob in www.pack(20, name, 10).items():
+            pair = reader.delta_hashes(member)
+            if pair:
+                fullfile = os.path.getsize(www.path("20", "files", f"{pair[1]}.tar"))
+                assert len(blob) < fullfile, member
+                sizes.append((len(blob), fullfile))
+    assert sizes, "no delta in any pack"
+    # The patched libc: a delta of a few hundred bytes against a fullfile of hundreds of KiB.
+    assert min(d / f for d, f in sizes) < 0.05
+
+
+def test_delta_across_a_rename(stream):
+    """ext.so moved from py3.10/ to py3.11/ and changed: its delta is made from the old path."""
+    www = stream.reader()
+    old = www.bundle(www.mom(10).by_path()[b"os-core"]).by_path()[b"/usr/lib/py3.10/ext.so"]
+    new = www.bundle(www.mom(20).by_path()[b"os-core"]).by_path()[b"/usr/lib/py3.11/ext.so"]
+    assert f"delta/{old.hash}-{new.hash}" in www.pack(20, "os-core", 10)
+
+
+def test_delta_carries_new_metadata(stream):
+    """perm.txt only changed mode: the delta's header holds the new mode."""
+    www = stream.reader()
+    old = www.bundle(www.mom(10).by_path()[b"os-core"]).by_path()[b"/usr/share/data/perm.txt"]
+    new = www.bundle(www.mom(20).by_path()[b"os-core"]).by_path()[b"/usr/share/data/perm.txt"]
+    blob = www.pack(20, "os-core", 10)[f"delta/{old.hash}-{new.hash}"]
+    d = reader.parse_delta(blob)
+    assert d.mode & 0o7777 == 0o600
+    obj = reader.apply_delta(www.fullfile(10, old.hash).data, blob)
+    assert obj.hash() == new.hash
+
+
+def test_zero_pack_members_are_the_fullfiles(stream):
+    www = stream.reader()
+    for name, m in www.bundles(20).items():
+        entry = www.mom(20).by_path()[name.encode()]
+        pack = www.pack(entry.version, name, 0)
+        for e in m.present():
+            member = pack[f"staged/{e.hash}.tar"]
+            assert member == www.read(str(e.version), "files", f"{e.hash}.tar")

@@ -1,0 +1,59 @@
+"""The independent reader itself: its hash matches the published vectors, and its checks
+catch tampering (so the other tests can fail)."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+
+import pytest
+import reader
+import zstandard
+from buildutil import copy_www
+
+VECTORS = [
+    ("F", 0o644, 0, 0, b"hello\n", "f716c6cb18be9041e1748d52be544645cfc98d2c99dd7e72bdd6f702aa1ee744"),
+    ("D", 0o755, 0, 0, b"", "6c27df6efcd6fc401ff1bc67c970b83eef115f6473db4fb9d57e5de317eba96e"),
+    ("D", 0o1777, 0, 0, b"", "d93a5e9129361e28b9e244fe422234e3a1794b001a082aeb78e16fd881673a2b"),
+    ("F", 0o644, 1000, 1000, b"", "b85f1dc2c2317a20f47a36d3257313b131124ffa6d4f19bb060d43014fd386b0"),
+    ("F", 0o644, 1000, 201, b"hello\n", "53b40563c1162a14d9ce0233a6b346cd0a4cbce54c40affbdf0fc286fd3bfe7b"),
+    ("F", 0o644, 0, 0, b"test-data", "8286279c93f45c7ffa6b9ed440066de09716527346d9dd0239f50948e0e554f0"),
+]
+
+
+@pytest.mark.parametrize(("kind", "perm", "uid", "gid", "data", "expected"), VECTORS)
+def test_reader_hash_vectors(kind, perm, uid, gid, data, expected):
+    mode = (stat.S_IFREG if kind == "F" else stat.S_IFDIR) | perm
+    assert reader.swupd_hash(kind, mode, uid, gid, data) == expected
+
+
+def test_reader_rejects_a_tampered_fullfile(stream, tmp_path):
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    w = reader.Www(www, stream.keys.raw)
+    e = w.bundles(20)["app"].by_path()[b"/opt/app/config.txt"]
+    path = w.path(str(e.version), "files", f"{e.hash}.tar")
+    obj = w.fullfile(e.version, e.hash)
+    # A fullfile for other content, stored under this hash.
+    other = reader.Obj("F", obj.mode, obj.uid, obj.gid, b"color=red!!\n")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(e.hash)
+        info.size, info.mode = len(other.data), other.mode
+        tar.addfile(info, io.BytesIO(other.data))
+    with open(path, "wb") as f:
+        f.write(zstandard.ZstdCompressor().compress(buf.getvalue()))
+    with pytest.raises(reader.FormatViolation, match="re-hashes"):
+        reader.check_version(w, 20)
+
+
+def test_reader_rejects_a_tampered_manifest(stream, tmp_path):
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    path = os.path.join(www, "20", "Manifest.app")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data.replace(b"timestamp:", b"timestamp:\t0\nx:", 1))
+    with pytest.raises(reader.FormatViolation):
+        reader.Www(www, stream.keys.raw).bundles(20)
