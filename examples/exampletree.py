@@ -38,6 +38,16 @@ def _install(program: str, root: str, where: str) -> None:
             shutil.copy2(os.path.realpath(lib), libdest)
 
 
+def add_client_config(root: str, url: str, public_key: str, compat: str, fmt: int = 1) -> None:
+    """What an image ships so its swupd knows where to update from and whom to trust."""
+    d = os.path.join(root, "usr/share/defaults/swupd")
+    os.makedirs(os.path.join(d, "keys"), exist_ok=True)
+    for name, value in (("versionurl", url), ("contenturl", url), ("format", str(fmt)), ("compat", compat)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(value + "\n")
+    shutil.copyfile(public_key, os.path.join(d, "keys", "release.pub"))
+
+
 def make_tree(root: str, variant: int = 1) -> str:
     """A root file system at `root`; `variant` 2 is the next version of variant 1."""
     if os.path.exists(root):
