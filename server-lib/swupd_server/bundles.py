@@ -2,7 +2,8 @@
 
 TOML, one table per bundle: `[bundle.<name>]` with optional `includes = [...]` and
 `paths = [...]` (absolute paths or globs; `*` and `?` stay within one path component, `**`
-spans any number). A pattern that matches a directory claims everything below it. `os-core`
+spans any number), and an optional top-level `exclude = [...]` of paths that stay in images
+but are never part of update content (a machine id, a host key). A pattern that matches a directory claims everything below it. `os-core`
 always exists and holds every path no other bundle claims; a path may belong to several
 bundles; the parents of every path belong to its bundle.
 """
@@ -56,7 +57,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + "(?:/.*)?", re.DOTALL)
 
 
-def load(path: str) -> dict[str, Bundle]:
+def load(path: str) -> BundleSet:
     """Read and check a bundles file; `os-core` is added when absent."""
     try:
         with open(path, "rb") as f:
@@ -68,14 +69,32 @@ def load(path: str) -> dict[str, Bundle]:
     return parse(data, path)
 
 
-def parse(data: dict, source: str = "bundles file") -> dict[str, Bundle]:
-    unknown = set(data) - {"bundle"}
+class BundleSet(dict[str, Bundle]):
+    """Bundles by name, and the paths left out of update content altogether."""
+
+    exclude: list[str]
+
+    def __init__(self, *args: object, exclude: list[str] | None = None) -> None:
+        super().__init__(*args)
+        self.exclude = exclude or []
+
+    def excluded(self, paths: Iterable[str]) -> set[str]:
+        """Paths matched by `exclude` (a matched directory takes everything below it)."""
+        regexes = [_glob_regex(p.rstrip("/") or "/") for p in self.exclude]
+        return {p for p in paths if any(rx.fullmatch(p) for rx in regexes)}
+
+
+def parse(data: dict, source: str = "bundles file") -> BundleSet:
+    unknown = set(data) - {"bundle", "exclude"}
     if unknown:
         raise UsageError(f"{source}: unknown top-level key(s): {', '.join(sorted(unknown))}")
     tables = data.get("bundle", {})
     if not isinstance(tables, dict):
         raise UsageError(f"{source}: 'bundle' must be a table of bundles")
-    bundles: dict[str, Bundle] = {OS_CORE: Bundle(OS_CORE)}
+    exclude = data.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(p, str) and p.startswith("/") for p in exclude):
+        raise UsageError(f"{source}: 'exclude' must be a list of absolute paths")
+    bundles = BundleSet({OS_CORE: Bundle(OS_CORE)}, exclude=exclude)
     for name, spec in tables.items():
         if not is_bundle_name(name):
             raise UsageError(f"{source}: invalid bundle name {name!r}")

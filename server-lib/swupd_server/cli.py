@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--private", required=True, metavar="KEYFILE", help="private key to create (mode 0600)")
     k.add_argument("--public", required=True, metavar="PUBFILE", help="public key to install on devices")
 
+    pk = sub.add_parser("public-key", help="write the public key of a private key file")
+    pk.add_argument("--private", required=True, metavar="KEYFILE")
+    pk.add_argument("--output", "-o", metavar="PUBFILE", help="file to write (default: standard output)")
+
     c = sub.add_parser("create-update", help="build one version of update content into www/")
     c.add_argument("--www", required=True, help="the published tree; earlier versions in it are the history")
     c.add_argument("--rootfs", required=True, help="root file system of the new version")
@@ -92,6 +96,16 @@ def _keygen(args: argparse.Namespace) -> int:
     with open(args.public, "wb") as f:
         f.write(key.public.dumps())
     print(f"key {key.public.keyid}: private {args.private}, public {args.public}")
+    return 0
+
+
+def _public_key(args: argparse.Namespace) -> int:
+    data = signing.load_private(args.private).public.dumps()
+    if args.output:
+        with open(args.output, "wb") as f:
+            f.write(data)
+    else:
+        sys.stdout.write(data.decode())
     return 0
 
 
@@ -160,6 +174,7 @@ def _refresh(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "keygen": _keygen,
+    "public-key": _public_key,
     "create-update": _create,
     "check-bundles": _check,
     "report": _report,

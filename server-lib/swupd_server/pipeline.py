@@ -52,6 +52,8 @@ def create_update(cfg: BuildConfig) -> BuildReport:
 
         t = time.monotonic()
         items = scan.scan(cfg.rootfs, cfg.jobs, cfg.cache("scan.json"))
+        for path in bundle_specs.excluded(items):
+            del items[path]
         scan.stamp_os_release(items, cfg.rootfs, cfg.version, cfg.timestamp)
         for name, spec in bundle_specs.items():
             marker = bl.marker(name)

@@ -1,0 +1,28 @@
+SUMMARY = "swupd-server: turns root file systems into signed swupd update content"
+DESCRIPTION = "The build side of meta-swupd, used by swupd-image.bbclass from the native sysroot."
+HOMEPAGE = "https://github.com/meta-swupd/meta-swupd"
+BUGTRACKER = "https://github.com/meta-swupd/meta-swupd/issues"
+SECTION = "devel"
+LICENSE = "MIT"
+LIC_FILES_CHKSUM = "file://${SWUPD_SOURCE_DIR}/LICENSE;md5=78c6dac75aaf6a4f676d75afff7fe14a"
+
+SWUPD_SOURCE_DIR ??= "${SWUPD_LAYERDIR}/.."
+S = "${SWUPD_SOURCE_DIR}"
+
+inherit python3-dir
+
+do_install() {
+    for pkg in client/swupd server-lib/swupd_server; do
+        (cd ${S}/$(dirname $pkg) && find $(basename $pkg) -name '*.py' -o -name '*.html' -o -name '*.service' -o -name '*.timer') |
+        while read -r f; do
+            install -D -m 0644 "${S}/$(dirname $pkg)/$f" "${D}${PYTHON_SITEPACKAGES_DIR}/$f"
+        done
+    done
+    install -d ${D}${bindir}
+    printf '#!/usr/bin/env python3\nimport sys\nfrom swupd_server.cli import main\nsys.exit(main())\n' > ${D}${bindir}/swupd-server
+    chmod 0755 ${D}${bindir}/swupd-server
+}
+
+FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}"
+RDEPENDS:${PN} += "python3-pynacl python3-zstandard python3-bsdiff4 python3-pyelftools python3-jinja2"
+BBCLASSEXTEND = "native"

@@ -1,0 +1,77 @@
+"""Bundle path lists from package data, and the bundles file for swupd-server.
+
+Bundles are defined by packages (`BUNDLE_CONTENTS[<bundle>]`). The paths a package installs are
+in OE's package data (`${PKGDATA_DIR}/runtime/<package>`, the `FILES_INFO:<package>` line),
+so one rootfs holding every bundle is enough: each bundle gets the paths of its packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
+RESERVED = {"os-core", "full", "MoM", "mega"}
+
+
+class BundleConfigError(Exception):
+    """A bundle variable is wrong; the message names it."""
+
+
+def package_files(pkgdata_dir: str, package: str) -> list[str]:
+    """Paths a package installs, from its runtime package data."""
+    path = os.path.join(pkgdata_dir, "runtime", package)
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                key, sep, value = line.partition(": ")
+                if sep and key == f"FILES_INFO:{package}":
+                    return sorted(json.loads(value))
+    except FileNotFoundError:
+        raise BundleConfigError(
+            f"no package data for {package!r} ({path}); is it a package name built for this image?"
+        ) from None
+    return []
+
+
+def check_names(bundles: list[str]) -> None:
+    for b in bundles:
+        if not _NAME.match(b) or b in RESERVED:
+            raise BundleConfigError(f"SWUPD_BUNDLES: {b!r} is not a usable bundle name")
+    if len(set(bundles)) != len(bundles):
+        raise BundleConfigError("SWUPD_BUNDLES lists a bundle twice")
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)
+
+
+def bundles_toml(
+    bundles: list[str],
+    contents: dict[str, list[str]],
+    includes: dict[str, list[str]],
+    pkgdata_dir: str,
+    exclude: list[str],
+) -> str:
+    """The bundles file: each bundle's paths from its packages' file lists."""
+    check_names(bundles)
+    lines = ["# Written by swupd-image.bbclass from SWUPD_BUNDLES and BUNDLE_CONTENTS."]
+    if exclude:
+        lines.append("exclude = [" + ", ".join(_toml_str(p) for p in exclude) + "]")
+    for b in bundles:
+        packages = contents.get(b) or []
+        if not packages:
+            raise BundleConfigError(f"BUNDLE_CONTENTS[{b}] is empty: a bundle needs at least one package")
+        for inc in includes.get(b, []):
+            if inc not in bundles and inc != "os-core":
+                raise BundleConfigError(f"BUNDLE_INCLUDES[{b}] names {inc!r}, which is not in SWUPD_BUNDLES")
+        paths = sorted({p for pkg in packages for p in package_files(pkgdata_dir, pkg)})
+        lines.append("")
+        lines.append(f"[bundle.{b}]")
+        if includes.get(b):
+            lines.append("includes = [" + ", ".join(_toml_str(i) for i in includes[b]) + "]")
+        lines.append("paths = [")
+        lines += [f"    {_toml_str(p)}," for p in paths]
+        lines.append("]")
+    return "\n".join(lines) + "\n"

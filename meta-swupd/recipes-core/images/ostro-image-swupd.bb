@@ -1,0 +1,12 @@
+SUMMARY = "A small image updated with swupd: os-core and two example bundles"
+DESCRIPTION = "Boots to a console; publishes every build as a signed swupd update stream with the \
+bundles 'editors' and 'net-tools' that devices can add and remove."
+LICENSE = "MIT"
+
+IMAGE_INSTALL = "packagegroup-core-boot"
+
+inherit core-image swupd-image
+
+SWUPD_BUNDLES ??= "editors net-tools"
+BUNDLE_CONTENTS[editors] ??= "vim-tiny"
+BUNDLE_CONTENTS[net-tools] ??= "iproute2 curl"

@@ -1,0 +1,33 @@
+SUMMARY = "swupd: safe, signed, delta-efficient OS updates on the device"
+DESCRIPTION = "The device side of meta-swupd: update, verify and repair the OS, add and remove \
+bundles, from a signed swupd update stream."
+HOMEPAGE = "https://github.com/meta-swupd/meta-swupd"
+BUGTRACKER = "https://github.com/meta-swupd/meta-swupd/issues"
+SECTION = "base"
+LICENSE = "MIT"
+LIC_FILES_CHKSUM = "file://${SWUPD_SOURCE_DIR}/LICENSE;md5=78c6dac75aaf6a4f676d75afff7fe14a"
+
+# The client is built from the project's own sources, beside this layer.
+SWUPD_SOURCE_DIR ??= "${SWUPD_LAYERDIR}/.."
+S = "${SWUPD_SOURCE_DIR}/client"
+
+inherit python3-dir
+
+do_install() {
+    install -d ${D}${PYTHON_SITEPACKAGES_DIR}/swupd
+    (cd ${S} && find swupd -name '*.py' -o -name '*.service' -o -name '*.timer') | while read -r f; do
+        install -D -m 0644 "${S}/$f" "${D}${PYTHON_SITEPACKAGES_DIR}/$f"
+    done
+    install -d ${D}${bindir}
+    printf '#!/usr/bin/env python3\nimport sys\nfrom swupd.cli import main\nsys.exit(main())\n' > ${D}${bindir}/swupd
+    chmod 0755 ${D}${bindir}/swupd
+    install -d ${D}${systemd_system_unitdir}
+    install -m 0644 ${S}/swupd/data/swupd-update.service ${D}${systemd_system_unitdir}/
+    install -m 0644 ${S}/swupd/data/swupd-update.timer ${D}${systemd_system_unitdir}/
+    install -d ${D}${localstatedir}/lib/swupd
+    chmod 0700 ${D}${localstatedir}/lib/swupd
+}
+
+FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}/swupd ${systemd_system_unitdir} ${localstatedir}/lib/swupd"
+RDEPENDS:${PN} += "python3-core python3-json python3-fcntl python3-compression python3-requests \
+    python3-pynacl python3-zstandard python3-bsdiff4"
