@@ -3,9 +3,10 @@
 TOML, one table per bundle: `[bundle.<name>]` with optional `includes = [...]` and
 `paths = [...]` (absolute paths or globs; `*` and `?` stay within one path component, `**`
 spans any number), and an optional top-level `exclude = [...]` of paths that stay in images
-but are never part of update content (a machine id, a host key). A pattern that matches a directory claims everything below it. `os-core`
-always exists and holds every path no other bundle claims; a path may belong to several
-bundles; the parents of every path belong to its bundle.
+but are never part of update content (a machine id, a host key). A pattern that matches a
+directory claims everything below it. `os-core` always exists and holds every path no other
+bundle claims; a path may belong to several bundles; the parents of every path belong to its
+bundle.
 """
 
 from __future__ import annotations

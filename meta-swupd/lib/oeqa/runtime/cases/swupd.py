@@ -67,7 +67,7 @@ class SwupdTest(OERuntimeTestCase):
         if not candidates:
             self.skipTest("every bundle is already installed")
         bundle = candidates[0]
-        status, output = self.target.run("swupd bundle-add %s" % bundle, timeout=600)
+        status, output = self.target.run(f"swupd bundle-add {bundle}", timeout=600)
         self.assertEqual(status, 0, output)
         status, output = self.target.run("swupd verify")
         self.assertEqual(status, 0, output)
