@@ -128,7 +128,7 @@ def _make_one(job: tuple) -> tuple[str, int]:
 
     Results, including "no delta pays off", are kept in the build cache by hash pair, so a
     rebuild only computes deltas for content it has not seen before."""
-    old_ff, old_hash, old_size, new_source, new_data, meta, new_hash, dest, limit, codecs, level = job
+    old_ff, old_hash, old_size, new_source, new_data, meta, new_hash, dest, limit, codecs, level, max_bsdiff = job
     known = _cached(dest)
     if known is not None:
         return known
@@ -143,6 +143,8 @@ def _make_one(job: tuple) -> tuple[str, int]:
     best, best_name = b"", ""
     for name in codecs:
         if name == "zstd-dict" and len(old) < 8:
+            continue
+        if name == "bsdiff" and max(len(old), len(new_data)) > max_bsdiff:
             continue
         blob = codec.ENCODERS[codec.CODECS[name]](old, new_data, meta, level)
         if not best or len(blob) < len(best):
@@ -214,6 +216,7 @@ def build(
                     limit,
                     cfg.delta_codecs,
                     cfg.delta_level,
+                    cfg.limits.max_bsdiff_bytes,
                 )
             out.plans.append(plan)
     out.tried = len(jobs)

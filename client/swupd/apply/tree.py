@@ -1,5 +1,10 @@
 """Operations on the target tree that never leave it.
 
+Single operations are not fsynced: the transaction makes them durable together with one
+`syncfs` before it forgets its journal (see ops/transaction.py), which is what makes a large
+update fast without weakening crash safety.
+
+
 Every path from a manifest is opened component by component from a descriptor of the root,
 each directory with O_NOFOLLOW, and the final operation uses the `*at` system calls on the
 parent's descriptor. A symlink anywhere above the object, planted by an attacker, left by a
@@ -42,12 +47,15 @@ class Tree:
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
+        self._dirs: dict[str, int] = {}
+        self._stale = False
         try:
             self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
             raise TreeIOError(f"cannot open target root {self.root}: {e.strerror}") from None
 
     def close(self) -> None:
+        self.forget_dirs()
         os.close(self.fd)
 
     def __enter__(self) -> Tree:
@@ -60,27 +68,47 @@ class Tree:
         """For messages and for tools that take a path; never used for writes."""
         return os.path.join(self.root, path.lstrip("/"))
 
+    _CACHE = 128
+
+    def forget_dirs(self) -> None:
+        """Drop the cached directory descriptors (after anything that may replace a directory)."""
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+
+    def _open_dir(self, rel: str, path: str) -> int:
+        """A descriptor of directory `rel` (no leading /), opened component by component."""
+        if not rel:
+            return self.fd
+        cached = self._dirs.get(rel)
+        if cached is not None:
+            return cached
+        head, _, part = rel.rpartition("/")
+        pfd = self._open_dir(head, path)
+        try:
+            fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise TreeIOError(f"/{rel} is not a directory (a symlink or file), refusing {path}") from None
+            if e.errno == errno.ENOENT:
+                raise FileNotFoundError(errno.ENOENT, "missing parent", "/" + rel) from None
+            raise _err(e, f"opening /{rel}") from None
+        if len(self._dirs) >= self._CACHE:
+            os.close(self._dirs.pop(next(iter(self._dirs))))
+        self._dirs[rel] = fd
+        return fd
+
     @contextmanager
     def parent(self, path: str) -> Iterator[tuple[int, str]]:
-        """(descriptor of the parent directory, base name); refuses symlinked components."""
-        parts = path.strip("/").split("/")
-        fd = os.dup(self.fd)
-        try:
-            for i, part in enumerate(parts[:-1]):
-                try:
-                    nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                except OSError as e:
-                    where = "/" + "/".join(parts[: i + 1])
-                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise TreeIOError(f"{where} is not a directory (a symlink or file), refusing {path}") from None
-                    if e.errno == errno.ENOENT:
-                        raise FileNotFoundError(errno.ENOENT, "missing parent", where) from None
-                    raise _err(e, f"opening {where}") from None
-                os.close(fd)
-                fd = nfd
-            yield fd, parts[-1]
-        finally:
-            os.close(fd)
+        """(descriptor of the parent directory, base name); refuses symlinked components.
+
+        Directory descriptors are cached, so a walk of thousands of files opens each directory
+        once; any removal or replacement of a directory drops the cache."""
+        if self._stale:
+            self.forget_dirs()
+            self._stale = False
+        head, _, name = path.strip("/").rpartition("/")
+        yield self._open_dir(head, path), name
 
     def lstat(self, path: str) -> os.stat_result | None:
         try:
@@ -132,7 +160,6 @@ class Tree:
                 if e.errno != errno.EXDEV:
                     raise _err(e, f"installing {path}") from None
                 self._copy_across(source, fd, name, path)
-            os.fsync(fd)
 
     def _copy_across(self, source: str, dfd: int, name: str, path: str) -> None:
         tmp = f".update.{name}"
@@ -166,6 +193,7 @@ class Tree:
                 if not stat.S_ISDIR(st.st_mode):
                     os.unlink(name, dir_fd=pfd)
                     os.mkdir(name, 0o700, dir_fd=pfd)
+                    self._stale = True
             except FileNotFoundError:
                 os.mkdir(name, 0o700, dir_fd=pfd)
             except OSError as e:
@@ -177,7 +205,6 @@ class Tree:
                 raise _err(e, f"setting attributes of {path}") from None
             finally:
                 os.close(fd)
-            os.fsync(pfd)
 
     def remove(self, path: str, aside: str) -> str | None:
         """Remove a file, link or empty directory. A directory that still holds something (a
@@ -188,20 +215,18 @@ class Tree:
                     st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
                 except FileNotFoundError:
                     return None
-                try:
-                    if stat.S_ISDIR(st.st_mode):
-                        try:
-                            os.rmdir(name, dir_fd=pfd)
-                        except OSError as e:
-                            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                                raise
-                            kept = f".deleted.{aside}.{name}"
-                            os.rename(name, kept, src_dir_fd=pfd, dst_dir_fd=pfd)
-                            return kept
-                    else:
-                        os.unlink(name, dir_fd=pfd)
-                finally:
-                    os.fsync(pfd)
+                if stat.S_ISDIR(st.st_mode):
+                    self._stale = True
+                    try:
+                        os.rmdir(name, dir_fd=pfd)
+                    except OSError as e:
+                        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                            raise
+                        kept = f".deleted.{aside}.{name}"
+                        os.rename(name, kept, src_dir_fd=pfd, dst_dir_fd=pfd)
+                        return kept
+                else:
+                    os.unlink(name, dir_fd=pfd)
         except (FileNotFoundError, TreeIOError):
             # Nothing reachable there: a missing or non-directory component means no such object.
             return None

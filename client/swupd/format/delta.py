@@ -14,8 +14,10 @@ caller checks the hash of the result before using it.
 
 from __future__ import annotations
 
+import io
 import stat
 import struct
+from typing import BinaryIO
 
 import bsdiff4.core
 import zstandard
@@ -112,6 +114,8 @@ def header(delta: bytes, limits: Limits = LIMITS) -> tuple[int, int, Meta, int]:
         raise FormatError("delta xattrs truncated")
     if not stat.S_ISREG(mode):
         raise FormatError("delta target is not a regular file")
+    if codec == BSDIFF and max(old_len, new_len) > limits.max_bsdiff_bytes:
+        raise SizeLimitError("bsdiff delta for a file larger than bsdiff may be used for")
     try:
         xattrs = _xattrs_load(delta[_HEADER.size : _HEADER.size + xlen])
     except (struct.error, UnicodeDecodeError):
@@ -145,6 +149,47 @@ def apply(old: bytes, delta: bytes, limits: Limits = LIMITS) -> tuple[Meta, byte
     if len(new) != new_len:
         raise FormatError("delta produced the wrong size")
     return meta, new
+
+
+class _Exact(io.RawIOBase):
+    """Streams a delta's result, failing unless exactly the promised number of bytes comes out."""
+
+    def __init__(self, reader: BinaryIO, size: int) -> None:
+        self._reader, self._left = reader, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            n = self._reader.readinto(buf)  # type: ignore[attr-defined]
+        except zstandard.ZstdError as e:
+            raise FormatError(f"corrupt delta: {e}") from None
+        self._left -= n
+        if self._left < 0 or (n == 0 and self._left > 0):
+            raise FormatError("delta produced the wrong size")
+        return n
+
+
+def open_result(old: bytes, delta: bytes, limits: Limits = LIMITS) -> tuple[Meta, BinaryIO]:
+    """Like `apply`, but the result is read as a stream where the codec allows it (zstd-dict),
+    so a large file is never held whole in memory on the device."""
+    codec, old_len, meta, offset = header(delta, limits)
+    if codec != ZSTD_DICT:
+        meta, new = apply(old, delta, limits)
+        return meta, io.BytesIO(new)
+    if old_len != len(old):
+        raise FormatError("delta made against another source")
+    payload = delta[offset:]
+    try:
+        if zstandard.frame_content_size(payload) != meta.size:
+            raise FormatError("delta payload does not match its target size")
+        d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << _MAX_WINDOW_LOG)
+        reader = dctx.stream_reader(io.BytesIO(payload), read_across_frames=False)
+    except zstandard.ZstdError as e:
+        raise FormatError(f"corrupt delta: {e}") from None
+    return meta, io.BufferedReader(_Exact(reader, meta.size), 1 << 20)  # type: ignore[arg-type]
 
 
 def _bspatch(old: bytes, new_len: int, raw: bytes) -> bytes:

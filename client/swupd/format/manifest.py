@@ -40,7 +40,7 @@ class Status(Enum):
     EXPERIMENTAL = "e"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One line of a manifest: a file, directory, symlink or (in the MoM) a bundle manifest."""
 

@@ -1,9 +1,11 @@
 """Carrying out a planned change: obtain, stage, journal, apply, record, run hooks.
 
 Until the journal is written the live tree is untouched: objects are verified into the
-store, then copied (and re-hashed) into a staging directory and fsynced. Writing the journal is
-the commit point; from there the actions are replayed until they complete, by this run or,
-after a crash, by the next one (see apply/journal.py).
+store, then moved (or, when one object serves several paths, copied) into a staging directory,
+and one file system sync makes them durable. Writing the journal is the commit point; from
+there the actions are replayed until they complete, by this run or, after a crash, by the next
+one (see apply/journal.py), and a second sync precedes dropping the journal. A run killed
+before its journal leaves staged objects that the next run returns to the store.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ import os
 import shutil
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from swupd.format.errors import DiskFullError, HashMismatchError, TreeIOError
+from swupd.format.filehash import hash_path
 from swupd.format.manifest import Entry, Type
 
 from .. import faults
 from ..apply import journal as jn
 from ..apply.plan import Change
-from ..state import write_atomic
+from ..state import sync_filesystem, write_atomic
 from ..store.objects import ObjectStore
 from .obtain import ObtainReport, PackSource, obtain
 from .session import Session
@@ -41,24 +45,39 @@ class TxReport:
 
 
 def _stage(sess: Session, store: ObjectStore, change: Change, stage_dir: str) -> list[list[Any]]:
-    """Copy every object into staging; return the journal's install actions."""
+    """Put every object into staging (moved out of the store on its last use, copied before);
+    return the journal's install actions."""
     mkdirs, moves = [], []
-    for n, e in enumerate(sorted(change.install, key=lambda e: (e.path.count("/"), e.path))):
+    uses = Counter(e.hash for e in change.install if e.type != Type.DIRECTORY)
+    for e in sorted(change.install, key=lambda e: (e.path.count("/"), e.path)):
         faults.check("stage")
         if e.type == Type.DIRECTORY:
             mkdirs.append(["mkdir", e.path, jn.meta_to_json(store.meta(e.hash))])
             continue
-        dest = os.path.join(stage_dir, str(n))
-        if not store.copy_out(e.hash, dest):
+        uses[e.hash] -= 1
+        dest = os.path.join(stage_dir, e.hash if not uses[e.hash] else f"{e.hash}.{uses[e.hash]}")
+        staged = store.move_out(e.hash, dest) if not uses[e.hash] else store.copy_out(e.hash, dest)
+        if not staged:
             raise HashMismatchError(f"cached object for {e.path} is corrupt; run the command again")
         moves.append(["mv", dest, e.path])
-    fd = os.open(stage_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     faults.check("staged")
     return mkdirs + moves
+
+
+def recover_stage(sess: Session, store: ObjectStore) -> int:
+    """Return objects a transaction staged but never journaled to the store (re-verified)."""
+    stage_root = sess.state.sub("stage")
+    recovered = 0
+    for name in os.listdir(stage_root) if os.path.isdir(stage_root) else []:
+        directory = os.path.join(stage_root, name)
+        for f in os.listdir(directory) if os.path.isdir(directory) else []:
+            digest = f.split(".")[0]
+            path = os.path.join(directory, f)
+            if len(digest) == 64 and not store.has(digest) and hash_path(path) == digest:
+                os.rename(path, store.path(digest))
+                recovered += 1
+        shutil.rmtree(directory, ignore_errors=True)
+    return recovered
 
 
 def execute(
@@ -75,11 +94,13 @@ def execute(
     store = ObjectStore(sess.state.sub("objects"))
     wanted: dict[str, Entry] = {e.hash: e for e in change.install}
     try:
+        recover_stage(sess, store)
         rep.obtained = obtain(sess, store, wanted, sources, local)
         stage_dir = os.path.join(sess.state.sub("stage"), str(version))
-        shutil.rmtree(stage_dir, ignore_errors=True)
         os.makedirs(stage_dir, mode=0o700)
         installs = _stage(sess, store, change, stage_dir)
+        # One barrier makes every staged object durable before the journal can refer to it.
+        sync_filesystem(stage_dir)
     except OSError as e:
         if e.errno == 28:
             raise DiskFullError("no space left while preparing the update; nothing was changed") from None
@@ -107,6 +128,10 @@ def replay(sess: Session, journal: jn.Journal) -> list[str]:
         sess.trusted.raise_floor(int(info["version"]), int(info.get("timestamp", 0)))
 
     kept = jn.run(sess.state, sess.tree, journal, record, lambda d, t: sess.out.progress("Applying", d, t))
+    # The tree's renames and removals become durable together, before the journal is dropped.
+    sync_filesystem(sess.s.root)
+    if os.stat(sess.s.root).st_dev != os.stat(sess.state.path).st_dev:
+        sync_filesystem(sess.state.path)
     jn.finish(sess.state, journal)
     run_hooks(sess)
     return kept

@@ -119,10 +119,11 @@ def import_pack(
                         continue
                     try:
                         f = tar.extractfile(info)
-                        meta, new = deltas.apply(old, f.read() if f else b"", limits)
+                        meta, new = deltas.open_result(old, f.read() if f else b"", limits)
                         if meta.size != entry.size:
                             raise SizeLimitError("delta result differs from the signed size")
                         store.add(entry.hash, meta, new)
+                        del old, new
                         out.deltas += 1
                     except (FormatError, HashMismatchError, SizeLimitError) as e:
                         out.rejected.append(f"{info.name}: {e}")

@@ -1,13 +1,16 @@
 """A content-addressed store that only ever holds verified objects.
 
 An object is kept as the thing itself, named by its hash: a regular file with its mode, owner
-and xattrs, a directory, or a symlink. It enters the store only after hashing to its name, and
-is hashed again while it is copied out, so a corrupted cache entry is noticed and dropped
-instead of installed. The store lives in the root-only state directory.
+and xattrs, a directory, or a symlink. It enters the store only after hashing to its name (a
+file is hashed while it is written), and is hashed again when it leaves for the tree unless
+this very process stored it, so a corrupted cache entry is noticed and dropped instead of
+installed. The store lives in the root-only state directory; durability comes from the
+transaction's file system syncs, not from one fsync per object.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
@@ -32,6 +35,8 @@ class ObjectStore:
     def __init__(self, directory: str) -> None:
         self.dir = directory
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        # Objects this process verified itself, which need no second hashing before a move.
+        self.fresh: set[str] = set()
 
     def path(self, digest: str) -> str:
         return os.path.join(self.dir, digest)
@@ -68,23 +73,23 @@ class ObjectStore:
             else:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
+                    src = io.BytesIO(content) if isinstance(content, bytes) else content or io.BytesIO()
+                    size = len(content) if isinstance(content, bytes) else meta.size
                     with os.fdopen(os.dup(fd), "wb") as w:
-                        if isinstance(content, bytes):
-                            w.write(content)
-                        elif content is not None:
-                            while chunk := content.read(_CHUNK):
-                                w.write(chunk)
+                        # Hashed while written: the metadata below is exactly what the key covers.
+                        got = filehash.hash_stream(_Tee(src, w), size, meta.mode, meta.uid, meta.gid, meta.xattrs)
                     set_meta_fd(fd, meta)
-                    os.fsync(fd)
                 finally:
                     os.close(fd)
-            got = filehash.hash_path(tmp)
+            if not stat.S_ISREG(meta.mode):
+                got = filehash.hash_path(tmp)
             if got != digest:
                 raise HashMismatchError(f"object {digest[:16]}… hashes to {got[:16]}…")
             if stat.S_ISDIR(meta.mode):
                 self._replace_dir(tmp, digest)
             else:
                 os.replace(tmp, self.path(digest))
+            self.fresh.add(digest)
         except OSError as e:
             self._drop(tmp)
             raise _io(e, f"storing object {digest[:16]}…") from None
@@ -133,7 +138,6 @@ class ObjectStore:
                         _Tee(f, w), st.st_size, st.st_mode, st.st_uid, st.st_gid, meta.xattrs
                     )
                 set_meta_fd(out, meta)
-                os.fsync(out)
             finally:
                 os.close(out)
             if digest_now != digest:
@@ -145,6 +149,23 @@ class ObjectStore:
             return False
         except OSError as e:
             self._drop(dest)
+            raise _io(e, f"staging object {digest[:16]}…") from None
+
+    def move_out(self, digest: str, dest: str) -> bool:
+        """Move a file or symlink object to host path `dest` (same file system), re-checking its
+        hash unless this process stored it; False, and the object forgotten, if it is corrupt."""
+        src = self.path(digest)
+        try:
+            if digest not in self.fresh and filehash.hash_path(src) != digest:
+                self._drop(src)
+                return False
+            self._drop(dest)
+            os.rename(src, dest)
+            self.fresh.discard(digest)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as e:
             raise _io(e, f"staging object {digest[:16]}…") from None
 
     def remove(self, digest: str) -> None:
