@@ -24,6 +24,8 @@ from .state import StateDir
 from .transport.fetcher import Fetcher, NetConfig
 
 NO_SERVER = {"info", "bundle-list", "clean", "autoupdate", "mirror"}
+# Commands that still answer while an interrupted transaction cannot be finished (disk full).
+READ_ONLY = {"info", "bundle-list", "bundle-info", "search", "check-update"}
 
 
 def _positive(text: str) -> int:
@@ -46,6 +48,7 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="machine-readable output, one JSON object per line")
     g.add_argument("--quiet", "-q", action="store_true", help="print only essential results")
     g.add_argument("--yes", "-y", action="store_true", help="assume yes for questions")
+    g.add_argument("--no-scripts", "-N", action="store_true", help="do not run post-update hooks")
     return p
 
 
@@ -120,15 +123,24 @@ def run(args: argparse.Namespace, out: Output) -> int:
         settings.require_server()
     state = StateDir(settings.statedir)
     state.lock()
-    with Tree(settings.root) as tree:
-        sess = Session(settings, state, tree, Fetcher(NetConfig()), out)
-        pending = jn.pending(state)
-        if pending is not None:
-            out.info(f"Finishing an interrupted transaction to version {pending.version}")
-            replay(sess, pending)
-        else:
-            run_hooks(sess)
-        return _dispatch(args, sess, out, bundles, misc, update, verify)
+    try:
+        with Tree(settings.root) as tree, Fetcher(NetConfig()) as fetcher:
+            sess = Session(settings, state, tree, fetcher, out)
+            sess.run_scripts = not args.no_scripts
+            pending = jn.pending(state)
+            if pending is not None:
+                out.info(f"Finishing an interrupted transaction to version {pending.version}")
+                try:
+                    replay(sess, pending)
+                except SwupdError as e:
+                    if args.command not in READ_ONLY:
+                        raise
+                    out.warning(f"an interrupted transaction cannot be finished yet: {e}")
+            else:
+                run_hooks(sess)
+            return _dispatch(args, sess, out, bundles, misc, update, verify)
+    finally:
+        state.unlock()
 
 
 def _dispatch(args, sess, out, bundles, misc, update, verify) -> int:
@@ -157,7 +169,7 @@ def _dispatch(args, sess, out, bundles, misc, update, verify) -> int:
         rep = verify.verify(sess, fix, args.picky, _bundles(args.bundles))
         for label, paths in (("Missing", rep.missing), ("Modified", rep.modified), ("Extra", rep.extra)):
             for p in paths:
-                out.info(f"{label}: {p}")
+                out.result(f"{label}: {p}")
         out.result(
             f"Checked {rep.checked} files of version {rep.version}: {len(rep.missing)} missing, "
             f"{len(rep.modified)} modified, {len(rep.extra)} extra" + ("; all fixed" if fix and rep.fixed else "")

@@ -108,6 +108,16 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
             (before is not None and before.present and before.type == Type.DIRECTORY) or (verify and disk.is_dir(path))
         ):
             ch.pre_remove.append((path, e.hash))
+    # A directory the manifests list but the disk lacks (deleted, or replaced by a link or a
+    # file) is restored before anything is installed below it.
+    planned = {e.path for e in ch.install}
+    for anc in sorted({a for e in ch.install for a in _ancestors(e.path)}, key=_depth):
+        want = new.get(anc)
+        if anc in planned or want is None or not want.present or want.type != Type.DIRECTORY:
+            continue
+        if not disk.is_dir(anc):
+            ch.install.append(want)
+            planned.add(anc)
     nondir_now = {p for p, e in new.items() if e.present and e.type != Type.DIRECTORY}
     removable = []
     for path, before in old.items():

@@ -7,13 +7,14 @@ import shutil
 import subprocess
 from importlib import resources
 
-from swupd.format.errors import TreeIOError, UsageError
+from swupd.format.errors import SwupdError, TreeIOError, UsageError
 
 from ..config import ETC_DIR
 from .session import Session
 
 UNITS = ("swupd-update.service", "swupd-update.timer")
 UNIT_DIR = "usr/lib/systemd/system"
+LOCAL_UNIT_DIR = "etc/systemd/system"
 WANTS = "etc/systemd/system/timers.target.wants/swupd-update.timer"
 MASK = "etc/systemd/system/swupd-update.timer"
 
@@ -35,40 +36,60 @@ def info(sess: Session) -> dict:
 
 
 def clean(sess: Session, everything: bool) -> tuple[int, int]:
-    return sess.state.clean({sess.current_version()}, everything)
+    """Drop caches; the manifests the installed version still uses are kept (unless `everything`)."""
+    cur = sess.current_version()
+    keep = {cur}
+    if cur and not everything:
+        try:
+            keep |= {e.version for e in sess.mom(cur, allow_older=True).entries}
+        except SwupdError:
+            pass
+    return sess.state.clean(keep, everything)
 
 
 def _host(sess: Session, rel: str) -> str:
     return os.path.join(sess.s.root, rel)
 
 
-def install_units(sess: Session) -> None:
-    """Put the service and timer into the target if its image does not ship them."""
-    unit_dir = _host(sess, UNIT_DIR)
+def install_units(sess: Session) -> str:
+    """The timer unit's path, writing service and timer into /etc (the administrator's area,
+    which verify --picky leaves alone) when the image does not ship them in /usr."""
+    if os.path.exists(_host(sess, f"{UNIT_DIR}/swupd-update.timer")):
+        return f"/{UNIT_DIR}/swupd-update.timer"
+    unit_dir = _host(sess, LOCAL_UNIT_DIR)
     for unit in UNITS:
         dest = os.path.join(unit_dir, unit)
         if not os.path.exists(dest):
             os.makedirs(unit_dir, exist_ok=True)
             with resources.files("swupd.data").joinpath(unit).open("rb") as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out)
+    return f"/{LOCAL_UNIT_DIR}/swupd-update.timer"
+
+
+def _masked(mask: str) -> bool:
+    return os.path.islink(mask) and os.readlink(mask) == "/dev/null"
 
 
 def autoupdate(sess: Session, enable: bool | None) -> bool:
-    """Enable, disable or (None) report automatic updates; returns whether they are enabled."""
+    """Enable, disable or (None) report automatic updates; returns whether they are enabled.
+
+    Disabling removes the timer from timers.target and, when the image ships the units, masks
+    the timer (a link to /dev/null in /etc), as `systemctl mask` would."""
     wants, mask = _host(sess, WANTS), _host(sess, MASK)
     try:
         if enable is True:
-            install_units(sess)
-            if os.path.islink(mask):
+            if _masked(mask):
                 os.unlink(mask)
+            timer = install_units(sess)
             os.makedirs(os.path.dirname(wants), exist_ok=True)
             if not os.path.lexists(wants):
-                os.symlink(f"/{UNIT_DIR}/swupd-update.timer", wants)
+                # Relative, so the link resolves both on the device and in a tree under --path.
+                os.symlink(os.path.relpath(timer, os.path.dirname("/" + WANTS)), wants)
         elif enable is False:
             if os.path.lexists(wants):
                 os.unlink(wants)
-            os.makedirs(os.path.dirname(mask), exist_ok=True)
-            if not os.path.lexists(mask):
+            if os.path.exists(_host(sess, f"{UNIT_DIR}/swupd-update.timer")) and not os.path.lexists(mask):
+                os.makedirs(os.path.dirname(mask), exist_ok=True)
                 os.symlink("/dev/null", mask)
     except OSError as e:
         raise TreeIOError(f"cannot change automatic updates: {e.strerror}") from None
@@ -76,7 +97,7 @@ def autoupdate(sess: Session, enable: bool | None) -> bool:
         subprocess.run(["systemctl", "daemon-reload"], check=False, capture_output=True)
         verb = "start" if enable else "stop"
         subprocess.run(["systemctl", verb, "swupd-update.timer"], check=False, capture_output=True)
-    return os.path.lexists(wants) and not os.path.lexists(mask)
+    return os.path.lexists(wants) and not _masked(mask)
 
 
 def mirror(sess: Session, url: str | None) -> None:

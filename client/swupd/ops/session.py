@@ -36,6 +36,7 @@ class Session:
         self.out = out
         self.trusted = TrustedSet(settings, state, self.current_version())
         self._moms: dict[int, Manifest] = {}
+        self.run_scripts = True
 
     # -- what the device runs ------------------------------------------------------------
     def current_version(self) -> int:

@@ -80,6 +80,32 @@ def recover_stage(sess: Session, store: ObjectStore) -> int:
     return recovered
 
 
+def _check_space(sess: Session, change: Change, stage_dir: str) -> None:
+    """Refuse, before the commit point, a transaction whose files would not fit.
+
+    Staged objects reach the tree by rename when the state directory shares the target's file
+    system; any other file system (a separate /boot, or a state directory elsewhere) needs room
+    for a copy of every file installed there."""
+    stage_dev = os.stat(stage_dir).st_dev
+    need: dict[int, int] = {}
+    where: dict[int, str] = {}
+    for e in change.install:
+        if e.type == Type.DIRECTORY:
+            continue
+        parent = sess.tree.host_path(os.path.dirname(e.path))
+        while not os.path.isdir(parent) and parent != sess.s.root:
+            parent = os.path.dirname(parent)
+        dev = os.stat(parent).st_dev
+        if dev != stage_dev:
+            need[dev] = need.get(dev, 0) + e.size + 4096
+            where[dev] = parent
+    for dev, size in need.items():
+        st = os.statvfs(where[dev])
+        free = st.f_bavail * st.f_frsize
+        if free < size + (1 << 20):
+            raise DiskFullError(f"{where[dev]} has {free} bytes free, the update needs {size}; nothing was changed")
+
+
 def execute(
     sess: Session,
     change: Change,
@@ -105,6 +131,7 @@ def execute(
         if e.errno == 28:
             raise DiskFullError("no space left while preparing the update; nothing was changed") from None
         raise TreeIOError(f"preparing the update failed: {e.strerror}; nothing was changed") from None
+    _check_space(sess, change, stage_dir)
     actions: list[list[Any]] = [["rm", p, keep] for p, keep in change.pre_remove]
     actions += installs
     actions += [["rm", p, ""] for p in change.remove]
@@ -138,7 +165,9 @@ def replay(sess: Session, journal: jn.Journal) -> list[str]:
 
 
 def run_hooks(sess: Session) -> None:
-    """ldconfig, systemd and the hook directories, after a completed transaction.
+    """ldconfig and systemd (on the running system), then the target's hook directories (with
+    SWUPD_ROOT set, so a hook can act on a tree given with --path), after a completed transaction.
+    `--no-scripts` skips them.
 
     A marker in the state directory keeps them pending across a crash until they have run."""
     marker = sess.state.sub(HOOKS_PENDING)
@@ -151,6 +180,9 @@ def run_hooks(sess: Session) -> None:
             subprocess.run(["ldconfig"], check=False, capture_output=True)
         if os.path.isdir("/run/systemd/system") and shutil.which("systemctl"):
             subprocess.run(["systemctl", "daemon-reload"], check=False, capture_output=True)
+    if not sess.run_scripts:
+        os.unlink(marker)
+        return
     for d in HOOK_DIRS:
         hook_dir = os.path.join(root, d)
         if not os.path.isdir(hook_dir):

@@ -2,7 +2,9 @@
 
 Follows The Update Framework's client workflow: a signature is verified over the exact bytes
 downloaded before they are parsed; versions may never go below what the device runs or has
-ever seen (kept in the state directory, not only in os-release); an expired `latest` means the
+ever seen for `latest` (kept in the state directory, not only in os-release), and a MoM
+below the installed version is refused unless a command explicitly reads an older one (verify,
+repair, os-install of a chosen version); an expired `latest` means the
 server may be frozen on an old version. Time on a board without a real-time clock may start in
 1970, so the clock used for expiry is never earlier than the newest signed build time the device
 has seen: a frozen server is caught even then.
@@ -78,8 +80,8 @@ class TrustedSet:
             raise CompatError(
                 f"version {version} is for {mom.compat or 'no device'!r}, this device is {self.s.compat!r}"
             )
-        if not allow_older and version < self.record.highest_version and version != self.current:
-            raise RollbackError(f"version {version} is below version {self.record.highest_version} already trusted")
+        if not allow_older and version < self.current:
+            raise RollbackError(f"version {version} is below the installed version {self.current}")
         return mom
 
     def manifest(self, entry: Entry, data: bytes) -> Manifest:

@@ -1,0 +1,3 @@
+"""Layer library of meta-harness-test (addpylib): BitBake tracks `marker` in task signatures."""
+
+BBIMPORTS = ["marker"]

@@ -1,0 +1,3 @@
+IMAGE_INSTALL += "app-tools"
+
+inherit harnessimage

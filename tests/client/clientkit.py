@@ -1,0 +1,594 @@
+"""Helpers of the device-side tests: example OS versions, the swupd command, tree oracles.
+
+The content the client is tested against is real: root file systems built here, published by
+`swupd-server create-update`, signed with a key from `swupd-server keygen`. The oracles
+(`Manifest`, `obj_hash`, `read_tree`) are written from docs/format.md and import nothing from
+`swupd`, so the tests compare the device's tree with the build's input, not the client with
+itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import io
+import os
+import random
+import re
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from unittest import mock
+
+import exampletree
+
+BIN = os.path.dirname(sys.executable)
+SWUPD = os.path.join(BIN, "swupd")
+SERVER = os.path.join(BIN, "swupd-server")
+COMPAT = "test-machine"
+FORMAT = "1"
+ZERO_HASH = "0" * 64
+
+BUNDLES_TOML = """\
+[bundle.app]
+paths = ["/opt/app"]
+
+[bundle.app-docs]
+includes = ["app"]
+paths = ["/usr/share/doc/**"]
+
+[bundle.tools]
+paths = ["/opt/tools", "/usr/share/common/**"]
+
+[bundle.extras]
+paths = ["/opt/extras", "/usr/share/common/**"]
+"""
+ALL_BUNDLES = ("os-core", "app", "app-docs", "tools", "extras")
+
+# Paths whose content the device owns (the client's state prefixes that the example uses).
+STATE_PREFIXES = ("/var/",)
+# Objects the build adds to every version.
+MARKERS = "/usr/share/clear/bundles"
+GENERATED_DIRS = ("/usr/share/clear", MARKERS)
+
+
+# -- example OS versions ----------------------------------------------------------------------
+
+
+def _write(root: str, rel: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> str:
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    return path
+
+
+def xattrs_supported(directory: str) -> bool:
+    probe = os.path.join(directory, ".xattr-probe")
+    open(probe, "wb").close()
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+        return True
+    except OSError:
+        return False
+    finally:
+        os.unlink(probe)
+
+
+def make_rootfs(root: str, variant: int) -> str:
+    """Version `variant` (1, 2, 3 for 10, 20, 30) of the example OS with the kinds of change a
+    device must get right: content, mode, owner, setuid, xattrs, a file turned into a symlink,
+    a retargeted symlink, a directory turned into a file, a directory deleted, a big random
+    file, configuration under /etc and state under /var, and files shared by two bundles."""
+    exampletree.make_tree(root, min(variant, 2))
+    text = b"".join(b"setting %d = %d\n" % (i, i * i) for i in range(80))
+    _write(root, "usr/share/data/same.txt", text)
+    _write(root, "usr/share/common/shared.txt", b"shared by tools and extras\n")
+    _write(root, "opt/tools/tool.sh", b"#!/bin/sh\necho tool\n", 0o755)
+    _write(root, "opt/extras/extra.sh", b"#!/bin/sh\necho extra\n", 0o755)
+    big = random.Random(variant if variant < 3 else 2).randbytes(300_000)
+    _write(root, "usr/share/data/big.bin", big)
+    if variant == 1:
+        _write(root, "usr/share/data/perm.txt", text, 0o644)
+        _write(root, "usr/share/data/owned.txt", text + b"owned\n")
+        _write(root, "usr/share/data/kind", b"a regular file for now\n")
+        os.symlink("same.txt", os.path.join(root, "usr/share/data/link"))
+        _write(root, "usr/bin/suid-tool", b"#!/bin/sh\necho suid 1\n", 0o4755)
+        _write(root, "usr/lib/plugins-1/plugin.so", b"plugin one\n" * 50)
+        _write(root, "usr/share/swap/inner", b"inside a directory that becomes a file\n")
+        _write(root, "etc/app.conf", b"mode=old\n")
+        _write(root, "var/lib/app/state.txt", b"state of build 1\n")
+        _write(root, "var/lib/old/state.db", b"state only build 1 has\n")
+        xattr_value = b"one"
+    else:
+        _write(root, "usr/share/data/perm.txt", text, 0o600)
+        _write(root, "usr/share/data/owned.txt", text + b"owned\n", 0o644, 1000, 1000)
+        os.symlink("perm.txt", os.path.join(root, "usr/share/data/kind"))
+        os.symlink("perm.txt", os.path.join(root, "usr/share/data/link"))
+        _write(root, "usr/bin/suid-tool", b"#!/bin/sh\necho suid 2\n", 0o4755)
+        _write(root, "usr/lib/plugins-2/plugin.so", b"plugin two\n" * 50)
+        _write(root, "usr/share/swap", b"a file where a directory was\n")
+        _write(root, "etc/app.conf", b"mode=new\n")
+        _write(root, "var/lib/app/state.txt", b"state of build 2\n")
+        xattr_value = b"two"
+    if variant >= 3:
+        with open(os.path.join(root, "usr/share/doc/NEWS"), "a") as f:
+            f.write("Build 3 fixes more things.\n")
+        _write(root, "usr/share/data/v30.txt", b"new in 30\n")
+    path = _write(root, "usr/share/data/xattr.bin", text * 3)
+    if xattrs_supported(root):
+        os.setxattr(path, "user.note", xattr_value)
+    return root
+
+
+# -- the published content, read independently ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    flags: str
+    hash: str
+    version: int
+    size: int
+    path: str
+
+    @property
+    def present(self) -> bool:
+        return self.flags[1] == "."
+
+    @property
+    def kind(self) -> str:
+        return self.flags[0]
+
+
+@dataclass
+class Manifest:
+    header: dict[str, str]
+    includes: list[str]
+    entries: list[Entry]
+
+    @classmethod
+    def load(cls, path: str) -> Manifest:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+        head, _, body = text.partition("\n\n")
+        header, includes = {}, []
+        for line in head.split("\n")[1:]:
+            k, _, v = line.partition(":\t")
+            if k == "includes":
+                includes.append(v)
+            else:
+                header[k] = v
+        entries = []
+        for line in body.split("\n"):
+            if line:
+                flags, digest, version, size, p = line.split("\t")
+                entries.append(Entry(flags, digest, int(version), int(size), p))
+        return cls(header, includes, entries)
+
+    def present(self) -> dict[str, Entry]:
+        return {e.path: e for e in self.entries if e.present}
+
+
+def mom(www: str, version: int) -> Manifest:
+    return Manifest.load(os.path.join(www, str(version), "Manifest.MoM"))
+
+
+def bundle_manifest(www: str, version: int, bundle: str) -> Manifest:
+    e = mom(www, version).present()[bundle]
+    return Manifest.load(os.path.join(www, str(e.version), f"Manifest.{bundle}"))
+
+
+def closure(www: str, version: int, bundles) -> dict[str, Manifest]:
+    todo, out = sorted(set(bundles) | {"os-core"}), {}
+    while todo:
+        b = todo.pop()
+        if b not in out:
+            out[b] = bundle_manifest(www, version, b)
+            todo.extend(out[b].includes)
+    return out
+
+
+def entries(www: str, version: int, bundles) -> dict[str, Entry]:
+    """Present entries of the bundles (and their includes) of a version, by path."""
+    out: dict[str, Entry] = {}
+    for m in closure(www, version, bundles).values():
+        for p, e in m.present().items():
+            assert out.get(p, e).hash == e.hash, f"{p} has two hashes in version {version}"
+            out[p] = e
+    return out
+
+
+# -- objects on disk ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Obj:
+    kind: str  # F, D, L or ? (anything else)
+    mode: int
+    uid: int
+    gid: int
+    data: bytes = b""
+    xattrs: tuple = ()
+    mtime_ns: int = field(default=0, compare=False)
+
+    def describe(self) -> str:
+        what = {"F": f"{len(self.data)} bytes", "D": "dir", "L": f"-> {self.data!r}"}.get(self.kind, "special")
+        return f"{self.kind} {self.mode:o} {self.uid}:{self.gid} {what} xattrs={list(self.xattrs)}"
+
+
+def read_obj(path: str) -> Obj:
+    st = os.lstat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        return Obj("L", 0o777, st.st_uid, st.st_gid, os.fsencode(os.readlink(path)), (), st.st_mtime_ns)
+    xattrs = tuple(
+        sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in os.listxattr(path, follow_symlinks=False))
+    )
+    xattrs = tuple(x for x in xattrs if x[0] != "security.selinux")
+    if stat.S_ISDIR(st.st_mode):
+        return Obj("D", mode, st.st_uid, st.st_gid, b"", xattrs)
+    if stat.S_ISREG(st.st_mode):
+        with open(path, "rb") as f:
+            return Obj("F", mode, st.st_uid, st.st_gid, f.read(), xattrs, st.st_mtime_ns)
+    return Obj("?", mode, st.st_uid, st.st_gid, b"", xattrs)
+
+
+def read_tree(root: str, skip: tuple[str, ...] = ()) -> dict[str, Obj]:
+    """Every object below `root` by manifest-style path; `skip` prunes absolute host paths."""
+    out: dict[str, Obj] = {}
+    skip = tuple(os.path.abspath(s) for s in skip)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in skip]
+        for name in dirnames + filenames:
+            host = os.path.join(dirpath, name)
+            out["/" + os.path.relpath(host, root)] = read_obj(host)
+    return out
+
+
+def snapshot(root: str, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """Byte-level snapshot for before/after comparisons: objects plus file modification times."""
+    return {p: (o, o.mtime_ns) for p, o in read_tree(root, skip).items()}
+
+
+def diff_snapshots(before: dict, after: dict) -> str:
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(p for p in set(before) & set(after) if before[p] != after[p])
+    if not (added or removed or changed):
+        return ""
+    return f"added {added[:10]}, removed {removed[:10]}, changed {changed[:10]}"
+
+
+def _xattr_blob(xattrs) -> bytes:
+    if not xattrs:
+        return b""
+    names = sorted(os.fsencode(n) for n, _ in xattrs)
+    values = dict((os.fsencode(n), v) for n, v in xattrs)
+    return b"".join(n + b"\0" for n in names) + b"".join(
+        values[n] if values[n].endswith(b"\0") else values[n] + b"\0" for n in names
+    )
+
+
+def obj_hash(o: Obj) -> str:
+    """The format's file hash (docs/format.md, "The file hash"), computed from scratch."""
+    if o.kind == "L":
+        mode, size, data, xattrs = 0, len(o.data), o.data, ()
+    elif o.kind == "D":
+        mode, size, data, xattrs = stat.S_IFDIR | o.mode, 0, b"DIRECTORY", o.xattrs
+    else:
+        mode, size, data, xattrs = stat.S_IFREG | o.mode, len(o.data), o.data, o.xattrs
+    block = struct.pack("<QQQQQ", mode, o.uid, o.gid, 0, size)
+    key = hmac.new(block, _xattr_blob(xattrs), hashlib.sha256).hexdigest().encode()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def is_state(path: str) -> bool:
+    return path.startswith(STATE_PREFIXES)
+
+
+def is_generated(path: str) -> bool:
+    return path == "/usr/lib/os-release" or path in GENERATED_DIRS or path.startswith(MARKERS + "/")
+
+
+@dataclass
+class Stream:
+    """A published stream: `www` (what is served), the rootfs of each version, keys."""
+
+    www: str
+    rootfs: dict[int, str]
+    key: str  # public key file
+    private: str
+    other_key: str  # a public key that signed nothing
+    other_private: str
+    bundles_toml: str
+    latest_of: dict[int, tuple[bytes, bytes]]  # latest and latest.sig as they were after each build
+    old_www: str = ""  # versions 10 and 20 built with SOURCE_DATE_EPOCH a month ago
+    www30: str = ""  # versions 10, 20 and 30
+
+    def expected(self, version: int, bundles, old: dict[str, Obj] | None = None) -> dict[str, Obj | Entry]:
+        """What a device with `bundles` holds at `version`: rootfs objects (manifest entries for
+        generated ones). With `old` (the tree before an update), state paths keep their old
+        object and state paths the new version dropped stay."""
+        want: dict[str, Obj | Entry] = {}
+        rootfs = self.rootfs[version]
+        for p, e in entries(self.www30 or self.www, version, bundles).items():
+            want[p] = e if is_generated(p) else read_obj(os.path.join(rootfs, p.lstrip("/")))
+        for p, o in (old or {}).items():
+            if is_state(p):
+                want[p] = o
+        return want
+
+
+def compare_tree(root: str, want: dict, allow_extra=(), skip: tuple[str, ...] = ()) -> list[str]:
+    """Differences between the tree and `want` (path -> Obj, or Entry for hash-only checks)."""
+    have = read_tree(root, skip)
+    problems = []
+    for p, w in sorted(want.items()):
+        h = have.get(p)
+        if h is None:
+            problems.append(f"{p}: missing")
+        elif isinstance(w, Entry):
+            if obj_hash(h) != w.hash:
+                problems.append(f"{p}: {h.describe()} does not hash to its manifest entry")
+        elif h != w:
+            problems.append(f"{p}: {h.describe()}, expected {w.describe()}")
+    for p in sorted(set(have) - set(want)):
+        if not any(p == a or p.startswith(a.rstrip("/") + "/") for a in allow_extra):
+            problems.append(f"{p}: not expected")
+    return problems
+
+
+def assert_tree(root: str, want: dict, allow_extra=(), skip: tuple[str, ...] = ()) -> None:
+    problems = compare_tree(root, want, allow_extra, skip)
+    assert not problems, "tree differs:\n" + "\n".join(problems[:40])
+
+
+def os_release_version(root: str) -> int:
+    with open(os.path.join(root, "usr/lib/os-release")) as f:
+        m = re.search(r"^VERSION_ID=(\d+)$", f.read(), re.M)
+    assert m, "no VERSION_ID"
+    return int(m[1])
+
+
+# -- running the client -----------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    def error_line(self) -> str:
+        """The one-line error of a failed run, checked to come without a traceback."""
+        assert self.rc != 0, f"expected a failure, got 0: {self.out[-2000:]}"
+        assert "Traceback" not in self.err + self.out, self.err
+        lines = [line for line in self.err.splitlines() if line.startswith("Error: ")]
+        assert len(lines) == 1, f"expected one error line: {self.err!r}"
+        return lines[0]
+
+
+FAST_NET = dict(connect_timeout=2.0, read_timeout=5.0, backoff_base=0.01, backoff_max=0.05)
+
+
+def _release_leaked_locks(statedirs: list[str]) -> None:
+    """`swupd.cli.run` never releases the state directory's lock (the process exits right
+    after), so a second in-process call would find it held. Close those descriptors."""
+    locks = {os.path.realpath(os.path.join(d, "lock")) for d in statedirs}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target in locks:
+            with contextlib.suppress(OSError):
+                os.close(int(fd))
+
+
+def _statedirs(args: list[str]) -> list[str]:
+    out = []
+    for i, a in enumerate(args):
+        if a in ("--statedir", "-S") and i + 1 < len(args):
+            out.append(args[i + 1])
+        if a in ("--path", "-p") and i + 1 < len(args):
+            out.append(os.path.join(args[i + 1], "var/lib/swupd"))
+    if len(args) > 1 and args[0] == "os-install" and not args[1].startswith("-"):
+        out.append(os.path.join(args[1], "var/lib/swupd"))
+    return out
+
+
+def run(*args: str, fast_net: bool = True) -> Result:
+    """`swupd ARGS` in this process (stdout and stderr captured)."""
+    from swupd import cli
+    from swupd.transport.fetcher import NetConfig
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    net = (lambda: dataclasses.replace(NetConfig(), **FAST_NET)) if fast_net else NetConfig
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), mock.patch.object(cli, "NetConfig", net):
+            rc = cli.main(argv)
+    finally:
+        _release_leaked_locks(_statedirs(argv))
+    return Result(rc, out.getvalue(), err.getvalue())
+
+
+def run_process(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+    """The installed `swupd` command."""
+    p = subprocess.run(
+        [SWUPD, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+def server_cli(*args: str, env: dict[str, str] | None = None) -> None:
+    p = subprocess.run([SERVER, *map(str, args)], capture_output=True, text=True, env=env, check=False)
+    assert p.returncode == 0, f"swupd-server {args[0]} failed: {p.stderr}"
+
+
+def build_version(www: str, rootfs: str, version: int, private: str, bundles_toml: str, *extra: str) -> None:
+    """create-update in this process (as fast as it gets), failing the test unless it works."""
+    from swupd_server.cli import main
+
+    argv = [
+        "create-update", "--www", www, "--rootfs", rootfs, "--bundles", bundles_toml, "--version", str(version),
+        "--signing-key", private, "--compat", COMPAT, "--jobs", "1", *extra,
+    ]  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    assert rc == 0, f"create-update {version} failed ({rc}): {err.getvalue()}"
+
+
+def clone(src: str, dest: str) -> str:
+    """Copy a tree keeping owners, modes, xattrs and links (cp -a)."""
+    subprocess.run(["cp", "-a", src, dest], check=True)
+    return dest
+
+
+def copy_www(src: str, dest: str) -> str:
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+DAY = 86400
+
+
+@dataclass
+class Device:
+    """A target root and its state directory (kept outside the root, so that snapshots of the
+    root are the OS alone), talking to `url`."""
+
+    root: str
+    state: str
+    url: str
+    stream: Stream
+
+    def opts(self, url: str | None = None, key: str | None = None, compat: str = COMPAT) -> list[str]:
+        return [
+            "--path", self.root, "--statedir", self.state, "--url", url or self.url,
+            "--key", key or self.stream.key, "--format", FORMAT, "--compat", compat,
+        ]  # fmt: skip
+
+    def swupd(self, command: str, *args: str, url: str | None = None, **kw: object) -> Result:
+        """`swupd COMMAND ARGS` in this process, with this device's global options."""
+        return run(command, *args, *self.opts(url, **kw))  # type: ignore[arg-type]
+
+    def swupd_process(self, command: str, *args: str, url: str | None = None, env=None, timeout=60) -> Result:
+        return run_process(command, *args, *self.opts(url), env=env, timeout=timeout)
+
+    def snapshot(self) -> dict:
+        return snapshot(self.root)
+
+    def tree(self) -> dict[str, Obj]:
+        return read_tree(self.root)
+
+    def version(self) -> int:
+        return os_release_version(self.root)
+
+
+# -- forging content ----------------------------------------------------------------------------
+
+
+def sign(private_key_file: str, data: bytes) -> bytes:
+    """A `.sig` file over `data` by the key in `private_key_file` (docs/format.md, Signatures)."""
+    import nacl.signing
+
+    with open(private_key_file) as f:
+        key = nacl.signing.SigningKey(bytes.fromhex(f.read().strip()))
+    keyid = hashlib.sha256(bytes(key.verify_key)).hexdigest()[:16]
+    return f"ed25519 {keyid} {key.sign(data).signature.hex()}\n".encode()
+
+
+def zstd(data: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=3).compress(data)
+
+
+def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for info, data in members:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, mode: int = 0o644, **kw) -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = kind, mode, 1
+    for k, v in kw.items():
+        setattr(info, k, v)
+    if kind in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        info.size = len(data)
+        return info, data
+    return info, None
+
+
+def fullfile(digest: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> bytes:
+    """A well-formed fullfile (a zstd tar with one regular member named `digest`)."""
+    return zstd(tar_bytes([member(digest, data, mode=mode, uid=uid, gid=gid)]))
+
+
+def new_entries(www: str, old: int, new: int, bundles=ALL_BUNDLES) -> dict[str, Entry]:
+    """Present entries of `new` whose object `old` did not have (what an update must obtain)."""
+    before = {e.hash for e in entries(www, old, bundles).values()}
+    return {p: e for p, e in entries(www, new, bundles).items() if e.hash not in before}
+
+
+def wait_rusage(args: list[str], env=None, timeout: float = 60) -> tuple[Result, int]:
+    """Run a command; its result and peak resident memory in KiB (from wait4)."""
+    import threading
+
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    outs: dict[str, bytes] = {}
+    readers = [
+        threading.Thread(target=lambda n=n, s=s: outs.__setitem__(n, s.read()))
+        for n, s in (("out", p.stdout), ("err", p.stderr))
+    ]
+    for t in readers:
+        t.start()
+    timer = threading.Timer(timeout, p.kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(p.pid, 0)
+    finally:
+        timer.cancel()
+    for t in readers:
+        t.join()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    r = Result(p.returncode, outs["out"].decode(errors="replace"), outs["err"].decode(errors="replace"))
+    return r, usage.ru_maxrss
+
+
+def old_or_new(root: str, old: dict[str, Obj], new: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    """Paths that are neither as they were before a transaction nor as it leaves them.
+
+    A directory that becomes a file or link cannot be swapped in one rename: between removing
+    the directory and moving the new object in, the path is absent, and that is allowed."""
+    have = read_tree(root, skip)
+    problems = []
+    for p in sorted(set(old) | set(new) | set(have)):
+        h = have.get(p)
+        was = old.get(p)
+        is_old = h == was if p in old else h is None
+        n = new.get(p)
+        if isinstance(n, Entry):
+            is_new = h is not None and obj_hash(h) == n.hash
+        else:
+            is_new = h == n if p in new else h is None
+        dir_to_other = was is not None and was.kind == "D" and n is not None and getattr(n, "kind", "D") != "D"
+        if not (is_old or is_new or (h is None and dir_to_other)):
+            problems.append(f"{p}: {h.describe() if h else 'absent'}")
+    return problems

@@ -1,0 +1,80 @@
+"""os-install, and the installed tree checked against the build's input, file by file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import clientkit as ck
+import pytest
+from support.httpserver import FaultServer
+
+
+def test_os_install_all_bundles_over_http(stream: ck.Stream, content: FaultServer, tmp_path: Path) -> None:
+    root, state = str(tmp_path / "root"), str(tmp_path / "state")
+    opts = ["--statedir", state, "--url", content.url(), "--key", stream.key, "--format", "1", "--compat", ck.COMPAT]
+    r = ck.run("os-install", root, "--bundles", ",".join(ck.ALL_BUNDLES[1:]), *opts)
+    assert r.rc == 0, r.err
+    assert f"Installed version 20 into {root}" in r.out
+    ck.assert_tree(root, stream.expected(20, ck.ALL_BUNDLES))
+    assert ck.os_release_version(root) == 20
+    assert sorted(p.name for p in Path(root, "usr/share/clear/bundles").iterdir()) == sorted(ck.ALL_BUNDLES)
+
+
+def test_os_install_a_subset_of_a_given_version_from_a_file_url(stream: ck.Stream, tmp_path: Path) -> None:
+    root, state = str(tmp_path / "root"), str(tmp_path / "state")
+    opts = ["--statedir", state, "--url", Path(stream.www).as_uri(), "--key", stream.key, "--format", "1"]
+    r = ck.run("os-install", root, "--version", "10", "--bundles", "app-docs", *opts)
+    assert r.rc == 0, r.err
+    assert f"Installed version 10 into {root}" in r.out
+    # app-docs includes app: both come, with os-core; tools and extras do not.
+    ck.assert_tree(root, stream.expected(10, {"app-docs"}))
+    assert sorted(p.name for p in Path(root, "usr/share/clear/bundles").iterdir()) == ["app", "app-docs", "os-core"]
+    assert ck.os_release_version(root) == 10
+    assert not Path(root, "opt/tools").exists()
+
+
+def test_os_install_with_the_state_dir_inside_the_root(stream: ck.Stream, content: FaultServer, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    opts = ["--url", content.url(), "--key", stream.key, "--format", "1"]
+    r = ck.run("os-install", "--path", str(root), "--version", "10", *opts)
+    assert r.rc == 0, r.err
+    ck.assert_tree(str(root), stream.expected(10, set()), allow_extra=["/var/lib/swupd"])
+    assert (root / "var/lib/swupd/version").read_text().strip() == "10"
+    assert (root / "var/lib/swupd").stat().st_mode & 0o777 == 0o700
+    # The installed system then updates with the same defaults.
+    r = ck.run("update", "--path", str(root), *opts)
+    assert r.rc == 0, r.err
+    assert ck.os_release_version(str(root)) == 20
+
+
+def test_os_install_refuses_a_non_empty_directory(stream: ck.Stream, content: FaultServer, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "precious").write_text("keep me")
+    opts = ["--statedir", str(tmp_path / "state"), "--url", content.url(), "--key", stream.key, "--format", "1"]
+    r = ck.run("os-install", str(root), *opts)
+    assert r.rc == 2 and "not empty" in r.error_line(), r.err
+    assert [p.name for p in root.iterdir()] == ["precious"]
+    assert not content.log
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--bundles", "no-such-bundle"], 16, "no-such-bundle"),
+        (["--version", "15"], 12, "not found"),
+    ],
+)
+def test_os_install_failures_leave_the_target_empty(
+    stream: ck.Stream, content: FaultServer, tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    root = tmp_path / "root"
+    opts = ["--statedir", str(tmp_path / "state"), "--url", content.url(), "--key", stream.key, "--format", "1"]
+    r = ck.run("os-install", str(root), *args, *opts)
+    assert r.rc == code and message in r.error_line(), (r.rc, r.err)
+    assert not any(root.iterdir())
+
+
+def test_os_install_needs_a_target(stream: ck.Stream, content: FaultServer) -> None:
+    r = ck.run("os-install", "--url", content.url(), "--key", stream.key, "--format", "1")
+    assert r.rc == 2 and "other than /" in r.error_line()

@@ -1,0 +1,130 @@
+"""What the command prints: one-line errors without tracebacks, --json records, --quiet."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import clientkit as ck
+from clientkit import Device
+from support.httpserver import FaultServer
+
+
+def one_line_error(r: ck.Result, code: int) -> str:
+    assert r.rc == code, (r.rc, r.out, r.err)
+    assert "Traceback" not in r.err + r.out, r.err
+    lines = r.err.strip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.err
+    return lines[0]
+
+
+def test_error_paths_print_one_line(device: Device, stream: ck.Stream, private_www: Path, tmp_path: Path) -> None:
+    opts = device.opts()
+    cases = [
+        (2, ["update", "--path", device.root, "--statedir", device.state]),  # no URL, no key
+        (2, ["update", *opts[:6], "--format", "1"]),  # no key
+        (3, ["update", *opts[:6], "--key", __file__, "--format", "1"]),  # not a key
+        (15, ["update", *opts[2:], "--path", str(tmp_path / "no-such-root")]),
+        (16, ["bundle-add", "nope", *opts]),
+        (16, ["bundle-remove", "os-core", *opts]),
+        (7, ["update", "--version", "5", *opts]),
+        (9, ["update", *opts[:-2], "--compat", "other"]),
+        (12, ["update", *opts[:4], "--url", (tmp_path / "no-such-www").as_uri(), *opts[6:]]),
+    ]
+    (private_www / "20/Manifest.MoM.sig").write_bytes(b"garbage\n")
+    cases.append((4, ["update", *opts[:4], "--url", private_www.as_uri(), *opts[6:]]))
+    snap = device.snapshot()
+    for code, args in cases:
+        one_line_error(ck.run_process(*args), code)
+    assert ck.diff_snapshots(snap, device.snapshot()) == ""
+
+
+def test_locked(device: Device) -> None:
+    os.makedirs(device.state, exist_ok=True)
+    fd = os.open(Path(device.state, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        line = one_line_error(device.swupd_process("update"), 14)
+        assert "another swupd is running" in line
+    finally:
+        os.close(fd)
+    assert device.swupd_process("update").rc == 0
+
+
+def test_main_can_be_called_twice_in_one_process(device: Device) -> None:
+    from swupd import cli
+
+    assert cli.main(["info", "--path", device.root, "--statedir", device.state, "--quiet"]) == 0
+    assert cli.main(["info", "--path", device.root, "--statedir", device.state, "--quiet"]) == 0
+
+
+def test_interrupted(device: Device, content: FaultServer) -> None:
+    content.drip(50_000, path="/20/pack-os-core-from-10.tar")
+    snap = device.snapshot()
+    p = subprocess.Popen([ck.SWUPD, "update", *device.opts()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not content.requests("/20/pack-os-core-from-10.tar") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    line = one_line_error(ck.Result(p.returncode, out, err), 130)
+    assert line == "Error: interrupted"
+    assert ck.diff_snapshots(snap, device.snapshot()) == ""
+
+
+def json_records(out: str) -> list[dict]:
+    records = [json.loads(line) for line in out.splitlines()]
+    assert all(isinstance(r, dict) and "type" in r for r in records)
+    return records
+
+
+def test_json_output(device: Device, content: FaultServer) -> None:
+    r = device.swupd("update", "--json")
+    assert r.rc == 0, r.err
+    recs = json_records(r.out)
+    assert recs[0] == {"type": "start", "section": "update"}
+    assert recs[-1] == {"type": "end", "section": "update", "status": 0}
+    assert any(x["type"] == "info" and "Update successful" in x["msg"] for x in recs)
+    r = device.swupd("check-update", "--json")
+    recs = json_records(r.out)
+    assert recs[-1] == {"type": "end", "section": "check-update", "status": 1}
+    content.fail(404, times=None, path="/version/format1/latest")
+    r = ck.run_process("update", "--json", *device.opts())
+    assert r.rc == 12 and "Traceback" not in r.err
+    recs = json_records(r.out)
+    assert [x["type"] for x in recs] == ["start", "error", "end"]
+    assert recs[-1] == {"type": "end", "section": "update", "status": 12}
+    assert "not found" in recs[1]["msg"]
+
+
+def test_json_progress_records(device: Device) -> None:
+    r = device.swupd("update", "--json")
+    recs = json_records(r.out)
+    progress = [x for x in recs if x["type"] == "progress"]
+    assert progress and {"stepDescription", "completion", "done", "total"} <= set(progress[0])
+
+
+def test_quiet(device: Device, clone_device) -> None:
+    twin = clone_device(device)
+    loud = device.swupd("update")
+    quiet = twin.swupd("update", "--quiet")
+    assert loud.rc == quiet.rc == 0
+    assert quiet.out.splitlines() == ["Update successful: system updated from version 10 to version 20"]
+    assert len(loud.out.splitlines()) > len(quiet.out.splitlines())
+    for dev in (device, twin):
+        Path(dev.root, "usr/bin/cat").unlink()
+    loud, quiet = device.swupd("verify"), twin.swupd("verify", "--quiet")
+    assert loud.rc == quiet.rc == 1
+    # What is wrong, and the summary, are the essential lines.
+    assert quiet.out.splitlines() == ["Missing: /usr/bin/cat"] + [
+        line for line in loud.out.splitlines() if line.startswith("Checked")
+    ]
+    r = twin.swupd("bundle-list", "--all", "--quiet")
+    assert "(installed)" not in r.out and "os-core" in r.out.split()

@@ -1,0 +1,147 @@
+"""Hostile packs and fullfiles: nothing is written outside the state directory, and the update
+either succeeds from fullfiles or fails cleanly with the tree untouched."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import clientkit as ck
+import pytest
+from clientkit import Device
+from support.httpserver import FaultServer
+
+PACK = "20/pack-os-core-from-10.tar"
+
+
+@pytest.fixture
+def attacked(v10_all: Device, clone_device, private_server: FaultServer) -> Device:
+    return clone_device(v10_all, private_server.url())
+
+
+def wanted(stream: ck.Stream) -> list[ck.Entry]:
+    """Files version 20 adds to os-core, biggest first."""
+    new = ck.new_entries(stream.www, 10, 20, {"os-core"})
+    return sorted((e for e in new.values() if e.kind == "F"), key=lambda e: -e.size)
+
+
+def run_confined(dev: Device, tmp_path: Path) -> ck.Result:
+    """`swupd update` as a process whose working directory is a fresh, watched directory."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    import subprocess
+
+    p = subprocess.run(
+        [ck.SWUPD, "update", *dev.opts()], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert not any(cwd.iterdir()), f"written to the working directory: {list(cwd.iterdir())}"
+    return ck.Result(p.returncode, p.stdout, p.stderr)
+
+
+def state_is_clean(state: str) -> None:
+    """Only the state directory's own layout: objects named by their hash, nothing pending."""
+    for d in ("download", "stage"):
+        leftovers = [p for p in Path(state, d).rglob("*") if not p.is_dir()]
+        assert not leftovers, leftovers
+    for p in Path(state, "objects").iterdir():
+        assert len(p.name) == 64 and all(c in "0123456789abcdef" for c in p.name), p
+
+
+@pytest.mark.parametrize("bomb", [False, True], ids=["members", "bomb"])
+def test_malicious_pack(
+    attacked: Device, private_www: Path, private_server: FaultServer, stream: ck.Stream, tmp_path: Path, bomb: bool
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    passwd = os.stat("/etc/passwd")
+    w = wanted(stream)
+    h = [e.hash for e in w]
+    inner_evil = ck.zstd(ck.tar_bytes([ck.member("../../../../" + str(outside / "inner"), b"x")]))
+    members = [
+        ck.member("staged/", kind=tarfile.DIRTYPE, mode=0o755),
+        ck.member("../" * 12 + str(outside / "traversal").lstrip("/"), b"escaped\n"),
+        ck.member(str(outside / "absolute"), b"absolute\n"),
+        ck.member(f"staged/{h[0]}.tar", kind=tarfile.SYMTYPE, linkname=str(outside / "via-symlink")),
+        ck.member(f"staged/{h[1]}.tar", kind=tarfile.LNKTYPE, linkname="/etc/passwd"),
+        ck.member(f"delta/{h[2]}-{h[3]}", kind=tarfile.CHRTYPE, devmajor=1, devminor=3),
+        ck.member(f"staged/{h[3]}.tar", kind=tarfile.FIFOTYPE),
+        ck.member(f"staged/{h[4]}.tar", b"\0" * (4 << 20)),  # far above the signed size
+        ck.member(f"staged/{h[5]}.tar", inner_evil),  # a fullfile whose member escapes
+        ck.member(f"delta/{h[0]}-{h[6]}", b"SWDELTA1 but garbage"),
+        ck.member(str(outside / "dir") + "/", kind=tarfile.DIRTYPE),
+    ]
+    if bomb:
+        members.append(ck.member(f"staged/{h[0]}.tar", b"\0" * (200 << 20)))
+    (private_www / PACK).write_bytes(ck.zstd(ck.tar_bytes(members)))
+    before = attacked.tree()
+    r = run_confined(attacked, tmp_path)
+    assert r.rc == 0, r.err
+    assert "Traceback" not in r.err
+    assert "unusable" in r.err or PACK in r.err, "the rejected members are reported"
+    assert list(outside.iterdir()) == [], list(outside.iterdir())
+    now = os.stat("/etc/passwd")
+    assert (now.st_mtime_ns, now.st_size, now.st_nlink) == (passwd.st_mtime_ns, passwd.st_size, passwd.st_nlink)
+    ck.assert_tree(attacked.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+    state_is_clean(attacked.state)
+    got = {e.path for e in private_server.log if e.status == 200}
+    assert f"/20/files/{h[0]}.tar" in got and f"/20/files/{h[1]}.tar" in got, "fell back to fullfiles"
+
+
+def drop_packs(www: Path) -> None:
+    for p in (www / "20").glob("pack-*.tar"):
+        p.unlink()
+
+
+def forged_fullfile(kind: str, e: ck.Entry, outside: Path, content: bytes) -> bytes:
+    if kind == "two-members":  # the right object, and something smuggled after it
+        second = ck.member("../../" + str(outside / "second"), b"evil")
+        return ck.zstd(ck.tar_bytes([ck.member(e.hash, content, mode=0o4755), second]))
+    if kind == "symlink-outside":
+        return ck.zstd(ck.tar_bytes([ck.member(e.hash, kind=tarfile.SYMTYPE, linkname=str(outside / "target"))]))
+    if kind == "hardlink":
+        return ck.zstd(ck.tar_bytes([ck.member(e.hash, kind=tarfile.LNKTYPE, linkname="/etc/passwd")]))
+    if kind == "traversal-name":
+        return ck.zstd(ck.tar_bytes([ck.member("../../" + e.hash, b"x" * e.size, mode=0o4755)]))
+    if kind == "device":
+        return ck.zstd(ck.tar_bytes([ck.member(e.hash, kind=tarfile.CHRTYPE, devmajor=1, devminor=3)]))
+    assert kind == "xz-garbage"
+    return b"\xfd7zXZ\x00" + os.urandom(200)
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [("two-members", 3), ("symlink-outside", 3), ("hardlink", 3), ("traversal-name", 3), ("device", 3),
+     ("xz-garbage", 3)],
+)  # fmt: skip
+def test_malicious_fullfile(
+    attacked: Device, private_www: Path, stream: ck.Stream, tmp_path: Path, kind: str, code: int
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    drop_packs(private_www)
+    e = ck.entries(stream.www, 20, {"os-core"})["/usr/bin/suid-tool"]
+    content = Path(stream.rootfs[20], "usr/bin/suid-tool").read_bytes()
+    (private_www / f"20/files/{e.hash}.tar").write_bytes(forged_fullfile(kind, e, outside, content))
+    snap = attacked.snapshot()
+    r = run_confined(attacked, tmp_path)
+    assert r.rc == code, (r.rc, r.err)
+    r.error_line()
+    assert ck.diff_snapshots(snap, attacked.snapshot()) == ""
+    assert list(outside.iterdir()) == []
+    assert not Path(attacked.state, "journal").exists()
+
+
+def test_symlink_fullfile_pointing_elsewhere(attacked: Device, private_www: Path, stream: ck.Stream, tmp_path: Path):
+    """A symlink object whose target was changed: the target is hashed, so it is refused."""
+    drop_packs(private_www)
+    e = ck.entries(stream.www, 20, {"os-core"})["/usr/share/data/kind"]
+    assert e.kind == "L"
+    (private_www / f"20/files/{e.hash}.tar").write_bytes(
+        ck.zstd(ck.tar_bytes([ck.member(e.hash, kind=tarfile.SYMTYPE, linkname="/etc/shadow")]))
+    )
+    snap = attacked.snapshot()
+    r = run_confined(attacked, tmp_path)
+    assert r.rc == 5, (r.rc, r.err)
+    assert ck.diff_snapshots(snap, attacked.snapshot()) == ""
+    assert not [p for p in Path(attacked.state, "objects").iterdir() if p.is_symlink() and "shadow" in os.readlink(p)]

@@ -1,0 +1,132 @@
+"""`update` and `check-update` against real content: the updated tree equals the new rootfs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import clientkit as ck
+from clientkit import Device
+from support.httpserver import FaultServer
+
+
+def test_update_to_latest_matches_the_new_rootfs(device: Device, stream: ck.Stream, content: FaultServer) -> None:
+    before = device.tree()
+    r = device.swupd("update")
+    assert r.rc == 0, r.err
+    assert "Update successful: system updated from version 10 to version 20" in r.out
+    assert device.version() == 20
+    ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+    for gone in ("etc/hostname", "usr/lib/plugins-1", "usr/share/swap/inner"):
+        assert not os.path.lexists(os.path.join(device.root, gone)), gone
+    # State under /var is the device's: neither updated nor removed.
+    assert Path(device.root, "var/lib/app/state.txt").read_bytes() == b"state of build 1\n"
+    assert Path(device.root, "var/lib/old/state.db").exists()
+    # Deltas and packs were used rather than whole files where they pay off.
+    assert content.requests("/20/pack-os-core-from-10.tar")
+    v = device.swupd("verify")
+    assert v.rc == 0 and "0 missing, 0 modified, 0 extra" in v.out, v.out + v.err
+
+
+def test_update_from_file_url(v10_all: Device, clone_device, stream: ck.Stream) -> None:
+    dev = clone_device(v10_all, Path(stream.www).as_uri())
+    before = dev.tree()
+    r = dev.swupd("update")
+    assert r.rc == 0, r.err
+    ck.assert_tree(dev.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+
+
+def test_update_to_a_given_version(v10_all: Device, clone_device, stream: ck.Stream) -> None:
+    with FaultServer(stream.www30) as srv:
+        dev = clone_device(v10_all, srv.url())
+        before = dev.tree()
+        r = dev.swupd("update", "--version", "20")
+        assert r.rc == 0, r.err
+        assert dev.version() == 20
+        ck.assert_tree(dev.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+
+
+def test_update_across_two_versions(v10_all: Device, clone_device, stream: ck.Stream) -> None:
+    with FaultServer(stream.www30) as srv:
+        dev = clone_device(v10_all, srv.url())
+        before = dev.tree()
+        r = dev.swupd("check-update")
+        assert r.rc == 0 and "There is a new OS version available: 30" in r.out, r.out
+        r = dev.swupd("update")
+        assert r.rc == 0 and "from version 10 to version 30" in r.out, r.out + r.err
+        assert dev.version() == 30
+        ck.assert_tree(dev.root, stream.expected(30, ck.ALL_BUNDLES, old=before))
+        assert dev.swupd("verify").rc == 0
+
+
+def test_already_up_to_date(device: Device, content: FaultServer) -> None:
+    assert device.swupd("update").rc == 0
+    snap = device.snapshot()
+    content.clear_log()
+    r = device.swupd("update")
+    assert r.rc == 0 and "System is up to date at version 20" in r.out, r.out + r.err
+    assert ck.diff_snapshots(snap, device.snapshot()) == ""
+    assert {e.path for e in content.log} <= {"/version/format1/latest", "/version/format1/latest.sig"}
+    r = device.swupd("update", "--version", "20")
+    assert r.rc == 0 and "System is up to date at version 20" in r.out
+
+
+def test_check_update(device: Device) -> None:
+    r = device.swupd("check-update")
+    assert r.rc == 0, r.err
+    assert "Current OS version: 10" in r.out and "There is a new OS version available: 20" in r.out
+    assert device.swupd("update").rc == 0
+    r = device.swupd("check-update")
+    assert r.rc == 1 and "There are no updates available" in r.out, r.out + r.err
+    assert "Error" not in r.err
+
+
+def test_download_only_then_update_without_the_content_server(
+    device: Device, stream: ck.Stream, content: FaultServer, tmp_path: Path
+) -> None:
+    before, snap = device.tree(), device.snapshot()
+    r = device.swupd("update", "--download-only")
+    assert r.rc == 0 and "Downloaded what version 20 needs" in r.out, r.out + r.err
+    assert ck.diff_snapshots(snap, device.snapshot()) == "", "--download-only changed the tree"
+    assert device.version() == 10
+    # Only the signed pointer is left on the "server": every other request would be a 404.
+    only_latest = tmp_path / "only-latest"
+    (only_latest / "version/format1").mkdir(parents=True)
+    for name in ("latest", "latest.sig"):
+        (only_latest / "version/format1" / name).write_bytes(Path(stream.www, "version/format1", name).read_bytes())
+    with FaultServer(only_latest) as srv:
+        r = device.swupd("update", url=srv.url())
+        assert r.rc == 0, r.err
+        assert {(e.path, e.status) for e in srv.log} == {
+            ("/version/format1/latest", 200),
+            ("/version/format1/latest.sig", 200),
+        }, srv.log
+    ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+
+
+def test_user_data_survives_an_update(device: Device, stream: ck.Stream) -> None:
+    root = Path(device.root)
+    (root / "usr/lib/plugins-1/user-plugin.so").write_bytes(b"the user's own plugin\n")
+    (root / "etc/app.conf").write_bytes(b"mode=mine\n")  # the new version changes it
+    (root / "etc/hostname").write_bytes(b"my-device\n")  # the new version deletes it
+    (root / "var/lib/app/state.txt").write_bytes(b"the device's data\n")  # the new version changes it
+    before = device.tree()
+    r = device.swupd("update")
+    assert r.rc == 0, r.err
+    # The deleted directory with the user's file was moved aside, the file intact.
+    aside = [p for p in (root / "usr/lib").iterdir() if p.name.startswith(".deleted.")]
+    assert len(aside) == 1 and aside[0].name.endswith(".plugins-1"), aside
+    assert sorted(p.name for p in aside[0].iterdir()) == ["user-plugin.so"]
+    assert (aside[0] / "user-plugin.so").read_bytes() == b"the user's own plugin\n"
+    assert not (root / "usr/lib/plugins-1").exists()
+    # Configuration the administrator changed is kept, with a warning naming it.
+    assert (root / "etc/app.conf").read_bytes() == b"mode=mine\n"
+    assert (root / "etc/hostname").read_bytes() == b"my-device\n"
+    assert "/etc/app.conf" in r.err and "Warning" in r.err, r.err
+    assert "/etc/hostname" in r.err
+    # State is never overwritten.
+    assert (root / "var/lib/app/state.txt").read_bytes() == b"the device's data\n"
+    want = stream.expected(20, ck.ALL_BUNDLES, old=before)
+    for kept in ("/etc/app.conf", "/etc/hostname"):
+        want[kept] = before[kept]
+    ck.assert_tree(device.root, want, allow_extra=[str(Path("/usr/lib") / aside[0].name)])
