@@ -124,6 +124,7 @@ def swupd_bundle_packages(d):
 def swupd_bundle_flags(d, flag):
     return {b: (d.getVarFlag(flag, b) or "").split() for b in (d.getVar("SWUPD_BUNDLES") or "").split()}
 
+# nooelint: oelint.task.noanonpython - the recipe must be skipped at parse time without OS_VERSION
 python () {
     for bundle in (d.getVar("SWUPD_BUNDLES") or "").split():
         packages = (d.getVarFlag("BUNDLE_CONTENTS", bundle) or "").split()
@@ -154,6 +155,7 @@ python swupd_rootfs_config () {
     swupdlayer.rootfs.bundle_markers(rootfs, (d.getVar("SWUPD_BUNDLES") or "").split())
     swupdlayer.rootfs.set_version_id(rootfs, d.getVar("OS_VERSION"))
 }
+swupd_rootfs_config[doc] = "Writes the client configuration, bundle markers and VERSION_ID into the rootfs."
 swupd_rootfs_config[vardeps] += "SWUPD_BUNDLES SWUPD_PUBLIC_KEYS SWUPD_VERSION_URL SWUPD_CONTENT_URL SWUPD_FORMAT SWUPD_COMPAT OS_VERSION"
 ROOTFS_POSTPROCESS_COMMAND += "swupd_rootfs_config;"
 
@@ -182,6 +184,13 @@ python do_swupd_update () {
     deploy = d.getVar("DEPLOY_DIR_SWUPD")
     www = os.path.join(deploy, "www")
     bb.utils.mkdirhier(www)
+    latest = os.path.join(www, "version", "format%s" % d.getVar("SWUPD_FORMAT"), "latest")
+    if os.path.exists(latest):
+        with open(latest) as f:
+            published = f.readline().strip()
+        if published.isdigit() and int(d.getVar("OS_VERSION")) <= int(published):
+            bb.fatal("OS_VERSION %s is not above %s, the latest version published in %s: raise OS_VERSION "
+                     "for every build that should reach devices" % (d.getVar("OS_VERSION"), published, www))
     cmd = [d.getVar("SWUPD_SERVER"), "create-update", "--www", www, "--rootfs", d.getVar("IMAGE_ROOTFS"),
            "--bundles", bundles_file, "--version", d.getVar("OS_VERSION"), "--signing-key", key,
            "--format", d.getVar("SWUPD_FORMAT"), "--compat", d.getVar("SWUPD_COMPAT"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from swupd.format import signing
 from swupd.format.errors import SwupdError, UsageError
@@ -166,7 +167,7 @@ def _refresh(args: argparse.Namespace) -> int:
         if not version:
             raise UsageError(f"no published version of format {args.format} in {args.www}")
         now = build_timestamp()
-        record = Latest(version, args.format, now, now + args.expiry_days * 86400)
+        record = Latest(version, args.format, now, max(now, int(time.time())) + args.expiry_days * 86400)
         write_latest(args.www, record, keys)
     print(f"latest of format {args.format} is {version}, expires at {record.expires}")
     return 0

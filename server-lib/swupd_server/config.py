@@ -65,4 +65,7 @@ class BuildConfig:
 
     @property
     def expires(self) -> int:
-        return self.timestamp + self.expiry_days * 86400
+        """Freshness is about when a pointer is published, not when its content was built: a
+        reproducible build's SOURCE_DATE_EPOCH may be years old. So `latest` is the one file
+        whose bytes depend on the time of publishing."""
+        return max(self.timestamp, int(time.time())) + self.expiry_days * 86400

@@ -4,7 +4,6 @@ the tree byte for byte as it was."""
 from __future__ import annotations
 
 import json
-import os
 import time
 import types
 from pathlib import Path
@@ -183,10 +182,16 @@ def old_device(v10_all: Device, clone_device, stream: ck.Stream, tmp_path: Path)
 
 def refreshed_old_www(stream: ck.Stream, tmp_path: Path, days_ago: int, expiry_days: int) -> Path:
     """A copy of old_www whose `latest` was re-signed `days_ago` days ago, valid `expiry_days`."""
+    # A pointer the release key really signed back then, as a replaying server would serve it.
+    from swupd.format import latest, signing
+
     www = Path(ck.copy_www(stream.old_www, str(tmp_path / f"refreshed-{days_ago}")))
-    env = dict(os.environ, SOURCE_DATE_EPOCH=str(int(time.time()) - days_ago * DAY))
-    ck.server_cli(
-        "refresh-latest", "--www", str(www), "--signing-key", stream.private, "--expiry-days", str(expiry_days), env=env
+    pointer = www / "version/format1/latest"
+    signed_at = int(time.time()) - days_ago * DAY
+    record = latest.Latest(latest.loads(pointer.read_bytes()).version, 1, signed_at, signed_at + expiry_days * DAY)
+    pointer.write_bytes(record.dumps())
+    (www / "version/format1/latest.sig").write_bytes(
+        signing.sign(record.dumps(), [signing.load_private(stream.private)])
     )
     return www
 

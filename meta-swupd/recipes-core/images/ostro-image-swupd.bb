@@ -1,6 +1,10 @@
 SUMMARY = "A small image updated with swupd: os-core and two example bundles"
 DESCRIPTION = "Boots to a console; publishes every build as a signed swupd update stream with the \
-bundles 'editors' and 'net-tools' that devices can add and remove."
+               bundles 'editors' and 'net-tools' that devices can add and remove."
+HOMEPAGE = "https://github.com/meta-swupd/meta-swupd"
+BUGTRACKER = "https://github.com/meta-swupd/meta-swupd/issues"
+SECTION = "images"
+CVE_PRODUCT = ""
 LICENSE = "MIT"
 
 IMAGE_INSTALL = "packagegroup-core-boot"

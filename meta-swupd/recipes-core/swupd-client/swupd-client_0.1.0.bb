@@ -1,14 +1,18 @@
+# nooelint: oelint.var.bbclassextend - the client runs on the target only
 SUMMARY = "swupd: safe, signed, delta-efficient OS updates on the device"
 DESCRIPTION = "The device side of meta-swupd: update, verify and repair the OS, add and remove \
-bundles, from a signed swupd update stream."
+               bundles, from a signed swupd update stream."
 HOMEPAGE = "https://github.com/meta-swupd/meta-swupd"
 BUGTRACKER = "https://github.com/meta-swupd/meta-swupd/issues"
 SECTION = "base"
+CVE_PRODUCT = "swupd-client"
 LICENSE = "MIT"
+# nooelint: oelint.var.licenseremotefile - the license is the project's own, beside the layer
 LIC_FILES_CHKSUM = "file://${SWUPD_SOURCE_DIR}/LICENSE;md5=78c6dac75aaf6a4f676d75afff7fe14a"
 
-# The client is built from the project's own sources, beside this layer.
+# The client is built from the project's own sources, beside this layer (no fetch).
 SWUPD_SOURCE_DIR ??= "${SWUPD_LAYERDIR}/.."
+SRC_URI = ""
 S = "${SWUPD_SOURCE_DIR}/client"
 
 inherit python3-dir
@@ -29,5 +33,13 @@ do_install() {
 }
 
 FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}/swupd ${systemd_system_unitdir} ${localstatedir}/lib/swupd"
-RDEPENDS:${PN} += "python3-core python3-json python3-fcntl python3-compression python3-requests \
-    python3-pynacl python3-zstandard python3-bsdiff4"
+RDEPENDS:${PN} += "\
+    python3-bsdiff4 \
+    python3-compression \
+    python3-core \
+    python3-fcntl \
+    python3-json \
+    python3-pynacl \
+    python3-requests \
+    python3-zstandard \
+"

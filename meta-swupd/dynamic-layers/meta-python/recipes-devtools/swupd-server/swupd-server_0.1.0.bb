@@ -3,10 +3,13 @@ DESCRIPTION = "The build side of meta-swupd, used by swupd-image.bbclass from th
 HOMEPAGE = "https://github.com/meta-swupd/meta-swupd"
 BUGTRACKER = "https://github.com/meta-swupd/meta-swupd/issues"
 SECTION = "devel"
+CVE_PRODUCT = "swupd-server"
 LICENSE = "MIT"
+# nooelint: oelint.var.licenseremotefile - the license is the project's own, beside the layer
 LIC_FILES_CHKSUM = "file://${SWUPD_SOURCE_DIR}/LICENSE;md5=78c6dac75aaf6a4f676d75afff7fe14a"
 
 SWUPD_SOURCE_DIR ??= "${SWUPD_LAYERDIR}/.."
+SRC_URI = ""
 S = "${SWUPD_SOURCE_DIR}"
 
 inherit python3-dir
@@ -24,5 +27,5 @@ do_install() {
 }
 
 FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}"
-RDEPENDS:${PN} += "python3-pynacl python3-zstandard python3-bsdiff4 python3-pyelftools python3-jinja2"
+RDEPENDS:${PN} += "python3-bsdiff4 python3-jinja2 python3-pyelftools python3-pynacl python3-zstandard"
 BBCLASSEXTEND = "native"

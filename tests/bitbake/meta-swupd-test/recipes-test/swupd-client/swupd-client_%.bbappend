@@ -1,0 +1,3 @@
+# meta-testcore packages with testpkg; its Python packages do not exist there.
+inherit testpkg
+RDEPENDS:${PN} = ""
