@@ -4,7 +4,7 @@ Layout (`--statedir`, default `ROOT/var/lib/swupd`, mode 0700):
   lock                   one swupd at a time
   trust.json             highest version and newest `latest` time ever verified (rollback floor)
   version                the version the last completed transaction installed
-  objects/<hash>         verified objects (see store/objects.py)
+  objects/<ab>/<hash>    verified objects, in 256 subdirectories (see store/objects.py)
   manifests/<V>/...      verified manifests and MoM signatures
   download/              downloads in progress (resumable)
   stage/                 objects staged for the pending transaction
@@ -152,6 +152,9 @@ class StateDir:
         for d in ("objects", "download"):
             for n in os.listdir(self.sub(d)) if os.path.isdir(self.sub(d)) else []:
                 drop(self.sub(d, n))
+            # Recreated empty: a directory that once held many entries stays slow to add to.
+            shutil.rmtree(self.sub(d), ignore_errors=True)
+            os.makedirs(self.sub(d), mode=0o700, exist_ok=True)
         mdir = self.sub("manifests")
         for n in os.listdir(mdir) if os.path.isdir(mdir) else []:
             if everything or not n.isdigit() or int(n) not in keep_versions:

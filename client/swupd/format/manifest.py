@@ -10,6 +10,7 @@ fields and the declared entry count, which swupd's readers do not.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -17,8 +18,6 @@ from .errors import FormatError
 from .filehash import ZERO_HASH
 from .limits import LIMITS, Limits
 from .paths import check_bundle_name, check_path
-
-_HEX = frozenset("0123456789abcdef")
 
 
 class Type(Enum):
@@ -123,39 +122,48 @@ def _int(value: str, what: str, lo: int, hi: int) -> int:
     return n
 
 
+def _flag_table() -> dict[tuple[str, bool], tuple[Type, Status]]:
+    """Every valid flags string, per kind of manifest, with what it means."""
+    table = {}
+    for t in Type:
+        for st in Status:
+            present = st in (Status.PRESENT, Status.EXPERIMENTAL)
+            if present == (t == Type.NONE) or (st == Status.EXPERIMENTAL and t != Type.MANIFEST):
+                continue
+            for is_mom in (False, True):
+                if t == Type.NONE or (t == Type.MANIFEST) == is_mom:
+                    table[(t.value + st.value + "..", is_mom)] = (t, st)
+    return table
+
+
+_FLAGS = _flag_table()
+_DIGEST = re.compile(r"[0-9a-f]{64}\Z")
+
+
 def _entry(line: str, lineno: int, is_mom: bool, limits: Limits) -> Entry:
     cols = line.split("\t")
     if len(cols) != 5:
         raise FormatError(f"manifest line {lineno}: {len(cols)} columns, expected 5")
     flags, digest, version, size, path = cols
-    if len(flags) != 4:
-        raise FormatError(f"manifest line {lineno}: bad flags {flags!r}")
-    try:
-        etype, status = Type(flags[0]), Status(flags[1])
-    except ValueError:
-        raise FormatError(f"manifest line {lineno}: unknown flags {flags!r}") from None
-    if flags[2:] != "..":
-        raise FormatError(f"manifest line {lineno}: unknown flags {flags!r}")
-    if len(digest) != 64 or not set(digest) <= _HEX:
+    kind = _FLAGS.get((flags, is_mom))
+    if kind is None:
+        raise FormatError(f"manifest line {lineno}: flags {flags!r} not valid here")
+    etype, status = kind
+    if not _DIGEST.match(digest):
         raise FormatError(f"manifest line {lineno}: bad hash")
-    if (etype == Type.MANIFEST) != is_mom and etype != Type.NONE:
-        raise FormatError(f"manifest line {lineno}: entry type {flags[0]} not allowed here")
-    present = status in (Status.PRESENT, Status.EXPERIMENTAL)
-    if present == (etype == Type.NONE) or (status == Status.EXPERIMENTAL and etype != Type.MANIFEST):
-        raise FormatError(f"manifest line {lineno}: inconsistent flags {flags!r}")
-    if not present and digest != ZERO_HASH:
+    if etype == Type.NONE and digest != ZERO_HASH:
         raise FormatError(f"manifest line {lineno}: deleted entry with a hash")
     if is_mom:
         check_bundle_name(path)
     else:
         check_path(path, limits)
     return Entry(
-        path=path,
-        type=etype,
-        hash=digest,
-        version=_int(version, "entry version", 1, limits.max_version),
-        size=_int(size, "entry size", 0, limits.max_file_bytes),
-        status=status,
+        path,
+        etype,
+        digest,
+        _int(version, "entry version", 1, limits.max_version),
+        _int(size, "entry size", 0, limits.max_file_bytes),
+        status,
     )
 
 

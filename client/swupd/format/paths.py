@@ -14,7 +14,6 @@ import re
 from .errors import FormatError
 from .limits import LIMITS, Limits
 
-_FORBIDDEN = ("\0", "\t", "\n", "\r")
 _BUNDLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
 _RESERVED_BUNDLES = frozenset({"MoM", "full"})
 
@@ -23,18 +22,20 @@ def check_path(path: str, limits: Limits = LIMITS) -> str:
     """Return `path` if it is a valid manifest path, else raise `FormatError`."""
     if not path.startswith("/"):
         raise FormatError(f"path is not absolute: {path!r}")
-    raw = os.fsencode(path)
+    raw = path.encode("utf-8", "surrogateescape")
     if len(raw) > limits.max_path_bytes:
         raise FormatError(f"path longer than {limits.max_path_bytes} bytes: {path[:80]!r}...")
-    if any(c in path for c in _FORBIDDEN):
+    if "\0" in path or "\t" in path or "\n" in path or "\r" in path:
         raise FormatError(f"path holds a control character: {path!r}")
     if path == "/":
         return path
-    for part in path[1:].split("/"):
-        if part in ("", ".", ".."):
-            raise FormatError(f"path has an empty, '.' or '..' component: {path!r}")
-        if len(os.fsencode(part)) > limits.max_name_bytes:
-            raise FormatError(f"path component longer than {limits.max_name_bytes} bytes: {path!r}")
+    probe = path + "/"
+    if "//" in probe or "/./" in probe or "/../" in probe:
+        raise FormatError(f"path has an empty, '.' or '..' component: {path!r}")
+    if len(raw) > limits.max_name_bytes and any(
+        len(part.encode("utf-8", "surrogateescape")) > limits.max_name_bytes for part in path.split("/")
+    ):
+        raise FormatError(f"path component longer than {limits.max_name_bytes} bytes: {path!r}")
     return path
 
 

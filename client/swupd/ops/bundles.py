@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from swupd.format.errors import BundleError
 
 from ..apply.plan import diff, union
-from .obtain import PackSource
+from .obtain import pack_source
 from .session import Session
 from .transaction import TxReport, execute
 from .update import TreeDisk, require_current
@@ -33,7 +33,9 @@ def bundle_add(sess: Session, names: list[str]) -> tuple[list[str], TxReport | N
     old_u = union([m.entries for m in old.values()])
     change = diff(old_u, union([m.entries for m in new.values()]), TreeDisk(sess), update=False)
     local = {e.hash: p for p, e in old_u.items() if e.present}
-    sources = [PackSource(b, new[b], 0) for b in added]
+    wanted = {e.hash for e in change.install}
+    sources = [pack_source(b, new[b], 0, wanted) for b in added]
+    del old, new
     return added, execute(sess, change, cur, mom.timestamp, sources, local)
 
 

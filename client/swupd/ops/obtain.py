@@ -29,11 +29,23 @@ _SLACK = 1 << 20
 
 @dataclass
 class PackSource:
-    """A bundle whose objects a pack could provide: from `from_version` (0: zero pack)."""
+    """A bundle whose objects a pack could provide: from `from_version` (0: zero pack).
+
+    Holds only what the transaction wants from the bundle, so the manifests themselves can be
+    released before anything is downloaded."""
 
     bundle: str
-    manifest: Manifest
-    from_version: int = 0
+    version: int
+    from_version: int
+    entries: dict[str, Entry]
+    zero_cap: int
+
+
+def pack_source(bundle: str, manifest: Manifest, from_version: int, wanted: set[str]) -> PackSource:
+    present = {e.hash: e for e in manifest.entries if e.present}
+    zero_cap = sum(fullfile_cap(e.size) + _PACK_MEMBER_OVERHEAD for e in present.values()) + _SLACK
+    mine = {h: e for h, e in present.items() if h in wanted}
+    return PackSource(bundle, manifest.version, from_version, mine, zero_cap)
 
 
 @dataclass
@@ -98,10 +110,10 @@ def obtain(
     download = sess.state.sub("download")
     source_of = _source_reader(store, sess, local)
     for src in sources:
-        mine = {e.hash: e for e in src.manifest.entries if e.present and e.hash in missing}
+        mine = {h: e for h, e in src.entries.items() if h in missing}
         if not mine:
             continue
-        version = src.manifest.version
+        version = src.version
         chosen = None
         if src.from_version:
             rel = layout.pack(version, src.bundle, src.from_version)
@@ -111,13 +123,11 @@ def obtain(
             if len(mine) < 8:
                 continue
             rel = layout.pack(version, src.bundle, 0)
-            everything = {e.hash: e for e in src.manifest.entries if e.present}
             zsize = sess.exists(rel)
             estimate = sum(e.size // 2 + 1024 for e in mine.values())
             if zsize is None or zsize > estimate:
                 continue
-            cap = sum(fullfile_cap(e.size) + _PACK_MEMBER_OVERHEAD for e in everything.values()) + _SLACK
-            _fetch_import(sess, store, (rel, cap), mine, source_of, download, rep)
+            _fetch_import(sess, store, (rel, src.zero_cap), mine, source_of, download, rep)
         for h in [h for h in missing if store.has(h)]:
             del missing[h]
     if missing:

@@ -74,6 +74,7 @@ def recover_stage(sess: Session, store: ObjectStore) -> int:
             digest = f.split(".")[0]
             path = os.path.join(directory, f)
             if len(digest) == 64 and not store.has(digest) and hash_path(path) == digest:
+                os.makedirs(os.path.dirname(store.path(digest)), mode=0o700, exist_ok=True)
                 os.rename(path, store.path(digest))
                 recovered += 1
         shutil.rmtree(directory, ignore_errors=True)

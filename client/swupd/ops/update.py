@@ -10,7 +10,7 @@ from swupd.format.manifest import Manifest
 
 from ..apply.plan import diff, union
 from ..store.objects import ObjectStore
-from .obtain import PackSource, obtain
+from .obtain import obtain, pack_source
 from .session import Session
 from .transaction import TxReport, execute
 
@@ -73,11 +73,14 @@ def update(sess: Session, version: int | None = None, download_only: bool = Fals
     old_u, new_u = _entries(old), _entries(new)
     change = diff(old_u, new_u, TreeDisk(sess), update=True)
     local = {e.hash: p for p, e in old_u.items() if e.present}
+    wanted = {e.hash for e in change.install}
     sources = [
-        PackSource(b, m, old[b].version if b in old and old[b].version != m.version else 0)
+        pack_source(b, m, old[b].version if b in old else 0, wanted)
         for b, m in sorted(new.items())
         if b not in old or old[b].version != m.version
     ]
+    # Only the plan is needed from here on: the manifests' memory goes back before downloading.
+    del old, new, old_u, new_u
     if download_only:
         store = ObjectStore(sess.state.sub("objects"))
         obtain(sess, store, {e.hash: e for e in change.install}, sources, local)
@@ -117,5 +120,7 @@ def os_install(sess: Session, version: int | None, bundles: set[str]) -> tuple[i
         sess.bundle_entry(mom, b)
     manifests = sess.closure(mom, bundles)
     change = diff({}, _entries(manifests), TreeDisk(sess), update=False)
-    sources = [PackSource(b, m, 0) for b, m in sorted(manifests.items())]
+    wanted = {e.hash for e in change.install}
+    sources = [pack_source(b, m, 0, wanted) for b, m in sorted(manifests.items())]
+    del manifests
     return target, execute(sess, change, target, mom.timestamp, sources, {})

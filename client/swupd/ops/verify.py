@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from swupd.format.filehash import ZERO_HASH
 
 from ..apply.plan import diff, is_state, union
-from .obtain import PackSource
+from .obtain import pack_source
 from .session import Session
 from .transaction import TxReport, execute
 from .update import TreeDisk, require_current
@@ -74,6 +74,7 @@ def verify(sess: Session, fix: bool, picky: bool, bundles: set[str] | None = Non
         rep.extra += extras
         change.remove += [p for p in extras if p not in change.remove]
     if fix and not change.empty:
-        sources = [PackSource(b, m, 0) for b, m in sorted(manifests.items())]
+        wanted = {e.hash for e in change.install}
+        sources = [pack_source(b, m, 0, wanted) for b, m in sorted(manifests.items())]
         rep.fixed = execute(sess, change, cur, mom.timestamp, sources, {})
     return rep

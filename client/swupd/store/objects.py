@@ -39,13 +39,17 @@ class ObjectStore:
         self.fresh: set[str] = set()
 
     def path(self, digest: str) -> str:
-        return os.path.join(self.dir, digest)
+        """Objects are spread over 256 subdirectories: a directory that once held a whole OS
+        stays large on ext4, and creating files in it becomes many times slower."""
+        return os.path.join(self.dir, digest[:2], digest)
 
     def has(self, digest: str) -> bool:
         return os.path.lexists(self.path(digest))
 
     def _tmp(self, digest: str) -> str:
-        tmp = os.path.join(self.dir, f".{digest}.{os.getpid()}.tmp")
+        shard = os.path.join(self.dir, digest[:2])
+        os.makedirs(shard, mode=0o700, exist_ok=True)
+        tmp = os.path.join(shard, f".{digest}.{os.getpid()}.tmp")
         self._drop(tmp)
         return tmp
 
@@ -172,7 +176,7 @@ class ObjectStore:
         self._drop(self.path(digest))
 
     def digests(self) -> list[str]:
-        return [n for n in os.listdir(self.dir) if len(n) == 64]
+        return [n for d in os.listdir(self.dir) for n in os.listdir(os.path.join(self.dir, d)) if len(n) == 64]
 
 
 class _Tee:
