@@ -44,8 +44,11 @@ def state_is_clean(state: str) -> None:
     for d in ("download", "stage"):
         leftovers = [p for p in Path(state, d).rglob("*") if not p.is_dir()]
         assert not leftovers, leftovers
-    for p in Path(state, "objects").iterdir():
-        assert len(p.name) == 64 and all(c in "0123456789abcdef" for c in p.name), p
+    for shard in Path(state, "objects").iterdir():
+        assert shard.is_dir() and len(shard.name) == 2, shard
+        for p in shard.iterdir():
+            assert len(p.name) == 64 and p.name.startswith(shard.name), p
+            assert all(c in "0123456789abcdef" for c in p.name), p
 
 
 @pytest.mark.parametrize("bomb", [False, True], ids=["members", "bomb"])
@@ -144,4 +147,5 @@ def test_symlink_fullfile_pointing_elsewhere(attacked: Device, private_www: Path
     r = run_confined(attacked, tmp_path)
     assert r.rc == 5, (r.rc, r.err)
     assert ck.diff_snapshots(snap, attacked.snapshot()) == ""
-    assert not [p for p in Path(attacked.state, "objects").iterdir() if p.is_symlink() and "shadow" in os.readlink(p)]
+    objects = Path(attacked.state, "objects").glob("*/*")
+    assert not [p for p in objects if p.is_symlink() and "shadow" in os.readlink(p)]
