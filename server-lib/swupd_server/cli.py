@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_EXPIRY_DAYS,
         help="days until devices treat `latest` as stale (default %(default)s)",
     )
-    c.add_argument("--fullfile-level", type=int, default=10, help="zstd level of fullfiles (default %(default)s)")
+    c.add_argument("--fullfile-level", type=int, default=6, help="zstd level of fullfiles (default %(default)s)")
     c.add_argument("--cache-dir", default="", help="build cache (default: WWW.cache beside the tree)")
 
     b = sub.add_parser("check-bundles", help="check that every ELF file of each bundle finds its libraries")

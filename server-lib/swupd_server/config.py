@@ -40,11 +40,11 @@ class BuildConfig:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     strict: bool = False
     fullfile_codec: str = "zstd"
-    fullfile_level: int = 10
+    fullfile_level: int = 6
     delta_codecs: tuple[str, ...] = ("zstd-dict", "bsdiff")
     delta_level: int = 19
-    zero_pack_level: int = 3
-    delta_pack_level: int = 9
+    zero_pack_level: int = 1
+    delta_pack_level: int = 19
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     timestamp: int = field(default_factory=build_timestamp)
     limits: Limits = LIMITS
@@ -61,7 +61,13 @@ class BuildConfig:
         return os.path.join(self.cache_dir, *parts)
 
     def delta_cache(self, from_hash: str, to_hash: str) -> str:
-        return self.cache("deltas", f"{from_hash}-{to_hash}")
+        """Cached per delta settings: other codecs or limits give other deltas."""
+        import hashlib
+
+        settings = f"{self.delta_codecs}/{self.delta_level}/{self.limits.max_bsdiff_bytes}"
+        settings += f"/{self.limits.max_delta_source_bytes}/{self.limits.min_delta_target_bytes}"
+        tag = hashlib.sha256(settings.encode()).hexdigest()[:12]
+        return self.cache("deltas", tag, f"{from_hash}-{to_hash}")
 
     @property
     def expires(self) -> int:

@@ -52,7 +52,7 @@ class PackReport:
 def _write(dest: str, members: list[tuple[str, str]], mtime: int, level: int) -> int:
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = dest + ".tmp"
-    params = zstandard.ZstdCompressionParameters.from_level(level, window_log=23)
+    params = zstandard.ZstdCompressionParameters.from_level(level, window_log=23, enable_ldm=True)
     with open(tmp, "wb") as raw, zstandard.ZstdCompressor(compression_params=params).stream_writer(raw) as zw:
         with tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for d in ("delta", "staged"):

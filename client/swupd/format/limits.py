@@ -31,7 +31,7 @@ class Limits:
     max_delta_source_bytes: int = 16 * 1024 * 1024
     # bsdiff results are built whole in memory on the device; larger files use zstd-dict, which
     # streams its result.
-    max_bsdiff_bytes: int = 2 * 1024 * 1024
+    max_bsdiff_bytes: int = 8 * 1024 * 1024
     min_delta_target_bytes: int = 200
 
 
