@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import zstandard
@@ -68,6 +69,10 @@ def _write(dest: str, members: list[tuple[str, str]], mtime: int, level: int) ->
     return os.path.getsize(dest)
 
 
+def _write_job(args: tuple[str, list[tuple[str, str]], int, int]) -> int:
+    return _write(*args)
+
+
 def _fullfile(fullfiles: FullfileReport, history: History, version: int, digest: str) -> str:
     return fullfiles.paths.get(digest) or history.path(layout.fullfile(version, digest))
 
@@ -112,18 +117,27 @@ def build(
     cfg: BuildConfig,
 ) -> PackReport:
     out = PackReport()
+    jobs: list[tuple[PackInfo, list[tuple[str, str]], int]] = []
     for name, result in sorted(report.bundles.items()):
         if not result.written:
             continue
         rel = layout.pack(cfg.version, name, 0)
         members = _zero_members(result.manifest, fullfiles, history)
-        size = _write(os.path.join(stage, rel), members, cfg.timestamp, cfg.zero_pack_level)
-        out.packs.append(PackInfo(name, cfg.version, 0, rel, size, 0, len(members)))
+        jobs.append((PackInfo(name, cfg.version, 0, rel, 0, 0, len(members)), members, cfg.zero_pack_level))
     for plan in deltas.plans:
         rel = layout.pack(plan.version, plan.bundle, plan.from_version)
         members, ndeltas = _delta_members(plan, deltas, fullfiles, history)
-        size = _write(os.path.join(stage, rel), members, cfg.timestamp, cfg.delta_pack_level)
-        out.packs.append(
-            PackInfo(plan.bundle, plan.version, plan.from_version, rel, size, ndeltas, len(members) - ndeltas)
-        )
+        info = PackInfo(plan.bundle, plan.version, plan.from_version, rel, 0, ndeltas, len(members) - ndeltas)
+        jobs.append((info, members, cfg.delta_pack_level))
+    # Packs are independent: written side by side, the largest (a zero pack) first.
+    args = [(os.path.join(stage, info.path), members, cfg.timestamp, level) for info, members, level in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
+    if cfg.jobs > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(min(cfg.jobs, len(jobs))) as pool:
+            sizes = dict(zip(order, pool.map(_write_job, [args[i] for i in order]), strict=True))
+    else:
+        sizes = {i: _write_job(args[i]) for i in order}
+    for i, (info, _, _) in enumerate(jobs):
+        info.bytes = sizes[i]
+        out.packs.append(info)
     return out
