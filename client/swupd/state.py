@@ -117,13 +117,6 @@ class StateDir:
         if merged != current:
             write_atomic(self.sub("trust.json"), json.dumps(asdict(merged)).encode())
 
-    def installed_version(self) -> int:
-        try:
-            with open(self.sub("version"), encoding="ascii") as f:
-                return int(f.read().strip() or 0)
-        except (OSError, ValueError):
-            return 0
-
     def manifest_dir(self, version: int) -> str:
         d = self.sub("manifests", str(version))
         os.makedirs(d, mode=0o700, exist_ok=True)

@@ -9,7 +9,6 @@ is reported with both paths.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import stat
@@ -21,6 +20,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 from . import bundles as bl
+from . import jsoncache
 from .scan import Item
 
 DEFAULT_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib32", "/usr/lib32")
@@ -113,31 +113,11 @@ def _ld_conf_dirs(items: dict[str, Item]) -> list[str]:
     return dirs
 
 
-def _load_cache(path: str | None) -> dict[str, list | None]:
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_cache(path: str | None, cache: dict[str, list | None]) -> None:
-    if not path:
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(cache, f, separators=(",", ":"))
-    os.replace(path + ".tmp", path)
-
-
 def read_all(items: dict[str, Item], jobs: int = 1, cache_path: str | None = None) -> dict[str, tuple]:
     """(needed, search path, interpreter) of every ELF file, by path.
 
     Results are cached by content hash, so a rebuild parses only files it has not seen."""
-    cache = _load_cache(cache_path)
+    cache = jsoncache.load(cache_path)
     candidates = [p for p, i in items.items() if stat.S_ISREG(i.mode) and i.size > 64 and i.data is None]
     todo = [p for p in candidates if items[p].hash not in cache]
     sources = [items[p].source for p in todo]
@@ -150,7 +130,7 @@ def read_all(items: dict[str, Item], jobs: int = 1, cache_path: str | None = Non
         cache[items[p].hash] = list(r) if r is not None else None
     if todo:
         live = {items[p].hash for p in candidates}
-        _save_cache(cache_path, {h: v for h, v in cache.items() if h in live})
+        jsoncache.save(cache_path, {h: v for h, v in cache.items() if h in live})
     return {p: tuple(cache[items[p].hash]) for p in candidates if cache.get(items[p].hash) is not None}
 
 

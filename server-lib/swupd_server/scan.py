@@ -8,7 +8,6 @@ format and are refused by name rather than dropped.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +18,8 @@ from swupd.format.errors import BuildError, FormatError, UsageError
 from swupd.format.fullfile import Meta
 from swupd.format.manifest import Type
 from swupd.format.paths import check_path, parents
+
+from . import jsoncache
 
 OS_RELEASE = "/usr/lib/os-release"
 
@@ -60,13 +61,6 @@ class Item:
     def meta(self, clamp: int) -> Meta:
         return Meta(self.mode, self.uid, self.gid, min(self.mtime, clamp), self.size, self.linkname, self.xattrs)
 
-    def open(self):
-        """The content as a readable binary stream."""
-        import io
-
-        if self.data is not None:
-            return io.BytesIO(self.data)
-        return open(self.source, "rb")
 
 
 def _walk(root: str) -> tuple[list[Item], list[str]]:
@@ -122,25 +116,9 @@ def rehash(item: Item) -> None:
         item.hash, item.xattrs = _hash_one((item.source, item.mode, item.uid, item.gid, item.size, item.linkname))
 
 
-def _load_stamps(path: str | None) -> dict[str, list]:
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _save_stamps(path: str | None, items: list[Item]) -> None:
-    if not path:
-        return
     data = {i.path: [*i.stamp, i.hash, {k: v.hex() for k, v in i.xattrs.items()}] for i in items if i.stamp}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(data, f, separators=(",", ":"))
-    os.replace(path + ".tmp", path)
+    jsoncache.save(path, data)
 
 
 def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]:
@@ -155,7 +133,7 @@ def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]
     if special:
         shown = ", ".join(special[:10]) + (f" and {len(special) - 10} more" if len(special) > 10 else "")
         raise BuildError(f"rootfs holds device nodes, sockets or FIFOs, which updates cannot carry: {shown}")
-    known = _load_stamps(cache_path)
+    known = jsoncache.load(cache_path)
     todo = []
     for item in items:
         rec = known.get(item.path)

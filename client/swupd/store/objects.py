@@ -175,9 +175,6 @@ class ObjectStore:
     def remove(self, digest: str) -> None:
         self._drop(self.path(digest))
 
-    def digests(self) -> list[str]:
-        return [n for d in os.listdir(self.dir) for n in os.listdir(os.path.join(self.dir, d)) if len(n) == 64]
-
 
 class _Tee:
     """A reader that writes everything it reads to `out`."""
