@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 import exampletree
+from support.trees import write_file as _write
+from support.trees import xattrs_supported
 
 BIN = os.path.dirname(sys.executable)
 SWUPD = os.path.join(BIN, "swupd")
@@ -59,28 +61,6 @@ GENERATED_DIRS = ("/usr/share/clear", MARKERS)
 
 
 # -- example OS versions ----------------------------------------------------------------------
-
-
-def _write(root: str, rel: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> str:
-    path = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    return path
-
-
-def xattrs_supported(directory: str) -> bool:
-    probe = os.path.join(directory, ".xattr-probe")
-    open(probe, "wb").close()
-    try:
-        os.setxattr(probe, "user.probe", b"1")
-        return True
-    except OSError:
-        return False
-    finally:
-        os.unlink(probe)
 
 
 def make_rootfs(root: str, variant: int) -> str:

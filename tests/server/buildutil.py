@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import exampletree
 import reader
+from support.trees import write_file as _write
+from support.trees import xattrs_supported
 from swupd_server.cli import main
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,29 +71,6 @@ def create(www, rootfs, version, key, bundles=EXAMPLE_BUNDLES, *extra) -> Result
     r = cli(*create_args(www, rootfs, version, key, bundles, *extra))
     assert r.rc == 0, f"create-update {version} failed ({r.rc}): {r.err}"
     return r
-
-
-def xattrs_supported(directory: str) -> bool:
-    probe = os.path.join(directory, ".xattr-probe")
-    with open(probe, "wb"):
-        pass
-    try:
-        os.setxattr(probe, "user.probe", b"1")
-        return True
-    except OSError:
-        return False
-    finally:
-        os.unlink(probe)
-
-
-def _write(root: str, rel: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> str:
-    path = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    return path
 
 
 def make_stream_tree(root: str, variant: int) -> str:

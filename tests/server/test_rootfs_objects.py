@@ -10,6 +10,7 @@ import exampletree
 import pytest
 import reader
 from buildutil import all_entries, assert_same_snapshot, cli_process, copy_www, create, create_args, snapshot
+from support.trees import write_file as _file
 
 RAW_NAME = b"/srv/raw-\xff\xfe.bin"
 RAW_DIR = b"/srv/d\xe9j\xe0"
@@ -20,16 +21,6 @@ paths = ["/opt/app"]
 [bundle.extras]
 paths = ["/srv"]
 """
-
-
-def _file(root: str, rel: str | bytes, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> bytes:
-    path = os.fsencode(root) + os.fsencode(rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    return path
 
 
 def _dir(root: str, rel: str | bytes, mode: int = 0o755, uid: int = 0, gid: int = 0) -> bytes:
