@@ -12,12 +12,15 @@ HELLO = "f716c6cb18be9041e1748d52be544645cfc98d2c99dd7e72bdd6f702aa1ee744"
 DIR_0755 = "6c27df6efcd6fc401ff1bc67c970b83eef115f6473db4fb9d57e5de317eba96e"
 DIR_1777 = "d93a5e9129361e28b9e244fe422234e3a1794b001a082aeb78e16fd881673a2b"
 EMPTY_1000 = "b85f1dc2c2317a20f47a36d3257313b131124ffa6d4f19bb060d43014fd386b0"
+# mixer-tools swupd/hash_test.go: "empty regular user file 0644 with different group"
+EMPTY_1000_201 = "0a3978d8b6ea47b779a2dfb5d6a7f57c93d28e131870bcd187470da3678d1298"
 HELLO_1000_201 = "53b40563c1162a14d9ce0233a6b346cd0a4cbce54c40affbdf0fc286fd3bfe7b"
 TEST_DATA = "8286279c93f45c7ffa6b9ed440066de09716527346d9dd0239f50948e0e554f0"
 
 FILE_VECTORS = [
     (b"hello\n", 0o644, 0, 0, HELLO),
     (b"", 0o644, 1000, 1000, EMPTY_1000),
+    (b"", 0o644, 1000, 201, EMPTY_1000_201),
     (b"hello\n", 0o644, 1000, 201, HELLO_1000_201),
     (b"test-data", 0o644, 0, 0, TEST_DATA),
 ]
