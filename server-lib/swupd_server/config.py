@@ -64,7 +64,9 @@ class BuildConfig:
         """Cached per delta settings: other codecs or limits give other deltas."""
         import hashlib
 
-        settings = f"{self.delta_codecs}/{self.delta_level}/{self.limits.max_bsdiff_bytes}"
+        from swupd.format.delta import PAYLOAD_REVISION
+
+        settings = f"{PAYLOAD_REVISION}/{self.delta_codecs}/{self.delta_level}/{self.limits.max_bsdiff_bytes}"
         settings += f"/{self.limits.max_delta_source_bytes}/{self.limits.min_delta_target_bytes}"
         tag = hashlib.sha256(settings.encode()).hexdigest()[:12]
         return self.cache("deltas", tag, f"{from_hash}-{to_hash}")

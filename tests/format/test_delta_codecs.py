@@ -160,3 +160,85 @@ sys.exit(1)
 def test_delta_claiming_a_huge_target_is_refused():
     p = subprocess.run([sys.executable, "-c", HUGE_TARGET], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def _bsdiff_blob(old: bytes, new_len: int, control: bytes, diff: bytes, extra: bytes) -> bytes:
+    """A codec-2 delta assembled by hand from the documented layout, to feed the applier
+    blocks that bsdiff would never make."""
+    import zstandard
+
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=20)
+    frames = [zstandard.ZstdCompressor(compression_params=params).compress(b) for b in (control, diff, extra)]
+    head = struct.pack("<8sBQQIIII", b"SWDELTA1", 2, len(old), new_len, 0o100644, 0, 0, 0)
+    return head + struct.pack("<QQQ", *map(len, frames)) + b"".join(frames)
+
+
+def _triple(x: int, y: int, z: int) -> bytes:
+    return b"".join(struct.pack("<Q", v if v >= 0 else -v | 1 << 63) for v in (x, y, z))
+
+
+def _moved_and_edited(size: int, seed: int) -> tuple[bytes, bytes]:
+    rng = random.Random(seed)
+    old = rng.randbytes(size)
+    third = size // 3
+    # Blocks swapped (backward seeks), bytes edited, new bytes inserted: every kind of triple.
+    new = bytearray(old[2 * third :] + old[third : 2 * third] + rng.randbytes(5000) + old[:third])
+    for _ in range(200):
+        p = rng.randrange(len(new))
+        new[p] ^= 0x5A
+    return old, bytes(new)
+
+
+def test_bsdiff_applies_as_a_stream_across_batches():
+    old, new = _moved_and_edited(3 << 20, 7)
+    blob = delta.encode_bsdiff(old, new, meta(new, {}))
+    got_meta, stream = delta.open_result(old, blob)
+    pieces = []
+    while chunk := stream.read(4099):
+        pieces.append(chunk)
+    assert b"".join(pieces) == new and got_meta.size == len(new)
+
+
+def test_bsdiff_result_is_never_held_whole():
+    import tracemalloc
+
+    old, new = _moved_and_edited(7 << 20, 8)
+    blob = delta.encode_bsdiff(old, new, meta(new, {}))
+    tracemalloc.start()
+    try:
+        _, stream = delta.open_result(old, blob)
+        total = 0
+        while chunk := stream.read(1 << 16):
+            total += len(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == len(new)
+    assert peak < 3 << 20, f"{peak} bytes traced while streaming a 7 MiB result"
+
+
+def test_bsdiff_single_triple_longer_than_a_batch():
+    old = random.Random(9).randbytes(3 << 20)
+    new = bytes((b + 1) & 0xFF for b in old[:1000]) + old[1000:]
+    diff = b"\x01" * 1000 + bytes(len(new) - 1000)
+    blob = _bsdiff_blob(old, len(new), _triple(len(new), 0, 0), diff, b"")
+    assert delta.apply(old, blob)[1] == new
+
+
+@pytest.mark.parametrize(
+    ("control", "diff", "extra", "message"),
+    [
+        (_triple(0, 0, 0) * 50_000, b"", b"", "control block"),
+        (_triple(100, 0, 0), b"\0" * 100, b"", "control block"),
+        (_triple(10, 0, 0), b"\0" * 5, b"", "shorter"),
+        (_triple(10, 0, 0), b"\0" * 11, b"", "longer"),
+        (_triple(10, 0, 0), b"\0" * 10, b"x", "longer"),
+        (_triple(-1, 11, 0), b"", b"\0" * 11, "out of range"),
+        (_triple(0, 10, (1 << 62) + 1), b"", b"\0" * 10, "out of range"),
+        (_triple(5, 0, 0), b"\0" * 5, b"", "ends early"),
+    ],
+)
+def test_hostile_bsdiff_blocks_are_refused(control, diff, extra, message):
+    old = b"0123456789" * 10
+    with pytest.raises(FormatError, match=message):
+        delta.apply(old, _bsdiff_blob(old, 10, control, diff, extra))

@@ -271,19 +271,23 @@ def parse_delta(blob: bytes) -> Delta:
 def apply_delta(old: bytes, blob: bytes) -> Obj:
     d = parse_delta(blob)
     check(len(old) == d.old_size, f"delta made against {d.old_size} bytes, applied to {len(old)}")
-    size = zstandard.get_frame_parameters(d.payload).content_size
-    check(size != zstandard.CONTENTSIZE_UNKNOWN, "delta payload frame without its content size")
-    check(d.codec == 2 or size == d.new_size, "zstd-dict frame size differs from the target size")
     if d.codec == 1:
+        size = zstandard.get_frame_parameters(d.payload).content_size
+        check(size == d.new_size, "zstd-dict frame size differs from the target size")
         dictionary = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
         new = zstandard.ZstdDecompressor(dict_data=dictionary, max_window_size=1 << 30).decompress(d.payload)
     else:
-        raw = zstandard.ZstdDecompressor(max_window_size=1 << 30).decompress(d.payload)
-        clen, dlen = struct.unpack_from("<QQ", raw)
-        check(clen % 24 == 0 and 16 + clen + dlen <= len(raw), "bsdiff blocks do not match their lengths")
-        control = raw[16 : 16 + clen]
-        diff = raw[16 + clen : 16 + clen + dlen]
-        extra = raw[16 + clen + dlen :]
+        check(len(d.payload) >= 24, "bsdiff payload without its frame lengths")
+        lengths = struct.unpack_from("<QQQ", d.payload)
+        check(24 + sum(lengths) == len(d.payload), "bsdiff frames do not add up to the payload")
+        blocks, pos = [], 24
+        for n in lengths:
+            frame = d.payload[pos : pos + n]
+            check(zstandard.get_frame_parameters(frame).window_size <= 1 << 20, "bsdiff frame window over 1 MiB")
+            blocks.append(zstandard.ZstdDecompressor().decompressobj().decompress(frame))
+            pos += n
+        control, diff, extra = blocks
+        check(len(control) % 24 == 0, "bsdiff control block not made of 24-byte records")
         new = bsdiff4.core.patch(old, d.new_size, control, diff, extra)
     check(len(new) == d.new_size, "delta produced the wrong size")
     return Obj("F", stat.S_IMODE(d.mode), d.uid, d.gid, new, xattrs=d.xattrs)

@@ -5,8 +5,9 @@ new object's mode, uid and gid (u32 LE) and xattrs (u32 LE length, then pax-like
 the result can be hashed exactly as the manifest pins it. Then comes the codec's payload:
 - codec 1, `zstd-dict`: a zstd frame compressed with the old file as a raw-content dictionary;
   fastest to apply.
-- codec 2, `bsdiff`: bsdiff's control triples, diff and extra blocks, the whole payload one
-  zstd frame; smallest on rebuilt binaries.
+- codec 2, `bsdiff`: the compressed lengths of three zstd frames (3 x u64 LE), then the frames:
+  bsdiff's control triples, its diff block and its extra block, each with a window of at most
+  1 MiB, so the device applies it as a stream; smallest on rebuilt binaries.
 The server makes every codec it is asked for and keeps the smallest. A delta is only ever a
 way to obtain bytes whose hash the manifest already pins: the applier checks sizes, and the
 caller checks the hash of the result before using it.
@@ -30,8 +31,13 @@ MAGIC = b"SWDELTA1"
 ZSTD_DICT = 1
 BSDIFF = 2
 CODECS = {"zstd-dict": ZSTD_DICT, "bsdiff": BSDIFF}
+# Bumped whenever a codec's payload layout changes, so build caches never reuse older deltas.
+PAYLOAD_REVISION = 2
 _HEADER = struct.Struct("<8sBQQIIII")
 _MAX_WINDOW_LOG = 27
+_BSDIFF_WINDOW_LOG = 20
+_FRAMES = struct.Struct("<QQQ")
+_BATCH = 1 << 18
 
 
 def _window_log(old_len: int, new_len: int) -> int:
@@ -76,12 +82,17 @@ def encode_zstd_dict(old: bytes, new: bytes, meta: Meta, level: int = 19) -> byt
 
 def encode_bsdiff(old: bytes, new: bytes, meta: Meta, level: int = 19) -> bytes:
     control, diff, extra = bsdiff4.core.diff(old, new)
-    raw = struct.pack("<QQ", len(control), len(diff)) + control + diff + extra
+    frames = [_compress_block(block, level) for block in (control, diff, extra)]
+    return _head(BSDIFF, old, new, meta) + _FRAMES.pack(*map(len, frames)) + b"".join(frames)
+
+
+def _compress_block(block: bytes, level: int) -> bytes:
+    # A small window keeps the device's streaming decoder small; the diff block is mostly
+    # zeros and the extra block new bytes, so a larger window gains almost nothing.
     params = zstandard.ZstdCompressionParameters.from_level(
-        level, source_size=len(raw), window_log=min(23, max(10, len(raw).bit_length()))
+        level, source_size=len(block), window_log=min(_BSDIFF_WINDOW_LOG, max(10, len(block).bit_length()))
     )
-    payload = zstandard.ZstdCompressor(compression_params=params).compress(raw)
-    return _head(BSDIFF, old, new, meta) + payload
+    return zstandard.ZstdCompressor(compression_params=params).compress(block)
 
 
 ENCODERS = {ZSTD_DICT: encode_zstd_dict, BSDIFF: encode_bsdiff}
@@ -125,28 +136,10 @@ def header(delta: bytes, limits: Limits = LIMITS) -> tuple[int, int, Meta, int]:
 
 def apply(old: bytes, delta: bytes, limits: Limits = LIMITS) -> tuple[Meta, bytes]:
     """The new file's metadata and bytes; raises on any inconsistency, never a wrong length."""
-    codec, old_len, meta, offset = header(delta, limits)
-    new_len = meta.size
-    if old_len != len(old):
-        raise FormatError("delta made against another source")
-    payload = delta[offset:]
-    try:
-        if codec == ZSTD_DICT:
-            if zstandard.frame_content_size(payload) != new_len:
-                raise FormatError("delta payload does not match its target size")
-            d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-            dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << _MAX_WINDOW_LOG)
-            new = dctx.decompress(payload)
-        else:
-            cap = 2 * new_len + 24 * (new_len + 1) + 64
-            size = zstandard.frame_content_size(payload)
-            if size < 0 or size > cap:
-                raise FormatError("delta payload of unknown or excessive size")
-            raw = zstandard.ZstdDecompressor(max_window_size=1 << 23).decompress(payload)
-            new = _bspatch(old, new_len, raw)
-    except (zstandard.ZstdError, struct.error, ValueError) as e:
-        raise FormatError(f"corrupt delta: {e}") from None
-    if len(new) != new_len:
+    meta, stream = open_result(old, delta, limits)
+    with stream:
+        new = stream.read()
+    if len(new) != meta.size:
         raise FormatError("delta produced the wrong size")
     return meta, new
 
@@ -172,31 +165,115 @@ class _Exact(io.RawIOBase):
 
 
 def open_result(old: bytes, delta: bytes, limits: Limits = LIMITS) -> tuple[Meta, BinaryIO]:
-    """Like `apply`, but the result is read as a stream where the codec allows it (zstd-dict),
-    so a large file is never held whole in memory on the device."""
+    """The new file's metadata and its bytes as a stream, so a large file is never held whole
+    in memory on the device; reading fails unless exactly the promised bytes come out."""
     codec, old_len, meta, offset = header(delta, limits)
-    if codec != ZSTD_DICT:
-        meta, new = apply(old, delta, limits)
-        return meta, io.BytesIO(new)
     if old_len != len(old):
         raise FormatError("delta made against another source")
-    payload = delta[offset:]
+    payload = memoryview(delta)[offset:]
     try:
-        if zstandard.frame_content_size(payload) != meta.size:
-            raise FormatError("delta payload does not match its target size")
-        d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-        dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << _MAX_WINDOW_LOG)
-        reader = dctx.stream_reader(io.BytesIO(payload), read_across_frames=False)
+        if codec == ZSTD_DICT:
+            if zstandard.frame_content_size(payload) != meta.size:
+                raise FormatError("delta payload does not match its target size")
+            d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+            dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << _MAX_WINDOW_LOG)
+            reader = dctx.stream_reader(payload, read_across_frames=False)
+        else:
+            reader = _BsPatch(old, meta.size, payload)
     except zstandard.ZstdError as e:
         raise FormatError(f"corrupt delta: {e}") from None
     return meta, io.BufferedReader(_Exact(reader, meta.size), 1 << 20)  # type: ignore[arg-type]
 
 
-def _bspatch(old: bytes, new_len: int, raw: bytes) -> bytes:
-    clen, dlen = struct.unpack_from("<QQ", raw)
-    if clen % 24 or 16 + clen + dlen > len(raw):
-        raise ValueError("delta blocks do not match their lengths")
-    control = raw[16 : 16 + clen]
-    diff = raw[16 + clen : 16 + clen + dlen]
-    extra = raw[16 + clen + dlen :]
-    return bsdiff4.core.patch(old, new_len, control, diff, extra)
+def _sm64(value: int) -> bytes:
+    """bsdiff's sign-magnitude 64-bit integer."""
+    return struct.pack("<Q", value if value >= 0 else -value | 1 << 63)
+
+
+def _from_sm64(raw: bytes) -> int:
+    (value,) = struct.unpack("<Q", raw)
+    return -(value & ~(1 << 63)) if value >> 63 else value
+
+
+class _BsPatch(io.RawIOBase):
+    """bspatch as a stream: the control, diff and extra blocks are read from their own zstd
+    frames as they are needed and the output is made a batch at a time, so memory stays at the
+    old file plus a few small buffers whatever the delta's size (or an attacker's claims)."""
+
+    def __init__(self, old: bytes, new_len: int, payload: memoryview) -> None:
+        if len(payload) < _FRAMES.size:
+            raise FormatError("delta payload truncated")
+        sizes = _FRAMES.unpack_from(payload)
+        if _FRAMES.size + sum(sizes) != len(payload):
+            raise FormatError("delta blocks do not match their lengths")
+        pos, self._blocks = _FRAMES.size, []
+        for size in sizes:
+            # One decompressor per block: a decompression context serves one stream at a time.
+            dctx = zstandard.ZstdDecompressor(max_window_size=1 << _BSDIFF_WINDOW_LOG)
+            frame = payload[pos : pos + size]
+            self._blocks.append(io.BufferedReader(dctx.stream_reader(frame, read_across_frames=False), 1 << 16))
+            pos += size
+        self._old, self._left, self._oldpos = old, new_len, 0
+        self._out, self._pending, self._triples = memoryview(b""), None, 0
+        # bsdiff makes no more triples than new bytes; a control block claiming more is hostile.
+        self._max_triples = new_len + 16
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._out and self._left:
+            self._out = memoryview(self._batch())
+        n = min(len(buf), len(self._out))
+        buf[:n] = self._out[:n]
+        self._out = self._out[n:]
+        if not self._out and not self._left:
+            self._check_drained()
+        return n
+
+    def _exactly(self, block: int, n: int) -> bytes:
+        data = self._blocks[block].read(n)
+        if len(data) != n:
+            raise FormatError("delta block shorter than its control says")
+        return data
+
+    def _triple(self) -> tuple[int, int, int]:
+        if self._pending is not None:
+            triple, self._pending = self._pending, None
+            return triple
+        raw = self._blocks[0].read(24)
+        if len(raw) != 24:
+            raise FormatError("delta control block ends early")
+        self._triples += 1
+        x, y, z = (_from_sm64(raw[i : i + 8]) for i in (0, 8, 16))
+        if x < 0 or y < 0 or abs(z) > 1 << 62 or self._triples > self._max_triples:
+            raise FormatError("delta control block out of range")
+        return x, y, z
+
+    def _batch(self) -> bytes:
+        """Up to _BATCH new bytes in one bsdiff4 call: the control triples that make them,
+        split where one is longer, after a seek triple to the current old position."""
+        control, total, xs, ys = [_sm64(0) + _sm64(0) + _sm64(self._oldpos)], 0, 0, 0
+        while total < _BATCH and total < self._left and len(control) < _BATCH // 64:
+            x, y, z = self._triple()
+            room = min(_BATCH, self._left) - total
+            if x + y > room:
+                if x + y > self._left - total:
+                    raise FormatError("delta control block longer than its target")
+                # (x, y, z) is (a, 0, 0) then (x - a, y, z), or (x, b, 0) then (0, y - b, z).
+                cut_x, cut_y = min(x, room), max(0, room - x)
+                self._pending = (x - cut_x, y - cut_y, z)
+                x, y, z = cut_x, cut_y, 0
+            control.append(_sm64(x) + _sm64(y) + _sm64(z))
+            total, xs, ys = total + x + y, xs + x, ys + y
+            self._oldpos += x + z
+        try:
+            out = bsdiff4.core.patch(self._old, total, b"".join(control), self._exactly(1, xs), self._exactly(2, ys))
+        except ValueError as e:
+            raise FormatError(f"corrupt delta: {e}") from None
+        self._left -= total
+        return out
+
+    def _check_drained(self) -> None:
+        if any(block.read(1) for block in self._blocks):
+            raise FormatError("delta blocks longer than their control says")

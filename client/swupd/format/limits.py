@@ -29,8 +29,8 @@ class Limits:
     max_xattr_bytes: int = 64 * 1024
     # Deltas hold the old file in memory on both sides; larger files travel as fullfiles.
     max_delta_source_bytes: int = 16 * 1024 * 1024
-    # bsdiff results are built whole in memory on the device; larger files use zstd-dict, which
-    # streams its result.
+    # Making a bsdiff delta takes a suffix array of 16 bytes per old byte on the build side;
+    # larger files use zstd-dict.
     max_bsdiff_bytes: int = 8 * 1024 * 1024
     min_delta_target_bytes: int = 200
 

@@ -120,10 +120,13 @@ def import_pack(
                     try:
                         f = tar.extractfile(info)
                         meta, new = deltas.open_result(old, f.read() if f else b"", limits)
+                        # The result stream holds what it still needs of the old bytes (zstd-dict
+                        # a copy as its dictionary), so the largest file is not held twice over.
+                        del old
                         if meta.size != entry.size:
                             raise SizeLimitError("delta result differs from the signed size")
                         store.add(entry.hash, meta, new)
-                        del old, new
+                        del new
                         out.deltas += 1
                     except (FormatError, HashMismatchError, SizeLimitError) as e:
                         out.rejected.append(f"{info.name}: {e}")

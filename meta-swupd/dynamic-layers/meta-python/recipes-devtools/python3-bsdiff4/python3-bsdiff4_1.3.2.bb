@@ -7,7 +7,7 @@ SECTION = "devel/python"
 LICENSE = "BSD-2-Clause & BSD-Protection"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=a2321ebf3d51a8e3b0010d032d40cd22"
 
-SRC_URI[sha256sum] = "2ab57d01a78b39e29e5accc9cfead4130982ded9dccbc4261bd0e9c51d6b751d"
+SRC_URI[sha256sum] = "ed262caa697247e9af00af1076b5fce0b578a17b19d9bdbad30c110dd7660a8d"
 
 inherit pypi setuptools3
 
