@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from . import __version__, config
+from . import __version__, config, heap
 from .apply import journal as jn
 from .apply.tree import Tree
 from .format.errors import SwupdError, UsageError
@@ -237,6 +237,7 @@ def _print_dict(out: Output, data: dict, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    heap.fix_mmap_threshold()
     args = _parser().parse_args(argv)
     out = Output(quiet=args.quiet, as_json=args.json)
     out.start(args.command)

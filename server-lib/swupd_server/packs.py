@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import zstandard
 from swupd.format import layout
+from swupd.format.compression import MAX_WINDOW
 from swupd.format.manifest import Manifest
 
 from .config import BuildConfig
@@ -50,10 +51,17 @@ class PackReport:
         )
 
 
+_MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
+
+
 def _write(dest: str, members: list[tuple[str, str]], mtime: int, level: int) -> int:
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = dest + ".tmp"
-    params = zstandard.ZstdCompressionParameters.from_level(level, window_log=23, enable_ldm=True)
+    # The device's decoder holds one window; a pack smaller than 8 MiB gets a window just
+    # larger than its tar (members plus a generous 2 KiB of headers each), which loses nothing.
+    size = sum(os.path.getsize(src) for _, src in members) + 2048 * (len(members) + 2)
+    window_log = max(10, min(_MAX_WINDOW_LOG, size.bit_length()))
+    params = zstandard.ZstdCompressionParameters.from_level(level, window_log=window_log, enable_ldm=True)
     with open(tmp, "wb") as raw, zstandard.ZstdCompressor(compression_params=params).stream_writer(raw) as zw:
         with tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for d in ("delta", "staged"):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -157,14 +159,23 @@ def _entry(line: str, lineno: int, is_mom: bool, limits: Limits) -> Entry:
         check_bundle_name(path)
     else:
         check_path(path, limits)
+    # Interned: the old and new manifests of an update then share one string per unchanged
+    # path and hash, which halves what a device holds while it plans.
     return Entry(
-        path,
+        sys.intern(path),
         etype,
-        digest,
+        sys.intern(digest),
         _int(version, "entry version", 1, limits.max_version),
         _int(size, "entry size", 0, limits.max_file_bytes),
         status,
     )
+
+
+def _lines(text: str) -> Iterator[str]:
+    start = 0
+    while (end := text.find("\n", start)) >= 0:
+        yield text[start:end]
+        start = end + 1
 
 
 def loads(data: bytes, *, is_mom: bool = False, limits: Limits = LIMITS) -> Manifest:
@@ -200,10 +211,12 @@ def loads(data: bytes, *, is_mom: bool = False, limits: Limits = LIMITS) -> Mani
     for key in ("version", "previous", "filecount", "timestamp", "contentsize"):
         if key not in fields:
             raise FormatError(f"manifest header lacks {key!r}")
-    lines = body.split("\n")[:-1] if body else []
     count = _int(fields["filecount"], "filecount", 0, limits.max_entries)
-    if len(lines) != count:
-        raise FormatError(f"manifest declares {count} entries but holds {len(lines)}")
+    held = body.count("\n")
+    if held != count:
+        raise FormatError(f"manifest declares {count} entries but holds {held}")
+    # Line by line, so no list of every line's text is held beside the entries.
+    lines = _lines(body)
     entries = [_entry(line, i, is_mom, limits) for i, line in enumerate(lines, start=len(hlines) + 2)]
     if len({e.path for e in entries}) != len(entries):
         raise FormatError("manifest lists a path twice")
