@@ -1,4 +1,5 @@
-"""Fixtures for end-to-end runs: a stream built by swupd-server and served by nginx."""
+"""Fixtures for end-to-end runs: a stream built by swupd-server and served by nginx; a device
+behind a slow, lossy link (tests/support/netns.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.netns import LossyLink, SetupError
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "examples"))
@@ -122,3 +125,23 @@ def nginx(nginx_available, tmp_path):
     yield start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture
+def lossy_link() -> Iterator[LossyLink]:
+    """The device's network: a namespace of its own behind a slow, lossy link to the host.
+
+    Skipped without root; as root, a machine that cannot build it fails under CI (where the
+    tests must run) and skips elsewhere."""
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace for the device needs root")
+    link = LossyLink()
+    try:
+        link.open()
+    except SetupError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot build the lossy link: {e}")
+        pytest.skip(f"cannot build the lossy link: {e}")
+    print(f"link {link.host_addr} <-> {link.dev_addr} in {link.ns}: {link.mechanism}")
+    yield link
+    link.close()
