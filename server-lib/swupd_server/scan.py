@@ -62,7 +62,6 @@ class Item:
         return Meta(self.mode, self.uid, self.gid, min(self.mtime, clamp), self.size, self.linkname, self.xattrs)
 
 
-
 def _walk(root: str) -> tuple[list[Item], list[str]]:
     items: list[Item] = []
     special: list[str] = []

@@ -52,8 +52,15 @@ def stream(tmp_path_factory, bitbake_harness):
         subprocess.run(["cp", "-a", rootfs(top), v10_rootfs], check=True)
     bbtest.append_local_conf(top, 'OS_VERSION = "20"\nAPP_TOOLS_RELEASE = "2"\n')
     second = bbtest.bitbake(top, IMAGE) if first.returncode == 0 else first
-    return {"top": top, "first": first, "second": second, "www": deploy / "www", "pub": pub, "base": base,
-            "v10": v10_rootfs}
+    return {
+        "top": top,
+        "first": first,
+        "second": second,
+        "www": deploy / "www",
+        "pub": pub,
+        "base": base,
+        "v10": v10_rootfs,
+    }
 
 
 def test_image_recipe_parses_with_the_layer(stream):
@@ -116,8 +123,22 @@ def test_client_installs_10_and_updates_to_20(stream, tmp_path):
     assert stream["second"].returncode == 0, describe(stream["second"])
     device = tmp_path / "device"
     url = f"file://{stream['www']}"
-    r = swupd("os-install", "--url", url, "--key", stream["pub"], "--format", "1", "--version", "10",
-              "--compat", "qemux86-64", "--bundles", "apps", device)
+    r = swupd(
+        "os-install",
+        "--url",
+        url,
+        "--key",
+        stream["pub"],
+        "--format",
+        "1",
+        "--version",
+        "10",
+        "--compat",
+        "qemux86-64",
+        "--bundles",
+        "apps",
+        device,
+    )
     assert r.returncode == 0, r.stderr
     assert (device / "usr/share/app-tools/release.txt").read_text() == "release 1\n"
     # From here the device uses the configuration the image carries.

@@ -404,9 +404,7 @@ def run(*args: str, fast_net: bool = True) -> Result:
 
 def run_process(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
     """The installed `swupd` command."""
-    p = subprocess.run(
-        [SWUPD, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout, check=False
-    )
+    p = subprocess.run([SWUPD, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout, check=False)
     return Result(p.returncode, p.stdout, p.stderr)
 
 

@@ -28,8 +28,22 @@ def build_stream(base: Path, url_for_image: str) -> tuple[Path, Path]:
     for version, variant in ((10, 1), (20, 2)):
         root = exampletree.make_tree(str(base / f"rootfs-{version}"), variant)
         exampletree.add_client_config(root, url_for_image, str(pub), "e2e")
-        r = run(BIN / "swupd-server", "create-update", "--www", www, "--rootfs", root, "--bundles", BUNDLES,
-                "--version", version, "--signing-key", key, "--compat", "e2e")
+        r = run(
+            BIN / "swupd-server",
+            "create-update",
+            "--www",
+            www,
+            "--rootfs",
+            root,
+            "--bundles",
+            BUNDLES,
+            "--version",
+            version,
+            "--signing-key",
+            key,
+            "--compat",
+            "e2e",
+        )
         assert r.returncode == 0, r.stderr
     return www, pub
 
@@ -42,8 +56,21 @@ def test_install_update_bundles_repair_over_nginx(nginx, tmp_path):
     os.rmdir(www)
     os.rename(built, www)
     device = tmp_path / "device"
-    r = run(BIN / "swupd", "os-install", "--url", server.url, "--key", pub, "--format", "1", "--version", "10",
-            "--bundles", "app", device)
+    r = run(
+        BIN / "swupd",
+        "os-install",
+        "--url",
+        server.url,
+        "--key",
+        pub,
+        "--format",
+        "1",
+        "--version",
+        "10",
+        "--bundles",
+        "app",
+        device,
+    )
     assert r.returncode == 0, r.stderr
     assert "VERSION_ID=10\n" in (device / "usr/lib/os-release").read_text()
     assert any("pack-os-core-from-0.tar" in line for line in server.requests())

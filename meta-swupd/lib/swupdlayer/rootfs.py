@@ -19,9 +19,7 @@ def _write(root: str, rel: str, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def client_config(
-    root: str, versionurl: str, contenturl: str, fmt: str, compat: str, public_keys: list[str]
-) -> None:
+def client_config(root: str, versionurl: str, contenturl: str, fmt: str, compat: str, public_keys: list[str]) -> None:
     """The client's defaults: URLs, format, compat id and the trusted public keys."""
     if versionurl:
         _write(root, f"{DEFAULTS}/versionurl", versionurl.rstrip("/") + "\n")
