@@ -23,6 +23,7 @@ class History:
 
     def __init__(self, www: str) -> None:
         self.www = www
+        self._manifests: dict[str, mf.Manifest] = {}
 
     def path(self, rel: str) -> str:
         return os.path.join(self.www, rel)
@@ -70,9 +71,13 @@ class History:
         return self._load(layout.manifest(version, bundle), False)
 
     def _load(self, rel: str, is_mom: bool) -> mf.Manifest:
+        # Published manifests never change, and several stages read the same ones.
+        if rel in self._manifests:
+            return self._manifests[rel]
         try:
             with open(self.path(rel), "rb") as f:
-                return mf.loads(f.read(), is_mom=is_mom)
+                m = self._manifests[rel] = mf.loads(f.read(), is_mom=is_mom)
+                return m
         except OSError as e:
             raise BuildError(f"cannot read {rel} from {self.www}: {e.strerror}") from None
         except SwupdError as e:

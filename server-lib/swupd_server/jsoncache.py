@@ -25,6 +25,7 @@ def save(path: str | None, data: dict[str, Any]) -> None:
     if not path:
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    text = json.dumps(data, separators=(",", ":"))  # one call: json.dump encodes in Python, 5x slower
     with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(data, f, separators=(",", ":"))
+        f.write(text)
     os.replace(path + ".tmp", path)

@@ -3,23 +3,25 @@
 A pack is a zstd-compressed tar of ready-made objects: `staged/<hash>.tar` members are
 fullfiles byte for byte, `delta/<old>-<new>` members are deltas, so the device verifies and
 caches each exactly as if it had fetched it alone. The outer compression mostly removes tar's
-per-member headers, which otherwise cost as much as the deltas of a small update. A zero pack holds a
-whole bundle; a delta pack holds, for one earlier bundle version, a delta for every changed
-file where one pays off and the fullfile of everything else that is new.
+per-member headers, which otherwise cost as much as the deltas of a small update. A zero pack
+holds a whole bundle; a delta pack holds, for one earlier bundle version, a delta for every
+changed file where one pays off and the fullfile of everything else that is new. The tar is
+compressed segment by segment (segments.py), so a rebuild copies what did not change.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
-import zstandard
 from swupd.format import layout
-from swupd.format.compression import MAX_WINDOW
 from swupd.format.manifest import Manifest
 
+from . import segments
 from .config import BuildConfig
 from .deltas import DeltaReport, PackPlan
 from .fullfiles import FullfileReport
@@ -41,44 +43,88 @@ class PackInfo:
 @dataclass
 class PackReport:
     packs: list[PackInfo] = field(default_factory=list)
+    frames: int = 0
+    copied: int = 0
 
     def summary(self) -> str:
         zero = [p for p in self.packs if p.from_version == 0]
         delta = [p for p in self.packs if p.from_version]
         return (
             f"packs: {len(zero)} zero packs ({sum(p.bytes for p in zero)} bytes), {len(delta)} delta "
-            f"packs ({sum(p.bytes for p in delta)} bytes, {sum(p.deltas for p in delta)} deltas)"
+            f"packs ({sum(p.bytes for p in delta)} bytes, {sum(p.deltas for p in delta)} deltas); "
+            f"{self.copied} of {self.frames} frames copied from earlier packs"
         )
 
 
-_MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
+def _copy_range(src: str, offset: int, length: int, out: BinaryIO) -> None:
+    """Append `length` bytes of `src` from `offset` to `out`, in the kernel where it can."""
+    out.flush()
+    with open(src, "rb") as f:
+        try:
+            while length:
+                n = os.copy_file_range(f.fileno(), out.fileno(), length, offset)
+                if n <= 0:
+                    raise OSError(f"{src} is shorter than its recorded segment")
+                offset, length = offset + n, length - n
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            f.seek(offset)
+            while length:
+                chunk = f.read(min(length, 1 << 20))
+                if not chunk:
+                    raise OSError(f"{src} is shorter than its recorded segment") from None
+                out.write(chunk)
+                length -= len(chunk)
+    out.seek(0, os.SEEK_END)
 
 
-def _write(dest: str, members: list[tuple[str, str]], mtime: int, level: int) -> int:
+def _dirs(mtime: int) -> bytes:
+    out = b""
+    for d in ("delta", "staged"):
+        info = tarfile.TarInfo(d)
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, mtime
+        out += info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    return out
+
+
+@dataclass
+class _Job:
+    stage: str
+    rel: str
+    members: list[tuple[str, str]]
+    mtime: int
+    level: int
+    previous: str | None
+
+
+def _write(job: _Job) -> tuple[int, int, int]:
+    """Write one pack; returns its size and how many frames were copied and compressed."""
+    dest = os.path.join(job.stage, job.rel)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = dest + ".tmp"
-    # The device's decoder holds one window; a pack smaller than 8 MiB gets a window just
-    # larger than its tar (members plus a generous 2 KiB of headers each), which loses nothing.
-    size = sum(os.path.getsize(src) for _, src in members) + 2048 * (len(members) + 2)
-    window_log = max(10, min(_MAX_WINDOW_LOG, size.bit_length()))
-    params = zstandard.ZstdCompressionParameters.from_level(level, window_log=window_log, enable_ldm=True)
-    with open(tmp, "wb") as raw, zstandard.ZstdCompressor(compression_params=params).stream_writer(raw) as zw:
-        with tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for d in ("delta", "staged"):
-                info = tarfile.TarInfo(d)
-                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, mtime
-                tar.addfile(info)
-            for name, src in members:
-                info = tarfile.TarInfo(name)
-                info.size, info.mode, info.mtime = os.path.getsize(src), 0o644, mtime
-                with open(src, "rb") as f:
-                    tar.addfile(info, f)
-    os.replace(tmp, dest)
-    return os.path.getsize(dest)
+    todo = segments.plan(job.members, segments.frames_of(job.previous) if job.previous else [])
+    with open(dest + ".tmp", "wb") as out:
+        head = _dirs(job.mtime)
+        segments.write_frame(out, [head], len(head), job.level)
+        for fr in todo.copy:
+            _copy_range(job.previous, fr.offset, fr.length, out)  # type: ignore[arg-type]
+        for seg in todo.fresh:
+            raw, pieces = segments.tar_bytes(seg)
+            segments.write_frame(out, pieces, raw, job.level)
+        end = bytes(2 * tarfile.BLOCKSIZE)  # tar's end-of-archive marker
+        segments.write_frame(out, [end], len(end), job.level)
+    os.replace(dest + ".tmp", dest)
+    return os.path.getsize(dest), len(todo.copy), len(todo.fresh)
 
 
-def _write_job(args: tuple[str, list[tuple[str, str]], int, int]) -> int:
-    return _write(*args)
+def _previous(history: History, version: int, bundle: str, from_version: int) -> str | None:
+    """The same bundle's pack from the same version in the newest earlier version that has one."""
+    for v in reversed(history.versions):
+        if from_version < v < version:
+            p = history.path(layout.pack(v, bundle, from_version))
+            if os.path.isfile(p):
+                return p
+    return None
 
 
 def _fullfile(fullfiles: FullfileReport, history: History, version: int, digest: str) -> str:
@@ -138,14 +184,26 @@ def build(
         info = PackInfo(plan.bundle, plan.version, plan.from_version, rel, 0, ndeltas, len(members) - ndeltas)
         jobs.append((info, members, cfg.delta_pack_level))
     # Packs are independent: written side by side, the largest (a zero pack) first.
-    args = [(os.path.join(stage, info.path), members, cfg.timestamp, level) for info, members, level in jobs]
+    args = [
+        _Job(
+            stage,
+            info.path,
+            members,
+            cfg.timestamp,
+            level,
+            _previous(history, cfg.version, info.bundle, info.from_version),
+        )
+        for info, members, level in jobs
+    ]
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
     if cfg.jobs > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(cfg.jobs, len(jobs))) as pool:
-            sizes = dict(zip(order, pool.map(_write_job, [args[i] for i in order]), strict=True))
+            results = dict(zip(order, pool.map(_write, [args[i] for i in order]), strict=True))
     else:
-        sizes = {i: _write_job(args[i]) for i in order}
+        results = {i: _write(args[i]) for i in order}
     for i, (info, _, _) in enumerate(jobs):
-        info.bytes = sizes[i]
+        info.bytes, copied, fresh = results[i]
+        out.copied += copied
+        out.frames += copied + fresh
         out.packs.append(info)
     return out

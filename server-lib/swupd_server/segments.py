@@ -1,0 +1,167 @@
+"""Packs written as runs of independent zstd frames, so the next build can copy most of them.
+
+A pack is one tar compressed as a sequence of zstd frames; by zstd's rules the frames read as
+one stream, and the device needs nothing special. Each frame between the first (the `delta/`
+and `staged/` directory entries) and the last (tar's end-of-archive blocks) holds whole members,
+up to 4 MiB of tar.
+
+When a bundle changes, its new pack starts from the same pack of the version before: every
+frame of that pack whose members the new pack still needs, but for a small share of waste, is
+copied byte for byte (`copy_file_range`); the members left over are compressed into new frames
+at the end. A rebuild in which one file changed therefore compresses a few kilobytes instead
+of the whole pack, and keeps the ratio of the first full compression. A member the device does
+not need is skipped by it, so waste costs only bytes, and is bounded: a frame whose waste
+passes `WASTE` is not copied, and what it still holds that is needed is compressed anew.
+
+Everything is read from the published packs, never from the build cache, so a build's output
+depends only on the tree, the configuration and what `www/` holds.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import zstandard
+from swupd.format.compression import MAX_WINDOW
+
+MAX_SEGMENT = 4 * 1024 * 1024
+WASTE = 0.03  # share of a copied frame's bytes that may be members the pack does not need
+_MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
+_BLOCK = tarfile.BLOCKSIZE
+_MEMBER_MTIME = 0  # the device ignores member times; a constant keeps frames build-independent
+_READ = 1 << 20
+
+
+@dataclass
+class Frame:
+    """A frame of a published pack that holds whole members."""
+
+    offset: int
+    length: int
+    raw: int
+    members: dict[str, int] = field(default_factory=dict)  # name -> bytes it takes in the tar
+
+
+def _header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, _MEMBER_MTIME
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _members_of(raw: bytes) -> dict[str, int] | None:
+    """The members of one frame's tar bytes, or None unless it is whole pack members only."""
+    members: dict[str, int] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
+            end = 0
+            for info in tar:
+                if not info.isreg() or not info.name.startswith(("staged/", "delta/")):
+                    return None
+                stop = info.offset_data + info.size + (-info.size) % _BLOCK
+                members[info.name] = stop - info.offset
+                end = stop
+    except tarfile.TarError:
+        return None
+    return members if members and end == len(raw) else None
+
+
+def frames_of(path: str) -> list[Frame]:
+    """The member frames of a published pack, in order; [] if it cannot be read as such."""
+    frames: list[Frame] = []
+    try:
+        with open(path, "rb") as f:
+            dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+            pending, offset = b"", 0
+            while True:
+                obj, out, used = dctx.decompressobj(), [], 0
+                data = pending or f.read(_READ)
+                if not data:
+                    return frames
+                while True:
+                    out.append(obj.decompress(data))
+                    if obj.eof:
+                        pending = obj.unused_data
+                        used += len(data) - len(pending)
+                        break
+                    used += len(data)
+                    data = f.read(_READ)
+                    if not data:
+                        return []
+                raw = b"".join(out)
+                members = _members_of(raw)
+                if members is not None:
+                    frames.append(Frame(offset, used, len(raw), members))
+                offset += used
+    except (OSError, zstandard.ZstdError):
+        return []
+
+
+@dataclass
+class Plan:
+    """Frames to copy from the previous pack, then the members to compress anew."""
+
+    copy: list[Frame]
+    fresh: list[list[tuple[str, str]]]
+
+
+def plan(members: list[tuple[str, str]], previous: list[Frame]) -> Plan:
+    """Reuse every previous frame that is mostly still wanted; pack the rest in order."""
+    wanted = dict(members)
+    copy: list[Frame] = []
+    for fr in previous:
+        needed = [n for n in fr.members if n in wanted]
+        waste = sum(span for n, span in fr.members.items() if n not in wanted)
+        if needed and waste <= WASTE * fr.raw:
+            copy.append(fr)
+            for n in needed:
+                del wanted[n]
+    fresh: list[list[tuple[str, str]]] = []
+    size = MAX_SEGMENT
+    for name, src in members:
+        if name not in wanted:
+            continue
+        if size >= MAX_SEGMENT:
+            fresh.append([])
+            size = 0
+        fresh[-1].append((name, src))
+        size += os.path.getsize(src) + _BLOCK
+    return Plan(copy, fresh)
+
+
+def tar_bytes(segment: list[tuple[str, str]]) -> tuple[int, Iterator[bytes]]:
+    """The segment's size in the tar, and its bytes as they are read."""
+    sizes = [os.path.getsize(src) for _, src in segment]
+    headers = [_header(name, size) for (name, _), size in zip(segment, sizes, strict=True)]
+    raw = sum(len(h) + s + (-s) % _BLOCK for h, s in zip(headers, sizes, strict=True))
+    return raw, _pieces(segment, sizes, headers)
+
+
+def _pieces(segment: list[tuple[str, str]], sizes: list[int], headers: list[bytes]) -> Iterator[bytes]:
+    for (_, src), size, header in zip(segment, sizes, headers, strict=True):
+        yield header
+        with open(src, "rb") as f:
+            left = size
+            while left:
+                chunk = f.read(min(left, _READ))
+                if not chunk:
+                    raise OSError(f"{src} shrank while it was packed")
+                left -= len(chunk)
+                yield chunk
+        yield bytes((-size) % _BLOCK)
+
+
+def write_frame(out: BinaryIO, pieces: Iterator[bytes] | list[bytes], raw: int, level: int) -> None:
+    """One zstd frame of exactly `raw` bytes, its size recorded in the frame header, with a
+    window no larger than the frame (the device's decoder holds one window)."""
+    window_log = max(10, min(_MAX_WINDOW_LOG, raw.bit_length()))
+    params = zstandard.ZstdCompressionParameters.from_level(
+        level, source_size=raw, window_log=window_log, enable_ldm=True
+    )
+    with zstandard.ZstdCompressor(compression_params=params).stream_writer(out, size=raw, closefd=False) as zw:
+        for piece in pieces:
+            zw.write(piece)

@@ -1,0 +1,138 @@
+"""Incremental packs: a rebuild copies the frames of the previous pack that are still (mostly)
+wanted, compresses only the rest, and the result still installs and updates a device."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+
+import pytest
+import reader
+import zstandard
+from buildutil import create
+from support.trees import write_file
+from swupd.cli import main as swupd_main
+from swupd_server import segments
+
+BUNDLES = """\
+[bundle.data]
+paths = ["/usr/share/data/**"]
+"""
+FILES = 48
+
+
+@pytest.fixture
+def small_frames(monkeypatch):
+    """Frames of 64 KiB, so a tree of a few MiB makes packs of many frames."""
+    monkeypatch.setattr(segments, "MAX_SEGMENT", 64 * 1024)
+
+
+def make_tree(root: str, changed: dict[int, int]) -> str:
+    """os-core plus a `data` bundle of FILES incompressible 16 KiB files; `changed` maps a
+    file's number to the generation of its content."""
+    for i in range(FILES):
+        rng = random.Random(i * 1000 + changed.get(i, 0))
+        write_file(root, f"usr/share/data/f{i:02}.bin", rng.randbytes(16 * 1024))
+        write_file(root, f"usr/lib/core/c{i:02}.bin", random.Random(-i - 1).randbytes(4 * 1024))
+    write_file(root, "etc/hostname", b"box\n")
+    return root
+
+
+def frame_bytes(path: str) -> list[bytes]:
+    with open(path, "rb") as f:
+        blob = f.read()
+    return [blob[fr.offset : fr.offset + fr.length] for fr in segments.frames_of(path)]
+
+
+@pytest.fixture
+def stream(tmp_path, keys, small_frames):
+    bundles = tmp_path / "bundles.toml"
+    bundles.write_text(BUNDLES)
+    www = tmp_path / "www"
+    state: dict[int, int] = {}
+
+    def build(version: int, change: list[int]) -> str:
+        for i in change:
+            state[i] = state.get(i, 0) + 1
+        root = tmp_path / f"rootfs-{version}"
+        shutil.rmtree(root, ignore_errors=True)
+        make_tree(str(root), state)
+        create(www, root, version, keys.private, bundles, "--jobs", "1")
+        return str(root)
+
+    return www, build
+
+
+def test_a_rebuild_copies_all_but_the_changed_frame(stream, keys):
+    www, build = stream
+    build(10, [])
+    root20 = build(20, [7])
+    old = frame_bytes(str(www / "10" / "pack-data-from-0.tar"))
+    new = frame_bytes(str(www / "20" / "pack-data-from-0.tar"))
+    assert len(old) >= 10
+    # Every frame but the one that held file 7 is copied byte for byte, in order; what that
+    # frame still had to offer and file 7's new content make one new frame at the end.
+    kept = [fr for fr in old if fr in new]
+    assert len(kept) == len(old) - 1
+    assert new == [*kept, new[-1]]
+    # The independent reader finds every object (and bounded waste) in both kinds of pack.
+    www_r = reader.Www(str(www), keys.raw)
+    dest = www / ".." / "unpacked"
+    os.makedirs(dest)
+    installed = reader.unpack_zero_pack(www_r, 20, "data", str(dest))
+    assert len(installed) >= FILES
+    got = reader.tree(str(dest))
+    want = reader.tree(root20)
+    for path in installed:
+        if path.startswith(b"/usr/share/data/"):
+            assert got[path] == want[path], path
+
+
+def test_waste_stays_bounded_over_many_rebuilds(stream, keys):
+    """Changing a third of the files at once leaves frames mostly unwanted: those are packed
+    anew, not copied, and no pack ever carries more than a tenth of unneeded bytes."""
+    www, build = stream
+    build(10, [])
+    for version, change in ((20, [1]), (30, list(range(0, FILES, 3))), (40, [1, 2]), (50, [1])):
+        build(version, change)
+    www_r = reader.Www(str(www), keys.raw)
+    for version in (20, 30, 40, 50):
+        unpacked = www / ".." / f"unpacked-{version}"
+        os.makedirs(unpacked)
+        reader.unpack_zero_pack(www_r, version, "data", str(unpacked))  # checks waste
+    copied_30 = set(frame_bytes(str(www / "30" / "pack-data-from-0.tar"))) & set(
+        frame_bytes(str(www / "20" / "pack-data-from-0.tar"))
+    )
+    assert len(copied_30) < len(frame_bytes(str(www / "20" / "pack-data-from-0.tar"))) - 3
+
+
+def test_device_installs_and_updates_from_incremental_packs(stream, keys, tmp_path):
+    www, build = stream
+    build(10, [])
+    build(20, [3, 30])
+    build(30, [3])
+    root30 = build(40, [5])
+    url = f"file://{www}"
+    common = ["--url", url, "--key", keys.public, "--format", "1"]
+    device = tmp_path / "device"
+    assert swupd_main(["os-install", *common, "--version", "20", "--bundles", "data", "--quiet", str(device)]) == 0
+    assert swupd_main(["update", "--path", str(device), *common, "--quiet"]) == 0
+    assert swupd_main(["verify", "--path", str(device), *common, "--quiet"]) == 0
+    want = reader.tree(root30)
+    got = reader.tree(str(device))
+    for path, obj in want.items():
+        if path.startswith(b"/usr/share/data/") or path.startswith(b"/usr/lib/core/"):
+            assert got[path] == obj, path
+
+
+def test_packs_not_in_frames_are_not_reused(tmp_path):
+    """A pack compressed as one frame (or not a pack at all) offers nothing to copy."""
+    whole = tmp_path / "whole.tar"
+    whole.write_bytes(zstandard.ZstdCompressor().compress(b"\0" * 10240))
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(b"not zstd at all" * 100)
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(zstandard.ZstdCompressor().compress(os.urandom(100_000))[:5000])
+    for p in (whole, garbage, truncated, tmp_path / "missing.tar"):
+        assert segments.frames_of(str(p)) == []
