@@ -71,3 +71,20 @@ def test_corrupt_streams(codec):
 def test_unknown_codec():
     with pytest.raises(ValueError):
         compression.compress(b"x", "lz4")
+
+
+@pytest.mark.parametrize("tail", [b"", b"end", os.urandom(3000)])
+def test_concatenated_frames_read_as_one_stream(tail):
+    """Packs are written frame by frame; every frame comes out, also a tiny last one that
+    arrives in the same read as the end of the frame before."""
+    cctx = zstandard.ZstdCompressor()
+    parts = [os.urandom(70_000), b"x" * 200_000, tail]
+    blob = b"".join(cctx.compress(p) for p in parts)
+    assert compression.decompress(blob, 1 << 20) == b"".join(parts)
+
+
+def test_stream_ending_inside_a_later_frame_is_truncated():
+    cctx = zstandard.ZstdCompressor()
+    blob = cctx.compress(b"first frame " * 100) + cctx.compress(os.urandom(5000))
+    with pytest.raises(FormatError, match="truncated"):
+        compression.decompress(blob[:-100], 1 << 20)

@@ -99,9 +99,9 @@ class _ZstdReader(io.RawIOBase):
         self._src = src
         self._dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
         self._obj = self._dctx.decompressobj()
-        self._in = b""
+        self._in = memoryview(b"")
         self._out = b""
-        self._started = False
+        self._inside = False  # a frame has begun and not ended
 
     def readable(self) -> bool:
         return True
@@ -110,18 +110,21 @@ class _ZstdReader(io.RawIOBase):
         try:
             while not self._out:
                 if not self._in:
-                    self._in = self._src.read(65536)
+                    self._in = memoryview(self._src.read(65536))
                     if not self._in:
-                        if self._started and not self._obj.eof:
+                        if self._inside:
                             raise FormatError("zstd stream truncated")
                         return 0
-                if self._obj.eof:
-                    # Another frame follows the one just finished.
-                    self._in = self._obj.unused_data + self._in
-                    self._obj = self._dctx.decompressobj()
                 piece, self._in = self._in[: self._FEED], self._in[self._FEED :]
-                self._started = True
+                self._inside = True
                 self._out = self._obj.decompress(piece)
+                if self._obj.eof:
+                    # The frame is complete; what followed it in the piece starts the next one.
+                    rest = self._obj.unused_data
+                    self._obj = self._dctx.decompressobj()
+                    self._inside = False
+                    if rest:
+                        self._in = memoryview(rest + bytes(self._in))
         except zstandard.ZstdError as e:
             raise FormatError(f"corrupt zstd data: {e}") from None
         n = min(len(buf), len(self._out))
