@@ -525,29 +525,32 @@ def new_entries(www: str, old: int, new: int, bundles=ALL_BUNDLES) -> dict[str, 
     return {p: e for p, e in entries(www, new, bundles).items() if e.hash not in before}
 
 
+# Runs the measured command from a fresh, small interpreter: Linux keeps a process's peak RSS
+# across exec, so a child forked straight from a large pytest worker would report the worker's.
+_RUSAGE_RUNNER = """
+import os, sys
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def wait_rusage(args: list[str], env=None, timeout: float = 60) -> tuple[Result, int]:
     """Run a command; its result and peak resident memory in KiB (from wait4)."""
-    import threading
+    import signal
+    import tempfile
 
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    outs: dict[str, bytes] = {}
-    readers = [
-        threading.Thread(target=lambda n=n, s=s: outs.__setitem__(n, s.read()))
-        for n, s in (("out", p.stdout), ("err", p.stderr))
-    ]
-    for t in readers:
-        t.start()
-    timer = threading.Timer(timeout, p.kill)
-    timer.start()
-    try:
-        _, status, usage = os.wait4(p.pid, 0)
-    finally:
-        timer.cancel()
-    for t in readers:
-        t.join()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    r = Result(p.returncode, outs["out"].decode(errors="replace"), outs["err"].decode(errors="replace"))
-    return r, usage.ru_maxrss
+    with tempfile.NamedTemporaryFile("r", suffix=".rusage") as report:
+        runner = [sys.executable, "-S", "-c", _RUSAGE_RUNNER, report.name, *map(str, args)]
+        p = subprocess.Popen(runner, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+        rc, maxrss = (int(x) for x in (report.read().split() or ["-9", "0"]))
+    return Result(rc, out.decode(errors="replace"), err.decode(errors="replace")), maxrss
 
 
 def old_or_new(root: str, old: dict[str, Obj], new: dict, skip: tuple[str, ...] = ()) -> list[str]:
