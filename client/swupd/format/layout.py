@@ -33,6 +33,12 @@ def manifest(version: int, bundle: str) -> str:
     return f"{version}/Manifest.{check_bundle_name(bundle)}"
 
 
+def manifest_zst(version: int, bundle: str) -> str:
+    """The manifest compressed, which is what devices fetch; the MoM pins its uncompressed bytes.
+    A subdirectory, because bundle names may contain dots."""
+    return f"{version}/manifests/Manifest.{check_bundle_name(bundle)}.zst"
+
+
 def files_dir(version: int) -> str:
     return f"{version}/files"
 

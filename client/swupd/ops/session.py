@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import re
 
-from swupd.format import layout
-from swupd.format.errors import BundleError, NotFoundError, SwupdError, TreeIOError
+from swupd.format import compression, layout
+from swupd.format.errors import BundleError, NotFoundError, SizeLimitError, SwupdError, TreeIOError
 from swupd.format.latest import Latest
 from swupd.format.manifest import Entry, Manifest
 
@@ -104,12 +104,27 @@ class Session:
                     return self.trusted.manifest(entry, f.read(entry.size + 1))
             except SwupdError:
                 pass
-        data = self.fetcher.fetch_bytes(
-            self._url(self.s.contenturl, layout.manifest(entry.version, entry.path)), entry.size
-        )
+        data = self._manifest_bytes(entry)
         m = self.trusted.manifest(entry, data)
         write_atomic(cache, data)
         return m
+
+    def _manifest_bytes(self, entry: Entry) -> bytes:
+        """The compressed manifest (a third of the bytes), or the plain one from a server that
+        has none; either way capped by the size the MoM signs and checked against its hash."""
+        try:
+            blob = self.fetcher.fetch_bytes(
+                self._url(self.s.contenturl, layout.manifest_zst(entry.version, entry.path)),
+                compression.max_compressed_size(entry.size),
+            )
+        except NotFoundError:
+            return self.fetcher.fetch_bytes(
+                self._url(self.s.contenturl, layout.manifest(entry.version, entry.path)), entry.size
+            )
+        try:
+            return compression.decompress(blob, entry.size)
+        except SizeLimitError:
+            raise SizeLimitError(f"Manifest.{entry.path} is larger than the MoM allows") from None
 
     def bundle_entry(self, mom: Manifest, name: str) -> Entry:
         e = mom.by_path().get(name)
