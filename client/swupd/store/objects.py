@@ -37,6 +37,7 @@ class ObjectStore:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         # Objects this process verified itself, which need no second hashing before a move.
         self.fresh: set[str] = set()
+        self._shards: set[str] = set()
 
     def path(self, digest: str) -> str:
         """Objects are spread over 256 subdirectories: a directory that once held a whole OS
@@ -48,9 +49,12 @@ class ObjectStore:
 
     def _tmp(self, digest: str) -> str:
         shard = os.path.join(self.dir, digest[:2])
-        os.makedirs(shard, mode=0o700, exist_ok=True)
+        if shard not in self._shards:
+            os.makedirs(shard, mode=0o700, exist_ok=True)
+            self._shards.add(shard)
         tmp = os.path.join(shard, f".{digest}.{os.getpid()}.tmp")
-        self._drop(tmp)
+        if os.path.lexists(tmp):  # left by a killed run with the same pid
+            self._drop(tmp)
         return tmp
 
     @staticmethod
@@ -79,9 +83,8 @@ class ObjectStore:
                 try:
                     src = io.BytesIO(content) if isinstance(content, bytes) else content or io.BytesIO()
                     size = len(content) if isinstance(content, bytes) else meta.size
-                    with os.fdopen(os.dup(fd), "wb") as w:
-                        # Hashed while written: the metadata below is exactly what the key covers.
-                        got = filehash.hash_stream(_Tee(src, w), size, meta.mode, meta.uid, meta.gid, meta.xattrs)
+                    # Hashed while written: the metadata below is exactly what the key covers.
+                    got = filehash.hash_stream(_Tee(src, fd), size, meta.mode, meta.uid, meta.gid, meta.xattrs)
                     set_meta_fd(fd, meta)
                 finally:
                     os.close(fd)
@@ -137,9 +140,9 @@ class ObjectStore:
             meta = self.meta(digest)
             out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
-                with open(src, "rb") as f, os.fdopen(os.dup(out), "wb") as w:
+                with open(src, "rb") as f:
                     digest_now = filehash.hash_stream(
-                        _Tee(f, w), st.st_size, st.st_mode, st.st_uid, st.st_gid, meta.xattrs
+                        _Tee(f, out), st.st_size, st.st_mode, st.st_uid, st.st_gid, meta.xattrs
                     )
                 set_meta_fd(out, meta)
             finally:
@@ -177,12 +180,14 @@ class ObjectStore:
 
 
 class _Tee:
-    """A reader that writes everything it reads to `out`."""
+    """A reader that writes everything it reads to the file descriptor `out`."""
 
-    def __init__(self, src: BinaryIO, out: BinaryIO) -> None:
+    def __init__(self, src: BinaryIO, out: int) -> None:
         self.src, self.out = src, out
 
     def read(self, n: int = -1) -> bytes:
         data = self.src.read(n)
-        self.out.write(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.out, view) :]
         return data
