@@ -95,35 +95,45 @@ class _Job:
     members: list[tuple[str, str]]
     mtime: int
     level: int
-    previous: str | None
+    www: str
+    previous: str | None  # relative to www
+    cache_dir: str
 
 
 def _write(job: _Job) -> tuple[int, int, int]:
     """Write one pack; returns its size and how many frames were copied and compressed."""
     dest = os.path.join(job.stage, job.rel)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    todo = segments.plan(job.members, segments.frames_of(job.previous) if job.previous else [])
+    previous = segments.known_frames(job.www, job.previous, job.cache_dir) if job.previous else []
+    todo = segments.plan(job.members, previous)
+    frames: list[segments.Frame] = []
     with open(dest + ".tmp", "wb") as out:
         head = _dirs(job.mtime)
         segments.write_frame(out, [head], len(head), job.level)
         for fr in todo.copy:
-            _copy_range(job.previous, fr.offset, fr.length, out)  # type: ignore[arg-type]
+            start = out.tell()
+            _copy_range(os.path.join(job.www, job.previous), fr.offset, fr.length, out)  # type: ignore[arg-type]
+            frames.append(segments.Frame(start, fr.length, fr.raw, fr.members))
         for seg in todo.fresh:
-            raw, pieces = segments.tar_bytes(seg)
-            segments.write_frame(out, pieces, raw, job.level)
+            start = out.tell()
+            spans, pieces = segments.tar_bytes(seg)
+            segments.write_frame(out, pieces, sum(spans.values()), job.level)
+            frames.append(segments.Frame(start, out.tell() - start, sum(spans.values()), spans))
         end = bytes(2 * tarfile.BLOCKSIZE)  # tar's end-of-archive marker
         segments.write_frame(out, [end], len(end), job.level)
     os.replace(dest + ".tmp", dest)
+    segments.remember(job.cache_dir, job.rel, dest, frames)
     return os.path.getsize(dest), len(todo.copy), len(todo.fresh)
 
 
 def _previous(history: History, version: int, bundle: str, from_version: int) -> str | None:
-    """The same bundle's pack from the same version in the newest earlier version that has one."""
+    """The same bundle's pack from the same version in the newest earlier version that has one
+    (relative to www)."""
     for v in reversed(history.versions):
         if from_version < v < version:
-            p = history.path(layout.pack(v, bundle, from_version))
-            if os.path.isfile(p):
-                return p
+            rel = layout.pack(v, bundle, from_version)
+            if os.path.isfile(history.path(rel)):
+                return rel
     return None
 
 
@@ -191,7 +201,9 @@ def build(
             members,
             cfg.timestamp,
             level,
+            cfg.www,
             _previous(history, cfg.version, info.bundle, info.from_version),
+            cfg.cache_dir,
         )
         for info, members, level in jobs
     ]

@@ -13,8 +13,9 @@ of the whole pack, and keeps the ratio of the first full compression. A member t
 not need is skipped by it, so waste costs only bytes, and is bounded: a frame whose waste
 passes `WASTE` is not copied, and what it still holds that is needed is compressed anew.
 
-Everything is read from the published packs, never from the build cache, so a build's output
-depends only on the tree, the configuration and what `www/` holds.
+What a pack's frames hold is read from the published pack; the build cache only remembers it
+(checked by the pack's size and modification time), so a build's output depends only on the
+tree, the configuration and what `www/` holds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import BinaryIO
 
 import zstandard
 from swupd.format.compression import MAX_WINDOW
+
+from . import jsoncache
 
 MAX_SEGMENT = 4 * 1024 * 1024
 WASTE = 0.03  # share of a copied frame's bytes that may be members the pack does not need
@@ -101,6 +104,44 @@ def frames_of(path: str) -> list[Frame]:
         return []
 
 
+def _stamp(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cache_file(cache_dir: str, rel: str) -> str:
+    # One record per bundle and source version: the newest pack is the one the next build reads.
+    return os.path.join(cache_dir, "packframes", os.path.basename(rel) + ".json")
+
+
+def known_frames(www: str, rel: str, cache_dir: str) -> list[Frame]:
+    """`frames_of` a published pack, from the build cache when it has the same pack (by size
+    and modification time, which publishing keeps) and read from the pack otherwise."""
+    path = os.path.join(www, rel)
+    stamp = _stamp(path)
+    if stamp is None:
+        return []
+    record = jsoncache.load(_cache_file(cache_dir, rel))
+    if record.get("pack") == rel and record.get("stamp") == stamp:
+        try:
+            return [Frame(**f) for f in record["frames"]]
+        except (KeyError, TypeError):
+            pass
+    frames = frames_of(path)
+    remember(cache_dir, rel, path, frames)
+    return frames
+
+
+def remember(cache_dir: str, rel: str, path: str, frames: list[Frame]) -> None:
+    """Record the frames of a pack just written (or read) for the next build."""
+    jsoncache.save(
+        _cache_file(cache_dir, rel), {"pack": rel, "stamp": _stamp(path), "frames": [vars(f) for f in frames]}
+    )
+
+
 @dataclass
 class Plan:
     """Frames to copy from the previous pack, then the members to compress anew."""
@@ -133,12 +174,12 @@ def plan(members: list[tuple[str, str]], previous: list[Frame]) -> Plan:
     return Plan(copy, fresh)
 
 
-def tar_bytes(segment: list[tuple[str, str]]) -> tuple[int, Iterator[bytes]]:
-    """The segment's size in the tar, and its bytes as they are read."""
+def tar_bytes(segment: list[tuple[str, str]]) -> tuple[dict[str, int], Iterator[bytes]]:
+    """The bytes each member takes in the tar, and the segment's bytes as they are read."""
     sizes = [os.path.getsize(src) for _, src in segment]
     headers = [_header(name, size) for (name, _), size in zip(segment, sizes, strict=True)]
-    raw = sum(len(h) + s + (-s) % _BLOCK for h, s in zip(headers, sizes, strict=True))
-    return raw, _pieces(segment, sizes, headers)
+    spans = {name: len(h) + s + (-s) % _BLOCK for (name, _), h, s in zip(segment, headers, sizes, strict=True)}
+    return spans, _pieces(segment, sizes, headers)
 
 
 def _pieces(segment: list[tuple[str, str]], sizes: list[int], headers: list[bytes]) -> Iterator[bytes]:

@@ -3,6 +3,7 @@ wanted, compresses only the rest, and the result still installs and updates a de
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -76,6 +77,14 @@ def test_a_rebuild_copies_all_but_the_changed_frame(stream, keys):
     kept = [fr for fr in old if fr in new]
     assert len(kept) == len(old) - 1
     assert new == [*kept, new[-1]]
+    # What the build remembered of the new pack is what reading it finds.
+    pack = str(www / "20" / "pack-data-from-0.tar")
+    with open(f"{www}.cache/packframes/pack-data-from-0.tar.json") as f:
+        record = json.load(f)
+    st = os.stat(pack)
+    assert (record["pack"], record["stamp"]) == ("20/pack-data-from-0.tar", f"{st.st_size}:{st.st_mtime_ns}")
+    remembered = [segments.Frame(**fr) for fr in record["frames"]]
+    assert remembered == segments.frames_of(pack) and len(remembered) == len(new)
     # The independent reader finds every object (and bounded waste) in both kinds of pack.
     www_r = reader.Www(str(www), keys.raw)
     dest = www / ".." / "unpacked"
