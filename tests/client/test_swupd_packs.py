@@ -3,12 +3,14 @@ either succeeds from fullfiles or fails cleanly with the tree untouched."""
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 from pathlib import Path
 
 import clientkit as ck
 import pytest
+import zstandard
 from clientkit import Device
 from support.httpserver import FaultServer
 
@@ -149,3 +151,35 @@ def test_symlink_fullfile_pointing_elsewhere(attacked: Device, private_www: Path
     assert ck.diff_snapshots(snap, attacked.snapshot()) == ""
     objects = Path(attacked.state, "objects").glob("*/*")
     assert not [p for p in objects if p.is_symlink() and "shadow" in os.readlink(p)]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_pack_import_on_threads_or_not(stream: ck.Stream, tmp_path: Path, workers: int) -> None:
+    """Members are verified and stored on worker threads (or inline on one core): every wanted
+    object arrives, each bad member is reported by name, the rest are still stored."""
+    from swupd.format.manifest import Entry, Type
+    from swupd.store.importer import import_pack
+    from swupd.store.objects import ObjectStore
+
+    entries = ck.entries(stream.www, 20, {"os-core"})
+    wanted = {e.hash: Entry(p, Type.FILE, e.hash, 20, e.size) for p, e in entries.items() if e.kind == "F"}
+    # A copy of the zero pack in which one member's bytes are replaced by another's.
+    src = os.path.join(stream.www, "20", "pack-os-core-from-0.tar")
+    bad = sorted(wanted)[len(wanted) // 2]
+    with open(src, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    tampered = tmp_path / "pack.tar"
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tin, tarfile.open(tampered, "w") as tout:
+        donor = next(m for m in tin.getmembers() if m.isreg() and bad not in m.name)
+        for m in tin.getmembers():
+            data = tin.extractfile(m) if m.isreg() else None
+            if bad in m.name:
+                m.size = donor.size
+                data = tin.extractfile(donor)
+            tout.addfile(m, data)
+    store = ObjectStore(str(tmp_path / "objects"))
+    with open(tampered, "rb") as f:
+        result = import_pack(store, f, 1 << 30, wanted, lambda h, cap: None, workers=workers)
+    assert [r.split(":")[0] for r in result.rejected] == [f"staged/{bad}.tar"]
+    assert result.objects == len(wanted) - 1
+    assert all(store.has(h) for h in wanted if h != bad) and not store.has(bad)
