@@ -4,8 +4,10 @@ glibc serves a large allocation with its own mapping and returns it on free, but
 first such free it raises that threshold to the freed size, so every later buffer of a similar
 size comes from the main heap, which rarely shrinks. An update handles old and new files of
 many megabytes one after another; with the adaptive threshold the process keeps the high-water
-mark of all of them (measured: 60 MiB instead of 55 MiB peak for the corpus update). Fixing the
-threshold keeps large buffers in mappings that go back to the system when freed.
+mark of all of them (measured: 60 MiB instead of 56 MiB peak for the corpus update). Fixing the
+threshold at 2 MiB keeps file-sized buffers in mappings that go back to the system when freed,
+while the 1 MiB read buffers of hashing and copying are reused from the heap (at 128 KiB each
+read mapped and faulted in fresh memory: `verify` took 20 % longer).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import ctypes
 
 _M_MMAP_THRESHOLD = -3
-_THRESHOLD = 128 * 1024
+_THRESHOLD = 2 * 1024 * 1024
 
 
 def fix_mmap_threshold() -> bool:
