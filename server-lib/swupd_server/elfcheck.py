@@ -32,13 +32,17 @@ class Problem:
     path: str
     needed: str
     found_in: str
+    elsewhere: str = ""  # a file of that name off the search path
 
     def text(self) -> str:
-        where = (
-            f"it is at {self.found_in}, outside the bundle and its includes"
-            if self.found_in
-            else "it is not in the rootfs"
-        )
+        if self.found_in:
+            where = f"it is at {self.found_in}, outside the bundle and its includes"
+        elif self.elsewhere:
+            # Such a library still loads when the program that loads this one has loaded it
+            # first (systemd's private libraries work so), which the check cannot see.
+            where = f"it is only at {self.elsewhere}, off its search path"
+        else:
+            where = "it is not in the rootfs"
         return f"bundle {self.bundle}: {self.path} needs {self.needed}, but {where}"
 
 
@@ -148,6 +152,9 @@ def check(
     for name, paths in claimed.items():
         for p in paths:
             owners.setdefault(p, []).append(name)
+    by_name: dict[str, str] = {}
+    for p in sorted(items):
+        by_name.setdefault(posixpath.basename(p), p)
     problems: list[Problem] = []
     for name in sorted(specs):
         available = set(claimed[name]) | claimed[bl.OS_CORE]
@@ -167,7 +174,9 @@ def check(
                 chains = [c for c in (_resolve(posixpath.normpath(p), items) for p in places) if c]
                 if any(all(link in available for link in c) for c in chains):
                     continue
-                problem = Problem(name, path, os.path.basename(lib), chains[0][-1] if chains else "")
+                found = chains[0][-1] if chains else ""
+                elsewhere = "" if found else by_name.get(os.path.basename(lib), "")
+                problem = Problem(name, path, os.path.basename(lib), found, elsewhere)
                 if problem not in problems:
                     problems.append(problem)
     return problems

@@ -7,6 +7,7 @@ that `app` does not include breaks `app`; including it repairs it.
 from __future__ import annotations
 
 import os
+import shutil
 
 import exampletree
 import pytest
@@ -98,3 +99,20 @@ def test_strict_build_with_includes_succeeds(elf_tree, keys, tmp_path):
     assert bundles["app"].includes == ["os-core", "mathlib"]
     assert LIBRARY.encode() in bundles["mathlib"].by_path()
     assert LIBRARY.encode() not in bundles["os-core"].by_path()
+
+
+def test_library_off_the_search_path_is_named_where_it_is(elf_tree, tmp_path):
+    root, _, _ = elf_tree
+    moved = tmp_path / "rootfs"
+    shutil.copytree(root, moved, symlinks=True)
+    private = moved / "usr/lib/private"
+    private.mkdir()
+    os.rename(moved / LIBRARY.lstrip("/"), private / "libm.so.6")
+    bundles = tmp_path / "bundles.toml"
+    bundles.write_text('[bundle.app]\npaths = ["/opt/app"]\n')
+    r = cli("check-bundles", "--rootfs", str(moved), "--bundles", str(bundles))
+    assert r.rc == 1
+    problems = [line for line in r.out.splitlines() if line.startswith("bundle ")]
+    assert problems == [
+        f"bundle app: {PROGRAM} needs libm.so.6, but it is only at /usr/lib/private/libm.so.6, off its search path"
+    ], r.out
