@@ -152,7 +152,7 @@ def _dispatch(args, sess, out, bundles, misc, update, verify) -> int:
         elif rep is None:
             out.result(f"System is up to date at version {frm}")
         else:
-            out.info(update.summary(rep))
+            out.info(update.summary(rep, sess.fetcher.received))
             out.result(f"Update successful: system updated from version {frm} to version {to}")
         return 0
     if c == "check-update":
@@ -177,7 +177,7 @@ def _dispatch(args, sess, out, bundles, misc, update, verify) -> int:
         return 0 if (fix or rep.clean) else 1
     if c == "os-install":
         version, rep = update.os_install(sess, args.to_version, _bundles(args.bundles) or set())
-        out.info(update.summary(rep))
+        out.info(update.summary(rep, sess.fetcher.received))
         out.result(f"Installed version {version} into {sess.s.root}")
         return 0
     if c == "bundle-add":
@@ -185,7 +185,7 @@ def _dispatch(args, sess, out, bundles, misc, update, verify) -> int:
         if rep is None:
             out.result("Nothing to do: already installed")
             return 0
-        out.info(update.summary(rep))
+        out.info(update.summary(rep, sess.fetcher.received))
         out.result(f"Successfully installed {len(added)} bundle(s): {', '.join(added)}")
         return 0
     if c == "bundle-remove":

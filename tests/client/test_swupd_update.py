@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import clientkit as ck
@@ -24,6 +25,13 @@ def test_update_to_latest_matches_the_new_rootfs(device: Device, stream: ck.Stre
     assert Path(device.root, "var/lib/old/state.db").exists()
     # Deltas and packs were used rather than whole files where they pay off.
     assert content.requests("/20/pack-os-core-from-10.tar")
+    # "N bytes downloaded" is every byte the server sent: pointer, MoM, manifests and content.
+    sent = sum(
+        os.path.getsize(os.path.join(stream.www, e.path.lstrip("/")))
+        for e in content.requests(method="GET")
+        if e.status == 200
+    )
+    assert re.search(r"\b(\d+) bytes downloaded", r.out + r.err)[1] == str(sent), r.out + r.err
     v = device.swupd("verify")
     assert v.rc == 0 and "0 missing, 0 modified, 0 extra" in v.out, v.out + v.err
 

@@ -46,11 +46,13 @@ def check_update(sess: Session) -> tuple[int, int]:
     return cur, sess.latest().version
 
 
-def summary(rep: TxReport) -> str:
+def summary(rep: TxReport, downloaded: int) -> str:
+    """`downloaded` counts every byte fetched (pointer, manifests, content); the parenthesis
+    says how much of it was content and where it came from."""
     o = rep.obtained
     return (
-        f"{rep.installed} installed, {rep.removed} removed; {o.bytes} bytes downloaded "
-        f"({len(o.packs)} pack(s), {o.fullfiles} fullfile(s), {o.local} copied locally) in {rep.seconds:.1f}s"
+        f"{rep.installed} installed, {rep.removed} removed; {downloaded} bytes downloaded ({o.bytes} in "
+        f"{len(o.packs)} pack(s) and {o.fullfiles} fullfile(s), {o.local} copied locally) in {rep.seconds:.1f}s"
     )
 
 

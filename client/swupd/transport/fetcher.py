@@ -133,6 +133,8 @@ class Fetcher:
 
     def __init__(self, config: NetConfig | None = None) -> None:
         self.config = config or NetConfig()
+        self.received = 0  # body bytes of every fetch, retries and resumes included
+        self._count_lock = threading.Lock()
         self._session = requests.Session()
         # We retry ourselves (with resume); the adapter must not retry behind our back.
         adapter = requests.adapters.HTTPAdapter(
@@ -337,6 +339,7 @@ class Fetcher:
                 raise _too_big(url, max_bytes)
             write(chunk)
             done += len(chunk)
+            self._count(len(chunk))
             window_bytes += len(chunk)
             if on_progress is not None:
                 on_progress(done)
@@ -415,8 +418,11 @@ class Fetcher:
         except OSError as e:
             raise NetworkError(f"cannot read {_shown(url)}: {e.strerror or e}") from None
 
-    @staticmethod
-    def _local_chunks(f: BinaryIO, url: str, max_bytes: int) -> Iterator[bytes]:
+    def _count(self, n: int) -> None:
+        with self._count_lock:
+            self.received += n
+
+    def _local_chunks(self, f: BinaryIO, url: str, max_bytes: int) -> Iterator[bytes]:
         """The file's content in chunks, refusing to go past `max_bytes` (it may be a device)."""
         done = 0
         while True:
@@ -431,6 +437,7 @@ class Fetcher:
             done += len(chunk)
             if done > max_bytes:
                 raise _too_big(url, max_bytes)
+            self._count(len(chunk))
             yield chunk
 
     def _copy_local(self, url: str, dest: str, part: str, max_bytes: int, progress: Progress | None) -> int:
