@@ -183,3 +183,27 @@ def test_pack_import_on_threads_or_not(stream: ck.Stream, tmp_path: Path, worker
     assert [r.split(":")[0] for r in result.rejected] == [f"staged/{bad}.tar"]
     assert result.objects == len(wanted) - 1
     assert all(store.has(h) for h in wanted if h != bad) and not store.has(bad)
+
+
+def test_pack_offering_an_object_twice(stream: ck.Stream, tmp_path: Path) -> None:
+    """An incremental pack may carry an object twice (an old member and a new one): it is
+    imported once, without two threads writing it at the same time."""
+    from swupd.format.manifest import Entry, Type
+    from swupd.store.importer import import_pack
+    from swupd.store.objects import ObjectStore
+
+    entries = ck.entries(stream.www, 20, {"os-core"})
+    wanted = {e.hash: Entry(p, Type.FILE, e.hash, 20, e.size) for p, e in entries.items() if e.kind == "F"}
+    src = os.path.join(stream.www, "20", "pack-os-core-from-0.tar")
+    with open(src, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    doubled = tmp_path / "pack.tar"
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tin, tarfile.open(doubled, "w") as tout:
+        members = [m for m in tin.getmembers() if m.isreg()]
+        for m in members + members:
+            tout.addfile(m, tin.extractfile(m))
+    store = ObjectStore(str(tmp_path / "objects"))
+    with open(doubled, "rb") as f:
+        result = import_pack(store, f, 1 << 30, wanted, lambda h, cap: None, workers=4)
+    assert result.rejected == [] and result.objects == len(wanted)
+    assert all(store.has(h) for h in wanted)

@@ -153,6 +153,9 @@ def import_pack(
     order on this thread; small members are verified and stored on `workers` threads."""
     out = PackResult()
     runner = _Importer(out, workers or min(4, os.cpu_count() or 1))
+    # An object a pack offers twice (a member carried over from an earlier pack and a new one)
+    # is taken from the first; a second import of it could run beside the first.
+    taken: set[str] = set()
     stream = compression.open_decompressed(src, cap)
     try:
         with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
@@ -162,8 +165,9 @@ def import_pack(
                 m = _STAGED.match(info.name)
                 if m:
                     entry = wanted.get(m[1])
-                    if entry is None or store.has(m[1]) or info.size > fullfile_cap(entry.size):
+                    if entry is None or m[1] in taken or store.has(m[1]) or info.size > fullfile_cap(entry.size):
                         continue
+                    taken.add(m[1])
                     member = tar.extractfile(info)
                     small = info.size <= _PARALLEL_BYTES
                     data: BinaryIO = io.BytesIO(member.read()) if small and member else member  # type: ignore[assignment]
@@ -172,7 +176,9 @@ def import_pack(
                 m = _DELTA.match(info.name)
                 if m:
                     entry = wanted.get(m[2])
-                    if entry is None or store.has(m[2]) or entry.size > limits.max_delta_source_bytes:
+                    if entry is None or m[2] in taken or store.has(m[2]):
+                        continue
+                    if entry.size > limits.max_delta_source_bytes:
                         continue
                     if info.size > 2 * entry.size + TAR_OVERHEAD:
                         out.rejected.append(f"{info.name}: larger than its target could need")
@@ -186,6 +192,7 @@ def import_pack(
                     f = tar.extractfile(info)
                     job = _delta_job(store, old, f.read() if f else b"", entry, limits)
                     del old
+                    taken.add(m[2])
                     runner.run(info.name, "delta", job, small)
             runner.settle()
     except tarfile.TarError as e:

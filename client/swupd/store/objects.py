@@ -14,6 +14,7 @@ import io
 import os
 import shutil
 import stat
+import threading
 from typing import BinaryIO
 
 from swupd.format import filehash
@@ -52,7 +53,7 @@ class ObjectStore:
         if shard not in self._shards:
             os.makedirs(shard, mode=0o700, exist_ok=True)
             self._shards.add(shard)
-        tmp = os.path.join(shard, f".{digest}.{os.getpid()}.tmp")
+        tmp = os.path.join(shard, f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
         if os.path.lexists(tmp):  # left by a killed run with the same pid
             self._drop(tmp)
         return tmp
