@@ -19,6 +19,7 @@ from swupd.format.fullfile import Meta
 from swupd.format.manifest import Entry, Manifest
 
 from .. import faults
+from ..apply.tree import read_at_most
 from ..store.importer import fullfile_cap, import_fullfile, import_pack
 from ..store.objects import ObjectStore
 from .session import Session
@@ -86,9 +87,13 @@ def _source_reader(store: ObjectStore, sess: Session, local: dict[str, str]):
     def source_of(digest: str, cap: int) -> bytes | None:
         p = store.path(digest)
         try:
-            if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) <= cap:
+            try:
+                st: os.stat_result | None = os.lstat(p)
+            except FileNotFoundError:
+                st = None
+            if st is not None and stat.S_ISREG(st.st_mode) and st.st_size <= cap:
                 with open(p, "rb") as f:
-                    return f.read(cap + 1)
+                    return read_at_most(f, cap + 1)
             if digest in local:
                 return sess.tree.read(local[digest], cap + 1)
         except (OSError, SwupdError):
