@@ -117,8 +117,9 @@ def _write(job: _Job) -> tuple[int, int, int]:
         for seg in todo.fresh:
             start = out.tell()
             spans, pieces = segments.tar_bytes(seg)
-            segments.write_frame(out, pieces, sum(spans.values()), job.level)
-            frames.append(segments.Frame(start, out.tell() - start, sum(spans.values()), spans))
+            raw = sum(spans.values())
+            segments.write_frame(out, pieces, raw, job.level)
+            frames.append(segments.Frame(start, out.tell() - start, raw, spans))
         end = bytes(2 * tarfile.BLOCKSIZE)  # tar's end-of-archive marker
         segments.write_frame(out, [end], len(end), job.level)
     os.replace(dest + ".tmp", dest)

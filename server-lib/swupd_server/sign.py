@@ -37,7 +37,7 @@ def build(report: ManifestReport, stage: str, cfg: BuildConfig) -> SignReport:
         f.write(report.mom_data)
     with open(os.path.join(stage, layout.sig(layout.mom(cfg.version))), "wb") as f:
         f.write(signing.sign(report.mom_data, cfg.signing_keys))
-    os.makedirs(os.path.join(stage, os.path.dirname(layout.manifest_zst(cfg.version, "os-core"))), exist_ok=True)
+    os.makedirs(os.path.join(stage, layout.manifests_dir(cfg.version)), exist_ok=True)
     for name, result in report.bundles.items():
         if result.written:
             with open(os.path.join(stage, layout.manifest(cfg.version, name)), "wb") as f:

@@ -20,14 +20,16 @@ from .errors import FormatError, SizeLimitError
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 MAX_WINDOW = 8 * 1024 * 1024
+_MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
 _XZ_MEMLIMIT = 64 * 1024 * 1024
 
 
-def compress(data: bytes, codec: str = "zstd", level: int = 19) -> bytes:
-    """Compress `data` whole (used for small objects and per-file payloads)."""
+def compress(data: bytes, codec: str = "zstd", level: int = 19, max_window_log: int = _MAX_WINDOW_LOG) -> bytes:
+    """Compress `data` whole (used for small objects and per-file payloads), with a window no
+    larger than the data or than `max_window_log` allows."""
     if codec == "zstd":
         params = zstandard.ZstdCompressionParameters.from_level(
-            level, source_size=len(data), window_log=min(23, max(10, len(data).bit_length()))
+            level, source_size=len(data), window_log=min(max_window_log, max(10, len(data).bit_length()))
         )
         return zstandard.ZstdCompressor(compression_params=params).compress(data)
     if codec == "xz":

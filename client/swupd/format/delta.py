@@ -23,6 +23,7 @@ from typing import BinaryIO
 import bsdiff4.core
 import zstandard
 
+from . import compression
 from .errors import FormatError, SizeLimitError
 from .fullfile import Meta
 from .limits import LIMITS, Limits
@@ -82,17 +83,10 @@ def encode_zstd_dict(old: bytes, new: bytes, meta: Meta, level: int = 19) -> byt
 
 def encode_bsdiff(old: bytes, new: bytes, meta: Meta, level: int = 19) -> bytes:
     control, diff, extra = bsdiff4.core.diff(old, new)
-    frames = [_compress_block(block, level) for block in (control, diff, extra)]
-    return _head(BSDIFF, old, new, meta) + _FRAMES.pack(*map(len, frames)) + b"".join(frames)
-
-
-def _compress_block(block: bytes, level: int) -> bytes:
     # A small window keeps the device's streaming decoder small; the diff block is mostly
     # zeros and the extra block new bytes, so a larger window gains almost nothing.
-    params = zstandard.ZstdCompressionParameters.from_level(
-        level, source_size=len(block), window_log=min(_BSDIFF_WINDOW_LOG, max(10, len(block).bit_length()))
-    )
-    return zstandard.ZstdCompressor(compression_params=params).compress(block)
+    frames = [compression.compress(b, "zstd", level, _BSDIFF_WINDOW_LOG) for b in (control, diff, extra)]
+    return _head(BSDIFF, old, new, meta) + _FRAMES.pack(*map(len, frames)) + b"".join(frames)
 
 
 ENCODERS = {ZSTD_DICT: encode_zstd_dict, BSDIFF: encode_bsdiff}

@@ -33,10 +33,14 @@ def manifest(version: int, bundle: str) -> str:
     return f"{version}/Manifest.{check_bundle_name(bundle)}"
 
 
+def manifests_dir(version: int) -> str:
+    """Compressed manifests: a subdirectory, because bundle names may contain dots."""
+    return f"{version}/manifests"
+
+
 def manifest_zst(version: int, bundle: str) -> str:
-    """The manifest compressed, which is what devices fetch; the MoM pins its uncompressed bytes.
-    A subdirectory, because bundle names may contain dots."""
-    return f"{version}/manifests/Manifest.{check_bundle_name(bundle)}.zst"
+    """The manifest compressed, which is what devices fetch; the MoM pins its uncompressed bytes."""
+    return f"{manifests_dir(version)}/Manifest.{check_bundle_name(bundle)}.zst"
 
 
 def files_dir(version: int) -> str:
