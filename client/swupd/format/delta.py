@@ -39,6 +39,8 @@ _MAX_WINDOW_LOG = 27
 _BSDIFF_WINDOW_LOG = 20
 _FRAMES = struct.Struct("<QQQ")
 _BATCH = 1 << 18
+_CONTROL_RUN = 24 * 1024
+_MAGNITUDE = (1 << 63) - 1
 
 
 def _window_log(old_len: int, new_len: int) -> int:
@@ -179,14 +181,9 @@ def open_result(old: bytes, delta: bytes, limits: Limits = LIMITS) -> tuple[Meta
     return meta, io.BufferedReader(_Exact(reader, meta.size), 1 << 20)  # type: ignore[arg-type]
 
 
-def _sm64(value: int) -> bytes:
-    """bsdiff's sign-magnitude 64-bit integer."""
-    return struct.pack("<Q", value if value >= 0 else -value | 1 << 63)
-
-
-def _from_sm64(raw: bytes) -> int:
-    (value,) = struct.unpack("<Q", raw)
-    return -(value & ~(1 << 63)) if value >> 63 else value
+def _signed(value: int) -> int:
+    """A signed integer as bsdiff's sign-magnitude 64-bit value."""
+    return value if value >= 0 else -value | 1 << 63
 
 
 class _BsPatch(io.RawIOBase):
@@ -209,6 +206,8 @@ class _BsPatch(io.RawIOBase):
             pos += size
         self._old, self._left, self._oldpos = old, new_len, 0
         self._out, self._pending, self._triples = memoryview(b""), None, 0
+        self._control: list[int] = []
+        self._next = 0
         # bsdiff makes no more triples than new bytes; a control block claiming more is hostile.
         self._max_triples = new_len + 16
 
@@ -231,26 +230,38 @@ class _BsPatch(io.RawIOBase):
             raise FormatError("delta block shorter than its control says")
         return data
 
+    def _fill(self) -> None:
+        """Decode the next run of control triples at once (one C call per run, not per integer)."""
+        raw = self._blocks[0].read(_CONTROL_RUN)
+        if not raw or len(raw) % 24:
+            raise FormatError("delta control block ends early")
+        values = [-(v & _MAGNITUDE) if v >> 63 else v for v in struct.unpack(f"<{len(raw) // 8}Q", raw)]
+        self._triples += len(values) // 3
+        if self._triples > self._max_triples:
+            raise FormatError("delta control block out of range")
+        self._control, self._next = values, 0
+
     def _triple(self) -> tuple[int, int, int]:
         if self._pending is not None:
             triple, self._pending = self._pending, None
             return triple
-        raw = self._blocks[0].read(24)
-        if len(raw) != 24:
-            raise FormatError("delta control block ends early")
-        self._triples += 1
-        x, y, z = (_from_sm64(raw[i : i + 8]) for i in (0, 8, 16))
-        if x < 0 or y < 0 or abs(z) > 1 << 62 or self._triples > self._max_triples:
+        if self._next >= len(self._control):
+            self._fill()
+        i = self._next
+        self._next = i + 3
+        x, y, z = self._control[i : i + 3]
+        if x < 0 or y < 0 or abs(z) > 1 << 62:
             raise FormatError("delta control block out of range")
         return x, y, z
 
     def _batch(self) -> bytes:
         """Up to _BATCH new bytes in one bsdiff4 call: the control triples that make them,
         split where one is longer, after a seek triple to the current old position."""
-        control, total, xs, ys = [_sm64(0) + _sm64(0) + _sm64(self._oldpos)], 0, 0, 0
-        while total < _BATCH and total < self._left and len(control) < _BATCH // 64:
+        control, total, xs, ys = [0, 0, _signed(self._oldpos)], 0, 0, 0
+        limit = min(_BATCH, self._left)
+        while total < limit and len(control) < _BATCH // 64 * 3:
             x, y, z = self._triple()
-            room = min(_BATCH, self._left) - total
+            room = limit - total
             if x + y > room:
                 if x + y > self._left - total:
                     raise FormatError("delta control block longer than its target")
@@ -258,11 +269,12 @@ class _BsPatch(io.RawIOBase):
                 cut_x, cut_y = min(x, room), max(0, room - x)
                 self._pending = (x - cut_x, y - cut_y, z)
                 x, y, z = cut_x, cut_y, 0
-            control.append(_sm64(x) + _sm64(y) + _sm64(z))
+            control += (x, y, _signed(z))
             total, xs, ys = total + x + y, xs + x, ys + y
             self._oldpos += x + z
         try:
-            out = bsdiff4.core.patch(self._old, total, b"".join(control), self._exactly(1, xs), self._exactly(2, ys))
+            packed = struct.pack(f"<{len(control)}Q", *control)
+            out = bsdiff4.core.patch(self._old, total, packed, self._exactly(1, xs), self._exactly(2, ys))
         except ValueError as e:
             raise FormatError(f"corrupt delta: {e}") from None
         self._left -= total
