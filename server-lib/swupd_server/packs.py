@@ -1,7 +1,7 @@
 """Build stage 4: zero packs and delta packs.
 
 A pack is a zstd-compressed tar of ready-made objects: `staged/<hash>.tar` members are
-fullfiles byte for byte, `delta/<old>-<new>` members are deltas, so the device verifies and
+fullfiles byte for byte, `delta/<old>/<new>` members are deltas, so the device verifies and
 caches each exactly as if it had fetched it alone. The outer compression mostly removes tar's
 per-member headers, which otherwise cost as much as the deltas of a small update. A zero pack
 holds a whole bundle; a delta pack holds, for one earlier bundle version, a delta for every
@@ -84,7 +84,7 @@ def _dirs(mtime: int) -> bytes:
     for d in ("delta", "staged"):
         info = tarfile.TarInfo(d)
         info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, mtime
-        out += info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        out += info.tobuf(tarfile.USTAR_FORMAT, "ascii", "strict")
     return out
 
 

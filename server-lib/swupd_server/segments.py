@@ -53,7 +53,8 @@ class Frame:
 def _header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o644, _MEMBER_MTIME
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    # Member names are ASCII and fit ustar's prefix and name fields: no pax record to parse.
+    return info.tobuf(tarfile.USTAR_FORMAT, "ascii", "strict")
 
 
 def _members_of(raw: bytes) -> dict[str, int] | None:

@@ -29,7 +29,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 HEADER_ORDER = ["version", "previous", "filecount", "timestamp", "contentsize"]
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 _STAGED = re.compile(r"staged/([0-9a-f]{64})\.tar\Z")
-_DELTA = re.compile(r"delta/([0-9a-f]{64})-([0-9a-f]{64})\Z")
+_DELTA = re.compile(r"delta/([0-9a-f]{64})/([0-9a-f]{64})\Z")
 _DELTA_HEADER = struct.Struct("<8sBQQIIII")
 _UNHASHED_XATTRS = {b"security.selinux"}
 
@@ -302,6 +302,7 @@ def read_pack(path: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
         for m in tar:
+            check(not m.pax_headers, f"pack {path}: member {m.name!r} has a pax header (the spec says ustar)")
             if m.isdir():
                 check(m.name in ("delta", "staged"), f"pack {path}: unexpected directory {m.name!r}")
                 continue

@@ -97,7 +97,7 @@ def test_delta_across_a_rename(stream):
     www = stream.reader()
     old = www.bundle(www.mom(10).by_path()[b"os-core"]).by_path()[b"/usr/lib/py3.10/ext.so"]
     new = www.bundle(www.mom(20).by_path()[b"os-core"]).by_path()[b"/usr/lib/py3.11/ext.so"]
-    assert f"delta/{old.hash}-{new.hash}" in www.pack(20, "os-core", 10)
+    assert f"delta/{old.hash}/{new.hash}" in www.pack(20, "os-core", 10)
 
 
 def test_delta_carries_new_metadata(stream):
@@ -105,7 +105,7 @@ def test_delta_carries_new_metadata(stream):
     www = stream.reader()
     old = www.bundle(www.mom(10).by_path()[b"os-core"]).by_path()[b"/usr/share/data/perm.txt"]
     new = www.bundle(www.mom(20).by_path()[b"os-core"]).by_path()[b"/usr/share/data/perm.txt"]
-    blob = www.pack(20, "os-core", 10)[f"delta/{old.hash}-{new.hash}"]
+    blob = www.pack(20, "os-core", 10)[f"delta/{old.hash}/{new.hash}"]
     d = reader.parse_delta(blob)
     assert d.mode & 0o7777 == 0o600
     obj = reader.apply_delta(www.fullfile(10, old.hash).data, blob)

@@ -62,8 +62,9 @@ def pack_fullfile_member(digest: str) -> str:
 
 
 def pack_delta_member(from_hash: str, to_hash: str) -> str:
-    """Name of a delta inside a pack."""
-    return f"delta/{from_hash}-{to_hash}"
+    """Name of a delta inside a pack: short enough for a plain ustar header (prefix and name),
+    so a device parses one header block per member and no pax record."""
+    return f"delta/{from_hash}/{to_hash}"
 
 
 def report_dir() -> str:
