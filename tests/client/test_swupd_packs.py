@@ -69,11 +69,11 @@ def test_malicious_pack(
         ck.member(str(outside / "absolute"), b"absolute\n"),
         ck.member(f"staged/{h[0]}.tar", kind=tarfile.SYMTYPE, linkname=str(outside / "via-symlink")),
         ck.member(f"staged/{h[1]}.tar", kind=tarfile.LNKTYPE, linkname="/etc/passwd"),
-        ck.member(f"delta/{h[2]}-{h[3]}", kind=tarfile.CHRTYPE, devmajor=1, devminor=3),
+        ck.member(f"delta/{h[2]}/{h[3]}", kind=tarfile.CHRTYPE, devmajor=1, devminor=3),
         ck.member(f"staged/{h[3]}.tar", kind=tarfile.FIFOTYPE),
         ck.member(f"staged/{h[4]}.tar", b"\0" * (4 << 20)),  # far above the signed size
         ck.member(f"staged/{h[5]}.tar", inner_evil),  # a fullfile whose member escapes
-        ck.member(f"delta/{h[0]}-{h[6]}", b"SWDELTA1 but garbage"),
+        ck.member(f"delta/{h[0]}/{h[6]}", b"SWDELTA1 but garbage"),
         ck.member(str(outside / "dir") + "/", kind=tarfile.DIRTYPE),
     ]
     if bomb:
@@ -206,3 +206,53 @@ def test_pack_offering_an_object_twice(stream: ck.Stream, tmp_path: Path) -> Non
         result = import_pack(store, f, 1 << 30, wanted, lambda h, cap: None)
     assert result.rejected == [] and result.objects == len(wanted)
     assert all(store.has(h) for h in wanted)
+
+
+def _zero_pack_wanted(stream: ck.Stream) -> tuple[str, dict]:
+    from swupd.format.manifest import Entry, Type
+
+    entries = ck.entries(stream.www, 20, {"os-core"})
+    wanted = {e.hash: Entry(p, Type.FILE, e.hash, 20, e.size) for p, e in entries.items() if e.kind == "F"}
+    return os.path.join(stream.www, "20", "pack-os-core-from-0.tar"), wanted
+
+
+def test_pack_import_split_over_processes(stream: ck.Stream, tmp_path: Path) -> None:
+    """Two processes share a pack: every object arrives once, verified, and the parent learns
+    which objects its child verified (so staging need not hash them again)."""
+    from swupd.format.limits import Limits
+    from swupd.store.objects import ObjectStore
+    from swupd.store.parallel import import_pack_file, processes_for
+
+    pack, wanted = _zero_pack_wanted(stream)
+    assert processes_for(Limits(max_import_processes=1), 10_000) == 1
+    assert processes_for(Limits(), 10) == 1, "a small pack is not worth a fork"
+    store = ObjectStore(str(tmp_path / "objects"))
+    result = import_pack_file(store, pack, 1 << 30, wanted, lambda h, cap: None, processes=2)
+    assert result.rejected == [] and result.objects == len(wanted)
+    assert all(store.has(h) for h in wanted)
+    assert store.fresh >= set(wanted)
+
+
+def test_pack_import_failure_in_any_process_is_reported(stream: ck.Stream, tmp_path: Path) -> None:
+    """A write failure while importing (here: a store shard that is a file) fails the import with
+    the client's I/O error, whichever process met it, and leaves no process behind."""
+    from swupd.format.errors import TreeIOError
+    from swupd.store.objects import ObjectStore
+    from swupd.store.parallel import import_pack_file
+
+    pack, wanted = _zero_pack_wanted(stream)
+    with open(pack, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        order = [m.name.split("/")[1].split(".")[0] for m in tar.getmembers() if m.isreg()]
+    for share in (0, 1):
+        # Break the store for objects of one share only: the parent's (0) or the child's (1).
+        mine = {d[:2] for i, d in enumerate(order) if i % 2 == share}
+        theirs = {d[:2] for i, d in enumerate(order) if i % 2 != share}
+        store = ObjectStore(str(tmp_path / f"objects{share}"))
+        for prefix in sorted(mine - theirs)[:3]:
+            Path(store.dir, prefix).write_bytes(b"not a directory")
+        with pytest.raises(TreeIOError):
+            import_pack_file(store, pack, 1 << 30, wanted, lambda h, cap: None, processes=2)
+        with pytest.raises(ChildProcessError):
+            os.waitpid(-1, os.WNOHANG)

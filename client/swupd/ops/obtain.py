@@ -20,8 +20,9 @@ from swupd.format.manifest import Entry, Manifest
 
 from .. import faults
 from ..apply.tree import read_at_most
-from ..store.importer import fullfile_cap, import_fullfile, import_pack
+from ..store.importer import fullfile_cap, import_fullfile
 from ..store.objects import ObjectStore
+from ..store.parallel import import_pack_file
 from .session import Session
 
 _PACK_MEMBER_OVERHEAD = 4096
@@ -156,8 +157,7 @@ def _fetch_import(sess, store, chosen, mine, source_of, download, rep) -> bool:
     rep.bytes += size
     rep.packs.append(rel)
     try:
-        with open(dest, "rb") as f:
-            result = import_pack(store, f, cap * 4, mine, source_of, sess.s.limits)
+        result = import_pack_file(store, dest, cap * 4, mine, source_of, sess.s.limits)
     finally:
         os.unlink(dest)
     rep.from_packs += result.objects + result.deltas

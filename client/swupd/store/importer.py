@@ -28,7 +28,7 @@ from swupd.format.manifest import Entry, Type
 from .objects import ObjectStore
 
 _STAGED = re.compile(r"staged/([0-9a-f]{64})\.tar\Z")
-_DELTA = re.compile(r"delta/([0-9a-f]{64})-([0-9a-f]{64})\Z")
+_DELTA = re.compile(r"delta/([0-9a-f]{64})/([0-9a-f]{64})\Z")
 _TYPES = {Type.FILE: tarfile.REGTYPE, Type.DIRECTORY: tarfile.DIRTYPE, Type.SYMLINK: tarfile.SYMTYPE}
 
 
@@ -97,20 +97,26 @@ def import_pack(
     wanted: dict[str, Entry],
     source_of: Callable[[str, int], bytes | None],
     limits: Limits = LIMITS,
+    share: tuple[int, int] = (0, 1),
 ) -> PackResult:
     """Store every wanted object a pack provides; `source_of(hash, cap)` returns the bytes of a
     local object with that hash (for deltas) or None. A bad member is skipped and reported, so
     what it should have provided is fetched as a fullfile afterwards.
 
-    One thread does it all: the work per member is short and mostly interpreted, so worker
-    threads only contend for the interpreter lock (measured slower, 2.0 s against 1.6 s for a
-    1,480-object update on two cores)."""
+    With `share` (k, n), only every n-th file member from the k-th is looked at, so n processes
+    can split a pack (see store/parallel.py); threads would not help, since the work per member
+    is short and mostly interpreted and they would only contend for the interpreter lock."""
     out = PackResult()
+    mine, every = share
+    index = -1
     stream = compression.open_decompressed(src, cap)
     try:
         with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
             for info in tar:
                 if not info.isreg():
+                    continue
+                index += 1
+                if index % every != mine:
                     continue
                 name = info.name
                 try:

@@ -67,7 +67,10 @@ class ObjectStore:
 
     def add(self, digest: str, meta: Meta, content: BinaryIO | bytes | None) -> None:
         """Store an object from its metadata and content, if and only if it hashes to `digest`."""
-        tmp = self._tmp(digest)
+        try:
+            tmp = self._tmp(digest)
+        except OSError as e:
+            raise _io(e, f"storing object {digest[:16]}…") from None
         try:
             if stat.S_ISLNK(meta.mode):
                 os.symlink(meta.linkname, tmp)

@@ -1,0 +1,134 @@
+"""Importing one pack in several processes.
+
+The work per pack member (applying a delta, hashing, writing the object) is short and mostly
+interpreted Python, so threads only contend for the interpreter lock; processes do not. Each
+process reads the whole pack (decompressing it and parsing its headers costs little beside the
+members' own work) and imports every n-th member. A child only ever adds verified objects to the
+store, like the parent, and reports what it did through a pipe; a child that fails leaves its
+share missing, which the caller then fetches as fullfiles, as after any bad member.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from collections.abc import Callable
+
+from swupd.format import errors
+from swupd.format.errors import SwupdError
+from swupd.format.limits import LIMITS, Limits
+from swupd.format.manifest import Entry
+
+from .importer import PackResult, import_pack
+from .objects import ObjectStore
+
+# Below this many wanted objects a pack is imported in one process: forking costs more.
+_MIN_OBJECTS_TO_SPLIT = 64
+
+
+def processes_for(limits: Limits, objects: int) -> int:
+    """How many processes import a pack offering `objects` wanted objects on this machine."""
+    if objects < _MIN_OBJECTS_TO_SPLIT or not hasattr(os, "fork"):
+        return 1
+    return max(1, min(limits.max_import_processes, len(os.sched_getaffinity(0))))
+
+
+def import_pack_file(
+    store: ObjectStore,
+    path: str,
+    cap: int,
+    wanted: dict[str, Entry],
+    source_of: Callable[[str, int], bytes | None],
+    limits: Limits = LIMITS,
+    processes: int | None = None,
+) -> PackResult:
+    """`import_pack` over the pack file at `path`, split over `processes` processes (by
+    default `processes_for` this pack)."""
+    n = processes or processes_for(limits, len(wanted))
+    children: list[tuple[int, int]] = []
+    if n > 1:
+        # Objects alive now are left out of garbage collection in both processes, so neither
+        # walks (and so copies) the pages the fork shares.
+        gc.freeze()
+    try:
+        for k in range(1, n):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (runs in the child, which never returns)
+                os.close(r)
+                _child(w, store, path, cap, wanted, source_of, limits, (k, n))
+            os.close(w)
+            children.append((pid, r))
+        with open(path, "rb") as f:
+            result = import_pack(store, f, cap, wanted, source_of, limits, (0, n))
+    finally:
+        reports = [_collect(pid, r) for pid, r in children]
+        gc.unfreeze()
+    for report in reports:
+        _merge(result, store, report)
+    return result
+
+
+def _child(
+    w: int,
+    store: ObjectStore,
+    path: str,
+    cap: int,
+    wanted: dict[str, Entry],
+    source_of: Callable[[str, int], bytes | None],
+    limits: Limits,
+    share: tuple[int, int],
+) -> None:
+    """Import one share and write a JSON report to `w`; never returns."""
+    status = 0
+    try:
+        before = set(store.fresh)
+        try:
+            with open(path, "rb") as f:
+                got = import_pack(store, f, cap, wanted, source_of, limits, share)
+            report = {
+                "objects": got.objects,
+                "deltas": got.deltas,
+                "rejected": got.rejected,
+                "fresh": sorted(store.fresh - before),
+            }
+        except SwupdError as e:
+            report = {"error": type(e).__name__, "message": str(e)}
+        except OSError as e:
+            report = {"error": "TreeIOError", "message": f"importing a pack: {e.strerror}"}
+        with os.fdopen(w, "wb") as out:
+            out.write(json.dumps(report).encode())
+    except BaseException:
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _collect(pid: int, r: int) -> dict | None:
+    """A child's report, once it has exited; None if it died without one."""
+    chunks = []
+    with os.fdopen(r, "rb") as f:
+        while chunk := f.read(1 << 16):
+            chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    try:
+        report = json.loads(b"".join(chunks))
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) and os.waitstatus_to_exitcode(status) == 0 else None
+
+
+def _merge(result: PackResult, store: ObjectStore, report: dict | None) -> None:
+    if report is None:
+        result.rejected.append("a pack import process died; its objects are fetched as fullfiles")
+        return
+    if "error" in report:
+        cls = getattr(errors, str(report["error"]), None)
+        if not (isinstance(cls, type) and issubclass(cls, SwupdError)):
+            cls = SwupdError
+        raise cls(str(report.get("message", "pack import failed")))
+    result.objects += int(report["objects"])
+    result.deltas += int(report["deltas"])
+    result.rejected += [str(x) for x in report["rejected"]]
+    store.fresh.update(str(x) for x in report["fresh"])
