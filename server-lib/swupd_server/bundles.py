@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from swupd.format.errors import UsageError
-from swupd.format.paths import is_bundle_name, parents
+from swupd.format.paths import is_bundle_name
 
 OS_CORE = "os-core"
 MARKER_DIR = "/usr/share/clear/bundles"
@@ -141,28 +141,42 @@ def closure(bundles: dict[str, Bundle], name: str) -> list[str]:
 
 def assign(bundles: dict[str, Bundle], paths: Iterable[str]) -> dict[str, set[str]]:
     """The set of paths each bundle claims (with parents); unclaimed paths go to os-core."""
-    # Literal paths (the common case for lists made from package contents) are set lookups.
+    # Literal paths (the common case for lists made from package contents) are set lookups;
+    # a bundle's globs are one alternation, matched once per path.
     literal: dict[str, set[str]] = {}
-    regexes: dict[str, list[re.Pattern[str]]] = {}
+    globs: dict[str, list[str]] = {}
     for n, b in bundles.items():
         for p in b.patterns:
             p = p.rstrip("/") or "/"
             if any(c in p for c in "*?["):
-                regexes.setdefault(n, []).append(_glob_regex(p))
+                globs.setdefault(n, []).append(_glob_regex(p).pattern)
             else:
                 literal.setdefault(p, set()).add(n)
+    regexes = [(n, re.compile("|".join(f"(?:{rx})" for rx in rxs))) for n, rxs in globs.items()]
     claimed: dict[str, set[str]] = {n: set() for n in bundles}
     for path in paths:
-        owners = set()
-        for candidate in [path, *parents(path)]:
-            owners |= literal.get(candidate, set())
-        owners.update(n for n, rxs in regexes.items() if any(rx.fullmatch(path) for rx in rxs))
-        for owner in owners or {OS_CORE}:
+        owners: set[str] = set()
+        if literal:
+            candidate = path
+            while candidate:
+                owners |= literal.get(candidate, _NONE)
+                candidate = candidate.rpartition("/")[0]
+        for n, rx in regexes:
+            if rx.fullmatch(path):
+                owners.add(n)
+        for owner in owners or (OS_CORE,):
             claimed[owner].add(path)
     for members in claimed.values():
         for path in list(members):
-            members.update(parents(path))
+            parent = path.rpartition("/")[0]
+            # Stops at the first parent already claimed: its own parents were added with it.
+            while parent and parent not in members:
+                members.add(parent)
+                parent = parent.rpartition("/")[0]
     return claimed
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def marker(name: str) -> str:
