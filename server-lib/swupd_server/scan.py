@@ -39,7 +39,8 @@ class Item:
     data: bytes | None = None
     xattrs: dict[str, bytes] = field(default_factory=dict)
     hash: str = ""
-    stamp: tuple[int, ...] = ()
+    # Inode, size, times, mode and owner as one string: the scan cache compares it whole.
+    stamp: str = ""
 
     @property
     def type(self) -> Type:
@@ -60,6 +61,11 @@ class Item:
 
     def meta(self, clamp: int) -> Meta:
         return Meta(self.mode, self.uid, self.gid, min(self.mtime, clamp), self.size, self.linkname, self.xattrs)
+
+
+def _stamp(st: os.stat_result) -> str:
+    fields = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid)
+    return " ".join(map(str, fields))
 
 
 def _walk(root: str) -> tuple[list[Item], list[str]]:
@@ -84,7 +90,7 @@ def _walk(root: str) -> tuple[list[Item], list[str]]:
             except FormatError as e:
                 raise BuildError(f"unusable path in rootfs: {e}") from None
             item = Item(path, mode, st.st_uid, st.st_gid, st.st_size, int(st.st_mtime), source=de.path)
-            item.stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode, st.st_uid, st.st_gid)
+            item.stamp = _stamp(st)
             if stat.S_ISLNK(mode):
                 item.linkname = os.fsdecode(os.readlink(de.path))
                 item.size = 0
@@ -116,7 +122,13 @@ def rehash(item: Item) -> None:
 
 
 def _save_stamps(path: str | None, items: list[Item]) -> None:
-    data = {i.path: [*i.stamp, i.hash, {k: v.hex() for k, v in i.xattrs.items()}] for i in items if i.stamp}
+    # Strings, not lists of numbers: the cache is read on every build, and JSON strings parse
+    # several times faster.
+    data = {
+        i.path: [i.stamp, i.hash, {k: v.hex() for k, v in i.xattrs.items()}] if i.xattrs else [i.stamp, i.hash]
+        for i in items
+        if i.stamp
+    }
     jsoncache.save(path, data)
 
 
@@ -136,9 +148,9 @@ def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]
     todo = []
     for item in items:
         rec = known.get(item.path)
-        if rec and len(rec) == 10 and tuple(rec[:8]) == item.stamp:
-            item.hash = rec[8]
-            item.xattrs = {k: bytes.fromhex(v) for k, v in rec[9].items()}
+        if isinstance(rec, list) and 2 <= len(rec) <= 3 and rec[0] == item.stamp:
+            item.hash = rec[1]
+            item.xattrs = {k: bytes.fromhex(v) for k, v in rec[2].items()} if len(rec) == 3 else {}
         else:
             todo.append(item)
     _hash_items(todo, jobs)
