@@ -164,6 +164,7 @@ def _import_member(
         return False
     f = tar.extractfile(info)
     blob = f.read() if f else b""
-    held, old = [old], None
+    held = [old]
+    del old
     _import_delta(store, held, blob, entry, limits)
     return True
