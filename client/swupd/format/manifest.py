@@ -187,15 +187,16 @@ def _entries(body: str, count: int, first_lineno: int, is_mom: bool, limits: Lim
     """Every entry of a manifest body, with the checks of `_entry`. Bundle manifests take a
     fast path (one regular expression over the body, then the checks it cannot make), since a
     device parses the old and new ones of every installed bundle on each update."""
-    found = [] if is_mom else _LINE.findall(body)
-    if len(found) != count:
-        return [_entry(line, i, is_mom, limits) for i, line in enumerate(_lines(body), start=first_lineno)]
     out: list[Entry] = []
+    if is_mom or not count:
+        return [_entry(line, i, is_mom, limits) for i, line in enumerate(_lines(body), start=first_lineno)]
     append, flags_of, intern = out.append, _FLAGS.get, sys.intern
     max_version, max_size = limits.max_version, limits.max_file_bytes
     # A UTF-8 character takes at most 4 bytes: text this short cannot break a length rule.
     short_path, short_name = limits.max_path_bytes // 4, limits.max_name_bytes // 4
-    for flags, digest, version, size, path in found:
+    # Match by match, so no list of every line's text is held beside the entries.
+    for m in _LINE.finditer(body):
+        flags, digest, version, size, path = m.groups()
         kind = flags_of((flags, False))
         v, n = int(version), int(size)
         probe = path + "/"
@@ -208,9 +209,11 @@ def _entries(body: str, count: int, first_lineno: int, is_mom: bool, limits: Lim
             or (len(path) > short_name and (len(path) > short_path or max(map(len, path.split("/"))) > short_name))
         ):
             line = "\t".join((flags, digest, version, size, path))
-            append(_entry(line, first_lineno + len(out), is_mom, limits))
+            append(_entry(line, first_lineno + body.count("\n", 0, m.start()), is_mom, limits))
         else:
             append(Entry(intern(path), kind[0], intern(digest), v, n, kind[1]))
+    if len(out) != count:  # some line did not match: the per-line parser names it
+        return [_entry(line, i, is_mom, limits) for i, line in enumerate(_lines(body), start=first_lineno)]
     return out
 
 
