@@ -233,6 +233,26 @@ def test_pack_import_split_over_processes(stream: ck.Stream, tmp_path: Path) -> 
     assert store.fresh >= set(wanted)
 
 
+def test_several_packs_imported_by_one_set_of_processes(stream: ck.Stream, tmp_path: Path) -> None:
+    """One fork serves every pack of an update: each process takes its share of each pack in
+    turn, and every pack's result counts what all processes took from that pack."""
+    from swupd.store.objects import ObjectStore
+    from swupd.store.parallel import PackJob, import_pack_files
+
+    pack, wanted = _zero_pack_wanted(stream)
+    digests = sorted(wanted)
+    first = {h: wanted[h] for h in digests[::3]}
+    second = {h: wanted[h] for h in digests if h not in first}
+    copy = tmp_path / "second.tar"
+    copy.write_bytes(Path(pack).read_bytes())
+    store = ObjectStore(str(tmp_path / "objects"))
+    jobs = [PackJob(pack, 1 << 30, first), PackJob(str(copy), 1 << 30, second)]
+    results = import_pack_files(store, jobs, lambda h, cap: None, processes=2)
+    assert [r.objects for r in results] == [len(first), len(second)]
+    assert all(r.rejected == [] for r in results)
+    assert all(store.has(h) for h in wanted) and store.fresh >= set(wanted)
+
+
 def test_pack_import_failure_in_any_process_is_reported(stream: ck.Stream, tmp_path: Path) -> None:
     """A write failure while importing (here: a store shard that is a file) fails the import with
     the client's I/O error, whichever process met it, and leaves no process behind."""

@@ -10,7 +10,7 @@ Actions:
   ["rm", path, keep_hash]   remove a file, link or empty directory (a non-empty directory is
                             moved aside); skipped if the object already hashes to keep_hash
   ["mkdir", path, meta]     make a directory with this metadata (replacing a non-directory)
-  ["mv", staged, path]      rename a staged object into place; done if `staged` is gone
+  ["mv", object, path]      rename a stored or staged object into place; done if it is gone
   ["record", {...}]         write the state directory's version records
 """
 

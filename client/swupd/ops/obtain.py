@@ -22,7 +22,7 @@ from .. import faults
 from ..apply.tree import read_at_most
 from ..store.importer import fullfile_cap, import_fullfile
 from ..store.objects import ObjectStore
-from ..store.parallel import import_pack_file
+from ..store.parallel import PackJob, import_pack_files
 from .session import Session
 
 _PACK_MEMBER_OVERHEAD = 4096
@@ -115,56 +115,84 @@ def obtain(
             del missing[digest]
     download = sess.state.sub("download")
     source_of = _source_reader(store, sess, local)
+    # Each wanted object is asked of the first bundle that has it, so no two packs import it.
+    plans: list[tuple[PackSource, dict[str, Entry]]] = []
+    claimed: set[str] = set()
     for src in sources:
-        mine = {h: e for h, e in src.entries.items() if h in missing}
-        if not mine:
-            continue
-        version = src.version
-        chosen = None
+        mine = {h: e for h, e in src.entries.items() if h in missing and h not in claimed}
+        if mine:
+            claimed.update(mine)
+            plans.append((src, mine))
+    # Every delta pack is downloaded, then all are imported together (one set of processes).
+    fetched, fallback = [], []
+    for src, mine in plans:
+        got = None
         if src.from_version:
-            rel = layout.pack(version, src.bundle, src.from_version)
+            rel = layout.pack(src.version, src.bundle, src.from_version)
             cap = sum(fullfile_cap(e.size) + _PACK_MEMBER_OVERHEAD for e in mine.values()) + _SLACK
-            chosen = (rel, cap)
-        if chosen is None or not _fetch_import(sess, store, chosen, mine, source_of, download, rep):
-            if len(mine) < 8:
-                continue
-            rel = layout.pack(version, src.bundle, 0)
-            zsize = sess.exists(rel)
-            estimate = sum(e.size // 2 + 1024 for e in mine.values())
-            if zsize is None or zsize > estimate:
-                continue
-            _fetch_import(sess, store, (rel, src.zero_cap), mine, source_of, download, rep)
-        for h in [h for h in missing if store.has(h)]:
-            del missing[h]
+            got = _fetch(sess, rel, cap, mine, download, rep)
+        if got:
+            fetched.append(got)
+        else:
+            fallback.append((src, mine))
+    _import(sess, store, fetched, source_of, rep)
+    _forget_stored(store, missing)
+    # A zero pack where no delta pack could be had, when it is smaller than the fullfiles;
+    # one at a time, since a whole bundle's pack can be large beside a small disk.
+    for src, mine in fallback:
+        mine = {h: e for h, e in mine.items() if h in missing}
+        if len(mine) < 8:
+            continue
+        rel = layout.pack(src.version, src.bundle, 0)
+        zsize = sess.exists(rel)
+        estimate = sum(e.size // 2 + 1024 for e in mine.values())
+        if zsize is None or zsize > estimate:
+            continue
+        if got := _fetch(sess, rel, src.zero_cap, mine, download, rep):
+            _import(sess, store, [got], source_of, rep)
+            _forget_stored(store, missing)
     if missing:
         _fullfiles(sess, store, missing, download, rep)
     faults.check("downloaded")
     return rep
 
 
-def _fetch_import(sess, store, chosen, mine, source_of, download, rep) -> bool:
-    rel, cap = chosen
+def _forget_stored(store: ObjectStore, missing: dict[str, Entry]) -> None:
+    for h in [h for h in missing if store.has(h)]:
+        del missing[h]
+
+
+def _fetch(sess, rel, cap, mine, download, rep) -> tuple[str, PackJob] | None:
+    """Download one pack; None if the server has none or it cannot be used."""
     dest = os.path.join(download, rel.replace("/", "_"))
     try:
         size = sess.fetcher.fetch_file(f"{sess.s.contenturl}/{rel}", dest, cap, _progress(sess, "Downloading pack"))
     except NotFoundError:
-        return False
+        return None
     except (DiskFullError, TreeIOError):
         raise
     except SwupdError as e:
         sess.out.warning(f"pack {rel} unusable ({e}); using fullfiles")
-        return False
+        return None
     rep.bytes += size
     rep.packs.append(rel)
+    return rel, PackJob(dest, cap * 4, mine)
+
+
+def _import(sess, store, fetched: list[tuple[str, PackJob]], source_of, rep) -> None:
+    if not fetched:
+        return
     try:
-        result = import_pack_file(store, dest, cap * 4, mine, source_of, sess.s.limits)
+        results = import_pack_files(store, [job for _, job in fetched], source_of, sess.s.limits)
     finally:
-        os.unlink(dest)
-    rep.from_packs += result.objects + result.deltas
-    rep.rejected += result.rejected
-    for msg in result.rejected:
-        sess.out.warning(f"{rel}: {msg}")
-    return True
+        for _, job in fetched:
+            if os.path.exists(job.path):
+                os.unlink(job.path)
+    for (rel, _), result in zip(fetched, results, strict=True):
+        rep.from_packs += result.objects + result.deltas
+        rep.rejected += result.rejected
+        for msg in result.rejected:
+            sess.out.warning(f"{rel}: {msg}")
 
 
 def _fullfiles(sess: Session, store: ObjectStore, missing: dict[str, Entry], download: str, rep: ObtainReport) -> None:

@@ -1,8 +1,8 @@
 """Carrying out a planned change: obtain, stage, journal, apply, record, run hooks.
 
 Until the journal is written the live tree is untouched: objects are verified into the
-store, then moved (or, when one object serves several paths, copied) into a staging directory,
-and one file system sync makes them durable. Writing the journal is the commit point; from
+store (when one object serves several paths, copies are staged beside it), and one file system
+sync makes them durable. Writing the journal is the commit point; from
 there the actions are replayed until they complete, by this run or, after a crash, by the next
 one (see apply/journal.py), and a second sync precedes dropping the journal. A run killed
 before its journal leaves staged objects that the next run returns to the store.
@@ -45,8 +45,9 @@ class TxReport:
 
 
 def _stage(sess: Session, store: ObjectStore, change: Change, stage_dir: str) -> list[list[Any]]:
-    """Put every object into staging (moved out of the store on its last use, copied before);
-    return the journal's install actions."""
+    """Make sure of every object and return the journal's install actions: the last use of an
+    object is moved into place straight from the store, each earlier use from a copy staged
+    beside it (the store and the stage share the state directory's file system)."""
     mkdirs, moves = [], []
     uses = Counter(e.hash for e in change.install if e.type != Type.DIRECTORY)
     for e in sorted(change.install, key=lambda e: (e.path.count("/"), e.path)):
@@ -55,8 +56,12 @@ def _stage(sess: Session, store: ObjectStore, change: Change, stage_dir: str) ->
             mkdirs.append(["mkdir", e.path, jn.meta_to_json(store.meta(e.hash))])
             continue
         uses[e.hash] -= 1
-        dest = os.path.join(stage_dir, e.hash if not uses[e.hash] else f"{e.hash}.{uses[e.hash]}")
-        staged = store.move_out(e.hash, dest) if not uses[e.hash] else store.copy_out(e.hash, dest)
+        if uses[e.hash]:
+            dest = os.path.join(stage_dir, f"{e.hash}.{uses[e.hash]}")
+            staged = store.copy_out(e.hash, dest)
+        else:
+            dest = store.path(e.hash)
+            staged = store.sound(e.hash)
         if not staged:
             raise HashMismatchError(f"cached object for {e.path} is corrupt; run the command again")
         moves.append(["mv", dest, e.path])
@@ -90,16 +95,20 @@ def _check_space(sess: Session, change: Change, stage_dir: str) -> None:
     stage_dev = os.stat(stage_dir).st_dev
     need: dict[int, int] = {}
     where: dict[int, str] = {}
+    dev_of: dict[str, int] = {}
     for e in change.install:
         if e.type == Type.DIRECTORY:
             continue
-        parent = sess.tree.host_path(os.path.dirname(e.path))
-        while not os.path.isdir(parent) and parent != sess.s.root:
-            parent = os.path.dirname(parent)
-        dev = os.stat(parent).st_dev
+        parent = os.path.dirname(e.path)
+        dev = dev_of.get(parent)
+        if dev is None:
+            host = sess.tree.host_path(parent)
+            while not os.path.isdir(host) and host != sess.s.root:
+                host = os.path.dirname(host)
+            dev = dev_of[parent] = os.stat(host).st_dev
+            where.setdefault(dev, host)
         if dev != stage_dev:
             need[dev] = need.get(dev, 0) + e.size + 4096
-            where[dev] = parent
     for dev, size in need.items():
         st = os.statvfs(where[dev])
         free = st.f_bavail * st.f_frsize

@@ -1,4 +1,4 @@
-"""Importing one pack in several processes.
+"""Importing packs in several processes.
 
 The work per pack member (applying a delta, hashing, writing the object) is short and mostly
 interpreted Python, so threads only contend for the interpreter lock; processes do not. Each
@@ -14,6 +14,7 @@ import gc
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from swupd.format import errors
 from swupd.format.errors import SwupdError
@@ -34,6 +35,15 @@ def processes_for(limits: Limits, objects: int) -> int:
     return max(1, min(limits.max_import_processes, len(os.sched_getaffinity(0))))
 
 
+@dataclass
+class PackJob:
+    """One downloaded pack to import: its file, decompression cap and the objects wanted from it."""
+
+    path: str
+    cap: int
+    wanted: dict[str, Entry]
+
+
 def import_pack_file(
     store: ObjectStore,
     path: str,
@@ -45,7 +55,19 @@ def import_pack_file(
 ) -> PackResult:
     """`import_pack` over the pack file at `path`, split over `processes` processes (by
     default `processes_for` this pack)."""
-    n = processes or processes_for(limits, len(wanted))
+    return import_pack_files(store, [PackJob(path, cap, wanted)], source_of, limits, processes)[0]
+
+
+def import_pack_files(
+    store: ObjectStore,
+    jobs: list[PackJob],
+    source_of: Callable[[str, int], bytes | None],
+    limits: Limits = LIMITS,
+    processes: int | None = None,
+) -> list[PackResult]:
+    """Import several packs with one set of processes, each taking its share of every pack in
+    turn: one fork and one wait for a whole update, not one per bundle."""
+    n = processes or processes_for(limits, sum(len(j.wanted) for j in jobs))
     children: list[tuple[int, int]] = []
     if n > 1:
         # Objects alive now are left out of garbage collection in both processes, so neither
@@ -57,40 +79,48 @@ def import_pack_file(
             pid = os.fork()
             if pid == 0:  # pragma: no cover (runs in the child, which never returns)
                 os.close(r)
-                _child(w, store, path, cap, wanted, source_of, limits, (k, n))
+                _child(w, store, jobs, source_of, limits, (k, n))
             os.close(w)
             children.append((pid, r))
-        with open(path, "rb") as f:
-            result = import_pack(store, f, cap, wanted, source_of, limits, (0, n))
+        results = _import_share(store, jobs, source_of, limits, (0, n))
     finally:
         reports = [_collect(pid, r) for pid, r in children]
         gc.unfreeze()
     for report in reports:
-        _merge(result, store, report)
-    return result
+        _merge(results, store, report)
+    return results
+
+
+def _import_share(
+    store: ObjectStore,
+    jobs: list[PackJob],
+    source_of: Callable[[str, int], bytes | None],
+    limits: Limits,
+    share: tuple[int, int],
+) -> list[PackResult]:
+    results = []
+    for job in jobs:
+        with open(job.path, "rb") as f:
+            results.append(import_pack(store, f, job.cap, job.wanted, source_of, limits, share))
+    return results
 
 
 def _child(
     w: int,
     store: ObjectStore,
-    path: str,
-    cap: int,
-    wanted: dict[str, Entry],
+    jobs: list[PackJob],
     source_of: Callable[[str, int], bytes | None],
     limits: Limits,
     share: tuple[int, int],
 ) -> None:
-    """Import one share and write a JSON report to `w`; never returns."""
+    """Import one share of every pack and write a JSON report to `w`; never returns."""
     status = 0
     try:
         before = set(store.fresh)
         try:
-            with open(path, "rb") as f:
-                got = import_pack(store, f, cap, wanted, source_of, limits, share)
+            got = _import_share(store, jobs, source_of, limits, share)
             report = {
-                "objects": got.objects,
-                "deltas": got.deltas,
-                "rejected": got.rejected,
+                "packs": [{"objects": g.objects, "deltas": g.deltas, "rejected": g.rejected} for g in got],
                 "fresh": sorted(store.fresh - before),
             }
         except SwupdError as e:
@@ -119,16 +149,17 @@ def _collect(pid: int, r: int) -> dict | None:
     return report if isinstance(report, dict) and os.waitstatus_to_exitcode(status) == 0 else None
 
 
-def _merge(result: PackResult, store: ObjectStore, report: dict | None) -> None:
+def _merge(results: list[PackResult], store: ObjectStore, report: dict | None) -> None:
     if report is None:
-        result.rejected.append("a pack import process died; its objects are fetched as fullfiles")
+        results[0].rejected.append("a pack import process died; its objects are fetched as fullfiles")
         return
     if "error" in report:
         cls = getattr(errors, str(report["error"]), None)
         if not (isinstance(cls, type) and issubclass(cls, SwupdError)):
             cls = SwupdError
         raise cls(str(report.get("message", "pack import failed")))
-    result.objects += int(report["objects"])
-    result.deltas += int(report["deltas"])
-    result.rejected += [str(x) for x in report["rejected"]]
+    for result, got in zip(results, report["packs"], strict=True):
+        result.objects += int(got["objects"])
+        result.deltas += int(got["deltas"])
+        result.rejected += [str(x) for x in got["rejected"]]
     store.fresh.update(str(x) for x in report["fresh"])
