@@ -4,6 +4,7 @@ either succeeds from fullfiles or fails cleanly with the tree untouched."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -254,25 +255,66 @@ def test_several_packs_imported_by_one_set_of_processes(stream: ck.Stream, tmp_p
 
 
 def test_pack_import_failure_in_any_process_is_reported(stream: ck.Stream, tmp_path: Path) -> None:
-    """A write failure while importing (here: a store shard that is a file) fails the import with
-    the client's I/O error, whichever process met it, and leaves no process behind."""
+    """A write failure while importing (here: store shards that are files) fails the import with
+    the client's I/O error, and leaves no process behind."""
     from swupd.format.errors import TreeIOError
     from swupd.store.objects import ObjectStore
     from swupd.store.parallel import import_pack_file
 
     pack, wanted = _zero_pack_wanted(stream)
-    with open(pack, "rb") as f:
-        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-        order = [m.name.split("/")[1].split(".")[0] for m in tar.getmembers() if m.isreg()]
-    for share in (0, 1):
-        # Break the store for objects of one share only: the parent's (0) or the child's (1).
-        mine = {d[:2] for i, d in enumerate(order) if i % 2 == share}
-        theirs = {d[:2] for i, d in enumerate(order) if i % 2 != share}
-        store = ObjectStore(str(tmp_path / f"objects{share}"))
-        for prefix in sorted(mine - theirs)[:3]:
-            Path(store.dir, prefix).write_bytes(b"not a directory")
-        with pytest.raises(TreeIOError):
-            import_pack_file(store, pack, 1 << 30, wanted, lambda h, cap: None, processes=2)
-        with pytest.raises(ChildProcessError):
-            os.waitpid(-1, os.WNOHANG)
+    store = ObjectStore(str(tmp_path / "objects"))
+    for prefix in {h[:2] for h in wanted}:
+        Path(store.dir, prefix).write_bytes(b"not a directory")
+    with pytest.raises(TreeIOError):
+        import_pack_file(store, pack, 1 << 30, wanted, lambda h, cap: None, processes=2)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_pack_import_failure_in_a_child_keeps_its_class(stream: ck.Stream, tmp_path: Path) -> None:
+    """A child that meets the failure (here it takes every member) reports it, and the parent
+    raises the same error class: a full disk in a child stays a full disk."""
+    from swupd.format.errors import TreeIOError
+    from swupd.store import parallel
+    from swupd.store.objects import ObjectStore
+
+    pack, wanted = _zero_pack_wanted(stream)
+    store = ObjectStore(str(tmp_path / "objects"))
+    for prefix in {h[:2] for h in wanted}:
+        Path(store.dir, prefix).write_bytes(b"not a directory")
+    jobs = [parallel.PackJob(pack, 1 << 30, wanted)]
+    with parallel._Frontier(1) as frontier:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child never returns)
+            os.close(r)
+            parallel._child(w, store, jobs, lambda h, cap: None, parallel.LIMITS, frontier)
+        os.close(w)
+        report = parallel._collect(pid, r)
+    assert report is not None and report["error"] == "TreeIOError"
+    with pytest.raises(TreeIOError):
+        parallel._merge([parallel.PackResult()], store, report)
+
+
+def test_pack_members_are_taken_once_whoever_reaches_them(tmp_path: Path) -> None:
+    """The frontier hands each member to exactly one process, whatever order they arrive in."""
+    from swupd.store import parallel
+
+    with parallel._Frontier(2) as frontier:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover
+            os.close(r)
+            taken = [i for i in range(5000) if frontier(i)]
+            frontier.pack = 1
+            taken += [10_000 + i for i in range(300) if frontier(i)]
+            os.write(w, json.dumps(taken).encode())
+            os._exit(0)
+        os.close(w)
+        mine = [i for i in range(5000) if frontier(i)]
+        frontier.pack = 1
+        mine += [10_000 + i for i in range(300) if frontier(i)]
+        with os.fdopen(r, "rb") as f:
+            theirs = json.loads(f.read())
+        os.waitpid(pid, 0)
+    assert sorted(mine + theirs) == list(range(5000)) + [10_000 + i for i in range(300)]

@@ -97,17 +97,17 @@ def import_pack(
     wanted: dict[str, Entry],
     source_of: Callable[[str, int], bytes | None],
     limits: Limits = LIMITS,
-    share: tuple[int, int] = (0, 1),
+    claim: Callable[[int], bool] | None = None,
 ) -> PackResult:
     """Store every wanted object a pack provides; `source_of(hash, cap)` returns the bytes of a
     local object with that hash (for deltas) or None. A bad member is skipped and reported, so
     what it should have provided is fetched as a fullfile afterwards.
 
-    With `share` (k, n), only every n-th file member from the k-th is looked at, so n processes
-    can split a pack (see store/parallel.py); threads would not help, since the work per member
-    is short and mostly interpreted and they would only contend for the interpreter lock."""
+    With `claim`, a file member (counted from 0) is looked at only if `claim(index)` is true,
+    so several processes can split a pack (see store/parallel.py); threads would not help,
+    since the work per member is short and mostly interpreted and they would only contend for
+    the interpreter lock."""
     out = PackResult()
-    mine, every = share
     index = -1
     stream = compression.open_decompressed(src, cap)
     try:
@@ -116,7 +116,7 @@ def import_pack(
                 if not info.isreg():
                     continue
                 index += 1
-                if index % every != mine:
+                if claim is not None and not claim(index):
                     continue
                 name = info.name
                 try:

@@ -3,16 +3,21 @@
 The work per pack member (applying a delta, hashing, writing the object) is short and mostly
 interpreted Python, so threads only contend for the interpreter lock; processes do not. Each
 process reads the whole pack (decompressing it and parsing its headers costs little beside the
-members' own work) and imports every n-th member. A child only ever adds verified objects to the
-store, like the parent, and reports what it did through a pipe; a child that fails leaves its
-share missing, which the caller then fetches as fullfiles, as after any bad member.
+members' own work) and imports the members it claims: whoever reaches a member first takes it
+(see `_Frontier`), so a process held up by one large delta does not leave the others idle at
+the end. A child only ever adds verified objects to the store, like the parent, and reports
+what it did through a pipe; a child that fails leaves its members missing, which the caller
+then fetches as fullfiles, as after any bad member.
 """
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import json
+import mmap
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,43 +70,83 @@ def import_pack_files(
     limits: Limits = LIMITS,
     processes: int | None = None,
 ) -> list[PackResult]:
-    """Import several packs with one set of processes, each taking its share of every pack in
-    turn: one fork and one wait for a whole update, not one per bundle."""
+    """Import several packs with one set of processes, all working through each pack in turn:
+    one fork and one wait for a whole update, not one per bundle."""
     n = processes or processes_for(limits, sum(len(j.wanted) for j in jobs))
+    if n == 1:
+        return _import_all(store, jobs, source_of, limits, None)
     children: list[tuple[int, int]] = []
-    if n > 1:
-        # Objects alive now are left out of garbage collection in both processes, so neither
-        # walks (and so copies) the pages the fork shares.
-        gc.freeze()
-    try:
-        for k in range(1, n):
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover (runs in the child, which never returns)
-                os.close(r)
-                _child(w, store, jobs, source_of, limits, (k, n))
-            os.close(w)
-            children.append((pid, r))
-        results = _import_share(store, jobs, source_of, limits, (0, n))
-    finally:
-        reports = [_collect(pid, r) for pid, r in children]
-        gc.unfreeze()
+    # Objects alive now are left out of garbage collection in both processes, so neither
+    # walks (and so copies) the pages the fork shares.
+    gc.freeze()
+    with _Frontier(len(jobs)) as frontier:
+        try:
+            for _ in range(1, n):
+                r, w = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover (runs in the child, which never returns)
+                    os.close(r)
+                    _child(w, store, jobs, source_of, limits, frontier)
+                os.close(w)
+                children.append((pid, r))
+            results = _import_all(store, jobs, source_of, limits, frontier)
+        finally:
+            reports = [_collect(pid, r) for pid, r in children]
+            gc.unfreeze()
     for report in reports:
         _merge(results, store, report)
     return results
 
 
-def _import_share(
+class _Frontier:
+    """Which pack members are taken: per pack, the index of the first member nobody has taken,
+    in memory shared by the processes, changed under a POSIX record lock (released by the
+    kernel if its holder dies, so a killed child cannot stall the others). A process takes a
+    member only if it reaches it before anyone else, so members are never imported twice."""
+
+    _SLOT = struct.Struct("<q")
+
+    def __init__(self, packs: int) -> None:
+        self.fd = os.memfd_create("swupd-pack-frontier")
+        os.ftruncate(self.fd, self._SLOT.size * packs)
+        self.mem = mmap.mmap(self.fd, self._SLOT.size * packs)
+        self.pack = 0
+
+    def __enter__(self) -> _Frontier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.mem.close()
+        os.close(self.fd)
+
+    def __call__(self, index: int) -> bool:
+        at = self.pack * self._SLOT.size
+        # The frontier only moves forward: if it is already past, no lock is needed to know.
+        if self._SLOT.unpack_from(self.mem, at)[0] > index:
+            return False
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+        try:
+            if self._SLOT.unpack_from(self.mem, at)[0] > index:
+                return False
+            self._SLOT.pack_into(self.mem, at, index + 1)
+            return True
+        finally:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+
+
+def _import_all(
     store: ObjectStore,
     jobs: list[PackJob],
     source_of: Callable[[str, int], bytes | None],
     limits: Limits,
-    share: tuple[int, int],
+    frontier: _Frontier | None,
 ) -> list[PackResult]:
     results = []
-    for job in jobs:
+    for i, job in enumerate(jobs):
+        if frontier is not None:
+            frontier.pack = i
         with open(job.path, "rb") as f:
-            results.append(import_pack(store, f, job.cap, job.wanted, source_of, limits, share))
+            results.append(import_pack(store, f, job.cap, job.wanted, source_of, limits, frontier))
     return results
 
 
@@ -111,14 +156,15 @@ def _child(
     jobs: list[PackJob],
     source_of: Callable[[str, int], bytes | None],
     limits: Limits,
-    share: tuple[int, int],
+    frontier: _Frontier,
 ) -> None:
-    """Import one share of every pack and write a JSON report to `w`; never returns."""
+    """Import what this process takes of every pack and write a JSON report to `w`; never
+    returns."""
     status = 0
     try:
         before = set(store.fresh)
         try:
-            got = _import_share(store, jobs, source_of, limits, share)
+            got = _import_all(store, jobs, source_of, limits, frontier)
             report = {
                 "packs": [{"objects": g.objects, "deltas": g.deltas, "rejected": g.rejected} for g in got],
                 "fresh": sorted(store.fresh - before),
