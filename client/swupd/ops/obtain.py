@@ -86,15 +86,16 @@ def _import_local(store: ObjectStore, sess: Session, path: str, entry: Entry) ->
 
 def _source_reader(store: ObjectStore, sess: Session, local: dict[str, str]):
     def source_of(digest: str, cap: int) -> bytes | None:
-        p = store.path(digest)
         try:
             try:
-                st: os.stat_result | None = os.lstat(p)
-            except FileNotFoundError:
-                st = None
-            if st is not None and stat.S_ISREG(st.st_mode) and st.st_size <= cap:
-                with open(p, "rb") as f:
-                    return read_at_most(f, cap + 1)
+                fd = os.open(store.path(digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:  # not stored (or not a file)
+                fd = -1
+            if fd >= 0:
+                with os.fdopen(fd, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if stat.S_ISREG(st.st_mode) and st.st_size <= cap:
+                        return read_at_most(f, cap + 1)
             if digest in local:
                 return sess.tree.read(local[digest], cap + 1)
         except (OSError, SwupdError):

@@ -142,11 +142,13 @@ def _import_member(
     source_of: Callable[[str, int], bytes | None],
     limits: Limits,
 ) -> bool:
-    """Import one pack member if it provides a wanted object not yet stored; True if it did."""
+    """Import one pack member if it provides a wanted object this process has not stored yet;
+    True if it did. (`wanted` holds only objects missing from the store when the import began;
+    another process meeting the same object twice in a pack just replaces it by its equal.)"""
     m = _STAGED.match(info.name)
     if m:
         entry = wanted.get(m[1])
-        if entry is None or store.has(m[1]) or info.size > fullfile_cap(entry.size):
+        if entry is None or m[1] in store.fresh or info.size > fullfile_cap(entry.size):
             return False
         member = tar.extractfile(info)
         import_fullfile(store, member if member is not None else io.BytesIO(), entry, limits)
@@ -155,7 +157,7 @@ def _import_member(
     if not m:
         return False
     entry = wanted.get(m[2])
-    if entry is None or store.has(m[2]) or entry.size > limits.max_delta_source_bytes:
+    if entry is None or m[2] in store.fresh or entry.size > limits.max_delta_source_bytes:
         return False
     if info.size > 2 * entry.size + TAR_OVERHEAD:
         raise FormatError("larger than its target could need")

@@ -53,10 +53,14 @@ class ObjectStore:
         if shard not in self._shards:
             os.makedirs(shard, mode=0o700, exist_ok=True)
             self._shards.add(shard)
-        tmp = os.path.join(shard, f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
-        if os.path.lexists(tmp):  # left by a killed run with the same pid
+        return os.path.join(shard, f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+    def _create(self, tmp: str) -> int:
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # left by a killed run with the same pid
             self._drop(tmp)
-        return tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
     @staticmethod
     def _drop(path: str) -> None:
@@ -72,6 +76,8 @@ class ObjectStore:
         except OSError as e:
             raise _io(e, f"storing object {digest[:16]}…") from None
         try:
+            if not stat.S_ISREG(meta.mode):
+                self._drop(tmp)  # left by a killed run with the same pid
             if stat.S_ISLNK(meta.mode):
                 os.symlink(meta.linkname, tmp)
                 os.chown(tmp, meta.uid, meta.gid, follow_symlinks=False)
@@ -83,7 +89,7 @@ class ObjectStore:
                 finally:
                     os.close(fd)
             else:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = self._create(tmp)
                 try:
                     src = io.BytesIO(content) if isinstance(content, bytes) else content or io.BytesIO()
                     size = len(content) if isinstance(content, bytes) else meta.size
