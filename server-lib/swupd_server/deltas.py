@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from swupd.format import delta as codec
@@ -220,13 +219,24 @@ def build(
                 )
             out.plans.append(plan)
     out.tried = len(jobs)
-    ordered = sorted(jobs.items(), key=lambda kv: -kv[1][2])
+    # Results an earlier build reached are looked up here: sending them through a process
+    # pool cost a rebuild more than everything else it did for its deltas.
+    results: dict[tuple[str, str], tuple[str, int]] = {}
+    for key, job in jobs.items():
+        known = _cached(job[7])
+        if known is not None:
+            results[key] = known
+    ordered = sorted(((k, j) for k, j in jobs.items() if k not in results), key=lambda kv: -kv[1][2])
     if cfg.jobs > 1 and len(ordered) > 4:
+        from concurrent.futures import ProcessPoolExecutor  # only when a pool is needed
+
         with ProcessPoolExecutor(cfg.jobs) as pool:
-            results = list(pool.map(_make_one, [j for _, j in ordered], chunksize=1))
+            made = pool.map(_make_one, [j for _, j in ordered], chunksize=1)
+            results.update(zip([k for k, _ in ordered], made, strict=True))
     else:
-        results = [_make_one(j) for _, j in ordered]
-    for (key, job), (name, size) in zip(ordered, results, strict=True):
+        results.update((k, _make_one(j)) for k, j in ordered)
+    for key, job in jobs.items():
+        name, size = results[key]
         if size:
             out.paths[key] = job[7]
             out.bytes += size

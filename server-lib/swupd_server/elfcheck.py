@@ -12,12 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
 
 from . import bundles as bl
 from . import jsoncache
@@ -48,6 +43,11 @@ class Problem:
 
 def _read_elf(source: str) -> tuple[list[str], list[str], str] | None:
     """(needed, search path, interpreter) of an ELF file, or None if it is not one."""
+    # Imported here: a rebuild finds nearly every file's facts in the cache.
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
     try:
         with open(source, "rb") as f:
             if f.read(4) != b"\x7fELF":
@@ -126,6 +126,8 @@ def read_all(items: dict[str, Item], jobs: int = 1, cache_path: str | None = Non
     todo = [p for p in candidates if items[p].hash not in cache]
     sources = [items[p].source for p in todo]
     if jobs > 1 and len(sources) > 256:
+        from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(jobs) as pool:
             parsed = list(pool.map(_read_elf, sources, chunksize=64))
     else:
@@ -152,9 +154,17 @@ def check(
     for name, paths in claimed.items():
         for p in paths:
             owners.setdefault(p, []).append(name)
-    by_name: dict[str, str] = {}
-    for p in sorted(items):
-        by_name.setdefault(posixpath.basename(p), p)
+    by_name: dict[str, str] = {}  # filled when the first problem needs it
+    # Most ELF files look up the same few libraries in the same directories: each place is
+    # resolved once per check.
+    resolved: dict[str, list[str]] = {}
+
+    def chain_of(place: str) -> list[str]:
+        chain = resolved.get(place)
+        if chain is None:
+            chain = resolved[place] = _resolve(posixpath.normpath(place), items)
+        return chain
+
     problems: list[Problem] = []
     for name in sorted(specs):
         available = set(claimed[name]) | claimed[bl.OS_CORE]
@@ -171,10 +181,13 @@ def check(
             wanted = [(interp, [interp])] if interp else []
             wanted += [(lib, [posixpath.join(d, lib) for d in dirs] if "/" not in lib else [lib]) for lib in needed]
             for lib, places in wanted:
-                chains = [c for c in (_resolve(posixpath.normpath(p), items) for p in places) if c]
-                if any(all(link in available for link in c) for c in chains):
+                if any((c := chain_of(p)) and all(link in available for link in c) for p in places):
                     continue
+                chains = [c for c in map(chain_of, places) if c]
                 found = chains[0][-1] if chains else ""
+                if not by_name:
+                    for p in sorted(items):
+                        by_name.setdefault(posixpath.basename(p), p)
                 elsewhere = "" if found else by_name.get(os.path.basename(lib), "")
                 problem = Problem(name, path, os.path.basename(lib), found, elsewhere)
                 if problem not in problems:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from swupd.format import fullfile, layout
@@ -101,6 +100,8 @@ def build(
             out.paths[e.hash] = dest
     jobs.sort(key=lambda j: -j[2].size)  # big files first keeps all workers busy to the end
     if cfg.jobs > 1 and len(jobs) > 16:
+        from concurrent.futures import ProcessPoolExecutor  # only when a pool is needed
+
         with ProcessPoolExecutor(cfg.jobs) as pool:
             sizes = list(pool.map(_write_one, jobs, chunksize=8))
     else:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import tarfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -210,6 +209,8 @@ def build(
     ]
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
     if cfg.jobs > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor  # only when a pool is needed
+
         with ProcessPoolExecutor(min(cfg.jobs, len(jobs))) as pool:
             results = dict(zip(order, pool.map(_write, [args[i] for i in order]), strict=True))
     else:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from swupd.format import filehash
@@ -162,6 +161,8 @@ def _hash_items(items: list[Item], jobs: int) -> None:
     args = [(i.source, i.mode, i.uid, i.gid, i.size, i.linkname) for i in items]
     try:
         if jobs > 1 and len(items) > 256:
+            from concurrent.futures import ProcessPoolExecutor  # only when a pool is needed
+
             with ProcessPoolExecutor(jobs) as pool:
                 results = list(pool.map(_hash_one, args, chunksize=64))
         else:
