@@ -7,7 +7,10 @@ So a build machine needs nothing but a copy of `www/` to continue a stream.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import os
+import sys
 from functools import cached_property
 
 from swupd.format import layout
@@ -17,12 +20,22 @@ from swupd.format.fullfile import Meta
 from swupd.format.fullfile import read as read_fullfile
 from swupd.format.latest import loads as load_latest
 
+# Parsed manifests in the build cache are tied to this layout and this interpreter's marshal.
+_PARSED_REVISION = (3, marshal.version, sys.version_info[:2])
+_TYPES = {t.value: t for t in mf.Type}
+_STATUSES = {s.value: s for s in mf.Status}
+
 
 class History:
-    """Read-only view of an existing `www/` tree."""
+    """Read-only view of an existing `www/` tree.
 
-    def __init__(self, www: str) -> None:
+    With a build cache, each manifest read is also kept there parsed, under the SHA-256 of its
+    bytes: a rebuild reads the previous version's and every delta source's manifests, and
+    loading one parsed takes a quarter of the time of parsing it."""
+
+    def __init__(self, www: str, cache_dir: str | None = None) -> None:
         self.www = www
+        self.cache_dir = cache_dir
         self._manifests: dict[str, mf.Manifest] = {}
 
     def path(self, rel: str) -> str:
@@ -76,12 +89,72 @@ class History:
             return self._manifests[rel]
         try:
             with open(self.path(rel), "rb") as f:
-                m = self._manifests[rel] = mf.loads(f.read(), is_mom=is_mom)
-                return m
+                data = f.read()
+            stamp = hashlib.sha256(data).digest()
+            m = self._parsed(rel, stamp)
+            if m is None:
+                m = mf.loads(data, is_mom=is_mom)
+                self._keep(rel, stamp, m)
+            self._manifests[rel] = m
+            return m
         except OSError as e:
             raise BuildError(f"cannot read {rel} from {self.www}: {e.strerror}") from None
         except SwupdError as e:
             raise BuildError(f"{rel} in {self.www} is corrupt: {e}") from None
+
+    def _parsed_path(self, rel: str) -> str | None:
+        return os.path.join(self.cache_dir, "manifests", rel.replace("/", "%")) if self.cache_dir else None
+
+    def _parsed(self, rel: str, stamp: bytes) -> mf.Manifest | None:
+        path = self._parsed_path(rel)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                blob = f.read()
+            # Its own checksum first: a damaged file must not load as other entries.
+            if hashlib.sha256(blob[32:]).digest() != blob[:32]:
+                return None
+            revision, got_stamp, head, columns, includes = marshal.loads(blob[32:])
+            if revision != _PARSED_REVISION or got_stamp != stamp:
+                return None
+            intern, types, statuses = sys.intern, _TYPES, _STATUSES
+            rows = zip(*columns, strict=True)
+            entries = [mf.Entry(intern(p), types[t], intern(h), v, n, statuses[s]) for p, t, h, v, n, s in rows]
+            fmt, version, previous, timestamp, compat = head
+            return mf.Manifest(fmt, version, previous, timestamp, entries, list(includes), compat)
+        except (OSError, EOFError, ValueError, TypeError, KeyError):
+            return None
+
+    def remember(self, rel: str, data: bytes, m: mf.Manifest) -> None:
+        """Keep a manifest this build has just published (`data` are its bytes), parsed, for
+        the builds after it (its entries in the order of the file, as parsing gives them)."""
+        self._keep(rel, hashlib.sha256(data).digest(), m.with_entries(m.sorted_entries()))
+
+    def _keep(self, rel: str, stamp: bytes, m: mf.Manifest) -> None:
+        path = self._parsed_path(rel)
+        if path is None:
+            return
+        # Column lists, not a tuple per entry: loading then creates six containers, not
+        # thousands for the garbage collector to walk.
+        es = m.entries
+        columns = (
+            [e.path for e in es],
+            [e.type.value for e in es],
+            [e.hash for e in es],
+            [e.version for e in es],
+            [e.size for e in es],
+            [e.status.value for e in es],
+        )
+        head = (m.format, m.version, m.previous, m.timestamp, m.compat)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            blob = marshal.dumps((_PARSED_REVISION, stamp, head, columns, m.includes))
+            with open(path + ".tmp", "wb") as f:
+                f.write(hashlib.sha256(blob).digest() + blob)
+            os.replace(path + ".tmp", path)
+        except OSError:
+            pass  # a cache only saves time
 
     def bundle_manifests(self, version: int) -> dict[str, mf.Manifest]:
         """The present bundles of a version with their manifests."""

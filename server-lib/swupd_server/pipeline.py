@@ -6,6 +6,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
 
 from . import bundles as bl
@@ -44,7 +45,7 @@ def create_update(cfg: BuildConfig) -> BuildReport:
     bundle_specs = bl.load(cfg.bundles_file)
     with publish.locked(cfg.www):
         publish.remove_leftovers(cfg.www)
-        history = History(cfg.www)
+        history = History(cfg.www, cfg.cache_dir)
         highest = history.highest()
         if cfg.version <= highest:
             raise UsageError(f"version {cfg.version} is not above the latest published version {highest}")
@@ -88,6 +89,10 @@ def create_update(cfg: BuildConfig) -> BuildReport:
             report.add("packs", t, preport.summary())
             t = time.monotonic()
             pub = publish.publish(stage, cfg, sreport.latest)
+            history.remember(layout.mom(cfg.version), mreport.mom_data, mreport.mom)
+            for name, result in mreport.bundles.items():
+                if result.written:
+                    history.remember(layout.manifest(cfg.version, name), result.data, result.manifest)
             report.add("publish", t, pub.summary())
         finally:
             shutil.rmtree(stage, ignore_errors=True)

@@ -33,3 +33,60 @@ def test_in_place_changes_are_noticed(tmp_path, keys):
         assert after[path].hash == reader.read_obj(os.fsencode(root) + path).hash()
     assert after[b"/usr/bin/ls"].version == 10
     assert w.fullfile(20, after[b"/etc/motd"].hash).data.startswith(b"Xelcome")
+
+
+def test_parsed_manifests_in_the_cache_equal_the_published_ones(tmp_path, keys):
+    """The build cache keeps every published manifest parsed, and loading it gives exactly what
+    parsing the published bytes gives (entries in file order included), so no output can
+    depend on whether the cache was there."""
+    from swupd.format import manifest as mf
+    from swupd_server.history import History
+
+    root = exampletree.make_tree(str(tmp_path / "rootfs"), 1)
+    www = str(tmp_path / "www")
+    create(www, root, 10, keys.private)
+    with open(os.path.join(root, "etc/motd"), "ab") as f:
+        f.write(b"more\n")
+    create(www, root, 20, keys.private)
+    cache = www + ".cache"
+    parsed = os.listdir(os.path.join(cache, "manifests"))
+    assert "20%Manifest.MoM" in parsed and "20%Manifest.os-core" in parsed, "remembered when published"
+    for rel in ("10/Manifest.MoM", "10/Manifest.os-core", "20/Manifest.MoM", "20/Manifest.os-core"):
+        with open(os.path.join(www, rel), "rb") as f:
+            expected = mf.loads(f.read(), is_mom=rel.endswith("MoM"))
+        history = History(www, cache)
+        got = history.mom(int(rel[:2])) if rel.endswith("MoM") else history.manifest(int(rel[:2]), "os-core")
+        assert got == expected and got.entries == expected.entries, rel
+
+
+def test_a_parsed_manifest_is_used_only_for_the_same_bytes(tmp_path, keys):
+    """A cached parse is keyed by the SHA-256 of the manifest's bytes: a stream republished from
+    scratch under the same versions (same sizes and times, other content), or a damaged cache
+    file, makes the build parse the published file again."""
+    from swupd.format import manifest as mf
+    from swupd_server.history import History
+
+    root = exampletree.make_tree(str(tmp_path / "rootfs"), 1)
+    www = str(tmp_path / "www")
+    create(www, root, 10, keys.private)
+    cache = www + ".cache"
+    history = History(www, cache)
+    first = history.manifest(10, "os-core")
+    published = os.path.join(www, "10", "Manifest.os-core")
+    with open(published, "rb") as f:
+        data = f.read()
+    # Another manifest of the same size: one entry's hash changed by one digit.
+    i = data.index(b"\t", data.index(b"\n\n") + 2) + 1
+    other = data[:i] + (b"0" if data[i : i + 1] != b"0" else b"1") + data[i + 1 :]
+    st = os.stat(published)
+    with open(published, "wb") as f:
+        f.write(other)
+    os.utime(published, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = History(www, cache).manifest(10, "os-core")
+    assert again == mf.loads(other) and again != first
+    target = os.path.join(cache, "manifests", "10%Manifest.os-core")
+    with open(target, "r+b") as f:
+        blob = f.read()
+        f.seek(blob.index(b"/usr/"))  # inside a path: still loadable, as another path
+        f.write(b"/var/")
+    assert History(www, cache).manifest(10, "os-core") == mf.loads(other)
