@@ -180,7 +180,15 @@ def _entry(line: str, lineno: int, is_mom: bool, limits: Limits) -> Entry:
 
 # A well-formed entry line, from its start (anything else goes through `_entry`, which says
 # what is wrong). One match per line and as many matches as lines means every line matched.
-_LINE = re.compile(r"^([FDL.][.dg]\.\.)\t([0-9a-f]{64})\t([0-9]{1,20})\t([0-9]{1,20})\t(/[^\t\n\r\0]*)\n", re.M)
+# The path is "/" or components that are neither empty, "." nor "..": no "//", "/./", "/../",
+# and no "/" or "/." or "/.." at its end.
+_LINE = re.compile(
+    r"^([FDL.][.dg]\.\.)\t([0-9a-f]{64})\t([0-9]{1,20})\t([0-9]{1,20})\t"
+    r"(/|(?:/(?!\.\.?(?:/|\n))[^/\t\n\r\0]+)+)\n",
+    re.M,
+)
+_BUNDLE_FLAGS = {flags: kind for (flags, is_mom), kind in _FLAGS.items() if not is_mom}
+_new_entry = tuple.__new__  # an Entry from a ready tuple, without the named tuple's Python __new__
 
 
 def _entries(body: str, count: int, first_lineno: int, is_mom: bool, limits: Limits) -> list[Entry]:
@@ -190,28 +198,26 @@ def _entries(body: str, count: int, first_lineno: int, is_mom: bool, limits: Lim
     out: list[Entry] = []
     if is_mom or not count:
         return [_entry(line, i, is_mom, limits) for i, line in enumerate(_lines(body), start=first_lineno)]
-    append, flags_of, intern = out.append, _FLAGS.get, sys.intern
+    append, flags_of, intern, new = out.append, _BUNDLE_FLAGS.get, sys.intern, _new_entry
     max_version, max_size = limits.max_version, limits.max_file_bytes
     # A UTF-8 character takes at most 4 bytes: text this short cannot break a length rule.
     short_path, short_name = limits.max_path_bytes // 4, limits.max_name_bytes // 4
     # Match by match, so no list of every line's text is held beside the entries.
     for m in _LINE.finditer(body):
         flags, digest, version, size, path = m.groups()
-        kind = flags_of((flags, False))
+        kind = flags_of(flags)
         v, n = int(version), int(size)
-        probe = path + "/"
         if (
             kind is None
             or not 1 <= v <= max_version
             or n > max_size
             or (kind[0] is Type.NONE and digest != ZERO_HASH)
-            or (path != "/" and ("//" in probe or "/./" in probe or "/../" in probe))
             or (len(path) > short_name and (len(path) > short_path or max(map(len, path.split("/"))) > short_name))
         ):
             line = "\t".join((flags, digest, version, size, path))
             append(_entry(line, first_lineno + body.count("\n", 0, m.start()), is_mom, limits))
         else:
-            append(Entry(intern(path), kind[0], intern(digest), v, n, kind[1]))
+            append(new(Entry, (intern(path), kind[0], intern(digest), v, n, kind[1])))
     if len(out) != count:  # some line did not match: the per-line parser names it
         return [_entry(line, i, is_mom, limits) for i, line in enumerate(_lines(body), start=first_lineno)]
     return out
