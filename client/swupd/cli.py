@@ -237,7 +237,7 @@ def _print_dict(out: Output, data: dict, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    heap.fix_mmap_threshold()
+    heap.tune_malloc()
     heap.relax_garbage_collection()
     args = _parser().parse_args(argv)
     out = Output(quiet=args.quiet, as_json=args.json)

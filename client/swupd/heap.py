@@ -1,8 +1,7 @@
 """How the client's memory is managed: the C heap and the garbage collector.
 
-Keep the C heap from growing with the largest file handled.
-
-glibc serves a large allocation with its own mapping and returns it on free, but after the
+Keep the C heap from growing with the largest file handled, and from shrinking after every
+file. glibc serves a large allocation with its own mapping and returns it on free, but after the
 first such free it raises that threshold to the freed size, so every later buffer of a similar
 size comes from the main heap, which rarely shrinks. An update handles old and new files of
 many megabytes one after another; with the adaptive threshold the process keeps the high-water
@@ -10,6 +9,12 @@ mark of all of them (measured: 60 MiB instead of 56 MiB peak for the corpus upda
 threshold at 2 MiB keeps file-sized buffers in mappings that go back to the system when freed,
 while the 1 MiB read buffers of hashing and copying are reused from the heap (at 128 KiB each
 read mapped and faulted in fresh memory: `verify` took 20 % longer).
+
+The heap's top is given back to the system only when more than 4 MiB of it is free. With
+glibc's 128 KiB, freeing one 1 MiB buffer at the top shrank the heap and the next file's buffer
+grew it again, page fault by page fault: 4,800 `brk` calls and 39,000 page faults in the corpus
+update (32,000 now), about 0.1 s of CPU. At 8 MiB there were fewer still, but the peak rose by
+up to 5 MiB.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from __future__ import annotations
 import ctypes
 import gc
 
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_THRESHOLD = 2 * 1024 * 1024
+_MMAP_THRESHOLD = 2 * 1024 * 1024
+_TRIM_THRESHOLD = 4 * 1024 * 1024
 
 
-def fix_mmap_threshold() -> bool:
-    """Pin glibc's mmap threshold; True when done. Other C libraries are left alone."""
+def tune_malloc() -> bool:
+    """Pin glibc's mmap and trim thresholds; True when done. Other C libraries are left alone."""
     try:
         libc = ctypes.CDLL(None)  # the interpreter's own symbols, which include its C library's
         mallopt = libc.mallopt
@@ -30,7 +37,7 @@ def fix_mmap_threshold() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD))
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 # One collection per this many container allocations, instead of CPython's 700.
