@@ -159,7 +159,8 @@ def obtain(
 
 
 def _forget_stored(store: ObjectStore, missing: dict[str, Entry]) -> None:
-    for h in [h for h in missing if store.has(h)]:
+    # Objects this process or its import processes stored are known without a system call.
+    for h in [h for h in missing if h in store.fresh or store.has(h)]:
         del missing[h]
 
 
