@@ -38,15 +38,22 @@ def sync_filesystem(path: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new bytes."""
+def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old or the new bytes.
+
+    `durable=False` is for caches whose content is checked whenever it is read (manifests
+    against the signed MoM, the MoM against its signature): a torn copy is fetched again, and
+    during an update the transaction's file system sync makes them durable anyway."""
     tmp = f"{path}.tmp"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
+        if not durable:
+            return
         fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)

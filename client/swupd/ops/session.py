@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 
 from swupd.format import compression, layout
 from swupd.format.errors import BundleError, NotFoundError, SizeLimitError, SwupdError, TreeIOError
@@ -36,6 +37,9 @@ class Session:
         self.out = out
         self.trusted = TrustedSet(settings, state, self.current_version())
         self._moms: dict[int, Manifest] = {}
+        # A bundle unchanged between two versions is one manifest: an update reads it once.
+        # Held weakly, so dropping the manifests before a download still frees them.
+        self._bundles: weakref.WeakValueDictionary[tuple[int, str, str], Manifest] = weakref.WeakValueDictionary()
         self.run_scripts = True
 
     # -- what the device runs ------------------------------------------------------------
@@ -90,13 +94,20 @@ class Session:
             data = self.fetcher.fetch_bytes(self._url(self.s.contenturl, rel), lim.max_mom_bytes)
             sig = self.fetcher.fetch_bytes(self._url(self.s.contenturl, layout.sig(rel)), lim.max_sig_bytes)
             mom = self.trusted.mom(version, data, sig, allow_older)
-            write_atomic(spath, sig)
-            write_atomic(cpath, data)
+            write_atomic(spath, sig, durable=False)
+            write_atomic(cpath, data, durable=False)
         self._moms[version] = mom
         return mom
 
     def manifest(self, entry: Entry) -> Manifest:
         """A bundle manifest as pinned by a verified MoM entry (from the cache when it matches)."""
+        key = (entry.version, entry.path, entry.hash)
+        m = self._bundles.get(key)
+        if m is None:
+            m = self._bundles[key] = self._read_manifest(entry)
+        return m
+
+    def _read_manifest(self, entry: Entry) -> Manifest:
         cache = os.path.join(self.state.manifest_dir(entry.version), f"Manifest.{entry.path}")
         if os.path.exists(cache):
             try:
@@ -106,7 +117,7 @@ class Session:
                 pass
         data = self._manifest_bytes(entry)
         m = self.trusted.manifest(entry, data)
-        write_atomic(cache, data)
+        write_atomic(cache, data, durable=False)
         return m
 
     def _manifest_bytes(self, entry: Entry) -> bytes:
