@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 
@@ -110,3 +111,34 @@ def test_stream_notices_a_size_change(tmp_path):
     path.write_bytes(b"12345")
     with open(path, "rb") as f, pytest.raises(OSError):
         filehash.hash_stream(f, 4, 0o100644)
+
+
+class _Dribble(io.RawIOBase):
+    """A reader that returns at most `step` bytes per read, as a raw stream may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step = data, step
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.step if n < 0 else min(n, self.step)
+        out, self.data = self.data[:n], self.data[n:]
+        return out
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 1 << 20, (1 << 20) + 7])
+def test_stream_hash_equals_bytes_hash_for_every_size_and_read_pattern(size):
+    """Small files take a one-read path and large ones a chunked one: both give the bytes'
+    hash, also from a reader that returns a little at a time, and both notice a file that is
+    shorter or longer than the size it was hashed for."""
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    expected = filehash.hash_bytes(data, 0o100644, 1, 2)
+    assert filehash.hash_stream(io.BytesIO(data), size, 0o100644, 1, 2) == expected
+    assert filehash.hash_stream(_Dribble(data, 1000), size, 0o100644, 1, 2) == expected
+    with pytest.raises(OSError):
+        filehash.hash_stream(io.BytesIO(data + b"x"), size, 0o100644, 1, 2)
+    if size:
+        with pytest.raises(OSError):
+            filehash.hash_stream(io.BytesIO(data[:-1]), size, 0o100644, 1, 2)

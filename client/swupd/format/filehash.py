@@ -47,13 +47,15 @@ def xattr_blob(xattrs: dict[str, bytes]) -> bytes:
 
 
 def _key(mode: int, uid: int, gid: int, size: int, xattrs: dict[str, bytes] | None) -> bytes:
+    # hmac.digest is OpenSSL's one-shot HMAC: no HMAC object per file (a device hashes
+    # thousands of small files in an update and every file in a verify).
     block = stat_block(mode, uid, gid, size)
-    return hmac.new(block, xattr_blob(xattrs or {}), hashlib.sha256).hexdigest().encode()
+    return hmac.digest(block, xattr_blob(xattrs) if xattrs else b"", "sha256").hex().encode()
 
 
 def hash_bytes(data: bytes, mode: int, uid: int = 0, gid: int = 0, xattrs: dict[str, bytes] | None = None) -> str:
     """Hash of a regular file (or symlink target) given as bytes."""
-    return hmac.new(_key(mode, uid, gid, len(data), xattrs), data, hashlib.sha256).hexdigest()
+    return hmac.digest(_key(mode, uid, gid, len(data), xattrs), data, "sha256").hex()
 
 
 def hash_stream(
@@ -65,7 +67,15 @@ def hash_stream(
     xattrs: dict[str, bytes] | None = None,
 ) -> str:
     """Hash of a regular file read in chunks, so memory stays flat for any size."""
-    mac = hmac.new(_key(mode, uid, gid, size, xattrs), digestmod=hashlib.sha256)
+    key = _key(mode, uid, gid, size, xattrs)
+    if size < _CHUNK:  # most files: one read (one more byte than expected shows growth), one call
+        data = fobj.read(size + 1)
+        while len(data) < size and (more := fobj.read(size + 1 - len(data))):
+            data += more
+        if len(data) != size:
+            raise OSError(f"file changed size while hashing ({len(data)} != {size} bytes)")
+        return hmac.digest(key, data, "sha256").hex()
+    mac = hmac.new(key, digestmod=hashlib.sha256)
     read = 0
     while chunk := fobj.read(_CHUNK):
         mac.update(chunk)
@@ -77,13 +87,13 @@ def hash_stream(
 
 def hash_directory(mode: int, uid: int = 0, gid: int = 0, xattrs: dict[str, bytes] | None = None) -> str:
     """Hash of a directory: independent of its name and content."""
-    return hmac.new(_key(mode, uid, gid, 0, xattrs), b"DIRECTORY", hashlib.sha256).hexdigest()
+    return hmac.digest(_key(mode, uid, gid, 0, xattrs), b"DIRECTORY", "sha256").hex()
 
 
 def hash_symlink(target: str, uid: int = 0, gid: int = 0) -> str:
     """Hash of a symlink: its target bytes, with mode forced to 0."""
     raw = os.fsencode(target)
-    return hmac.new(_key(stat.S_IFLNK, uid, gid, len(raw), None), raw, hashlib.sha256).hexdigest()
+    return hmac.digest(_key(stat.S_IFLNK, uid, gid, len(raw), None), raw, "sha256").hex()
 
 
 def read_xattrs(path: str | bytes) -> dict[str, bytes]:
