@@ -132,9 +132,28 @@ def header(delta: bytes, limits: Limits = LIMITS) -> tuple[int, int, Meta, int]:
 
 def apply(old: bytes, delta: bytes, limits: Limits = LIMITS) -> tuple[Meta, bytes]:
     """The new file's metadata and bytes; raises on any inconsistency, never a wrong length."""
+    codec, old_len, meta, offset = header(delta, limits)
+    if codec == ZSTD_DICT:
+        # Whole, in one call: the frame must declare exactly the promised size.
+        if old_len != len(old):
+            raise FormatError("delta made against another source")
+        payload = memoryview(delta)[offset:]
+        try:
+            if zstandard.frame_content_size(payload) != meta.size:
+                raise FormatError("delta payload does not match its target size")
+            d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+            dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << _MAX_WINDOW_LOG)
+            new = dctx.decompress(payload, max_output_size=meta.size)
+        except zstandard.ZstdError as e:
+            raise FormatError(f"corrupt delta: {e}") from None
+        if len(new) != meta.size:
+            raise FormatError("delta produced the wrong size")
+        return meta, new
     meta, stream = open_result(old, delta, limits)
     with stream:
-        new = stream.read()
+        # Sized, so the stream fills one buffer (an unsized read goes 8 KiB at a time), and
+        # one byte more, so a result longer than promised cannot pass.
+        new = stream.read(meta.size + 1)
     if len(new) != meta.size:
         raise FormatError("delta produced the wrong size")
     return meta, new

@@ -91,10 +91,13 @@ class ObjectStore:
             else:
                 fd = self._create(tmp)
                 try:
-                    src = io.BytesIO(content) if isinstance(content, bytes) else content or io.BytesIO()
-                    size = len(content) if isinstance(content, bytes) else meta.size
                     # Hashed while written: the metadata below is exactly what the key covers.
-                    got = filehash.hash_stream(_Tee(src, fd), size, meta.mode, meta.uid, meta.gid, meta.xattrs)
+                    if isinstance(content, bytes):
+                        got = filehash.hash_bytes(content, meta.mode, meta.uid, meta.gid, meta.xattrs)
+                        _write_all(fd, content)
+                    else:
+                        src = content or io.BytesIO()
+                        got = filehash.hash_stream(_Tee(src, fd), meta.size, meta.mode, meta.uid, meta.gid, meta.xattrs)
                     set_meta_fd(fd, meta)
                 finally:
                     os.close(fd)
@@ -190,6 +193,12 @@ class ObjectStore:
         self._drop(self.path(digest))
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class _Tee:
     """A reader that writes everything it reads to the file descriptor `out`."""
 
@@ -198,7 +207,5 @@ class _Tee:
 
     def read(self, n: int = -1) -> bytes:
         data = self.src.read(n)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.out, view) :]
+        _write_all(self.out, data)
         return data
