@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import clientkit as ck
+import pytest
 from clientkit import Device
 
 
@@ -80,3 +81,25 @@ def test_post_update_hooks_run_after_a_crash(device: Device) -> None:
     assert log.read_text() == f"ran for {device.root}\n"
     assert device.swupd("update").rc == 0
     assert log.read_text() == f"ran for {device.root}\n"
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 << 20])
+def test_reading_a_file_stops_at_its_end_or_the_limit(tmp_path: Path, size: int) -> None:
+    """Old files for deltas are read straight from their descriptors: the whole file when it is
+    under the limit, exactly `limit` bytes when it is not (which callers take as "too large")."""
+    from swupd.apply.tree import read_fd
+
+    data = bytes(range(256)) * (size // 256)
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        assert read_fd(fd, size + 1) == data
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert read_fd(fd, max(size // 2, 1)) == data[: max(size // 2, 1)]
+    finally:
+        os.close(fd)
+    fd = os.open("/proc/self/status", os.O_RDONLY)  # size 0, yet content
+    try:
+        assert read_fd(fd, 1 << 20).startswith(b"Name:")
+    finally:
+        os.close(fd)

@@ -19,7 +19,6 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
 
 from swupd.format import filehash
 from swupd.format.errors import DiskFullError, TreeIOError
@@ -43,11 +42,22 @@ def set_meta_fd(fd: int, meta: Meta) -> None:
     os.fchmod(fd, stat.S_IMODE(meta.mode))
 
 
-def read_at_most(f: BinaryIO, limit: int) -> bytes:
-    """Up to `limit` bytes of an open file, in a buffer of the file's size rather than of the
-    limit (a read sized by a 16 MiB limit costs a 16 MiB allocation per small file)."""
-    size = os.fstat(f.fileno()).st_size
-    return f.read(min(limit, size + 1) if size else limit)
+def read_fd(fd: int, limit: int) -> bytes:
+    """Up to `limit` bytes of an open regular file, straight from its descriptor: one read
+    of the file's size (a short read of a regular file is its end), no file object."""
+    size = os.fstat(fd).st_size
+    if size and size < limit:
+        data = os.read(fd, size + 1)
+        if len(data) <= size:
+            return data
+        parts = [data]  # it grew: go on, up to the limit
+    else:
+        parts = []
+    total = sum(map(len, parts))
+    while total < limit and (data := os.read(fd, min(limit - total, 1 << 20))):
+        parts.append(data)
+        total += len(data)
+    return b"".join(parts)
 
 
 class Tree:
@@ -154,8 +164,10 @@ class Tree:
         """At most `limit` bytes of the file at `path`."""
         with self.parent(path) as (pfd, name):
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=pfd)
-            with os.fdopen(fd, "rb") as f:
-                return read_at_most(f, limit)
+            try:
+                return read_fd(fd, limit)
+            finally:
+                os.close(fd)
 
     def move_in(self, source: str, path: str) -> None:
         """Atomically replace `path` with the staged object at host path `source`.

@@ -19,7 +19,7 @@ from swupd.format.fullfile import Meta
 from swupd.format.manifest import Entry, Manifest
 
 from .. import faults
-from ..apply.tree import read_at_most
+from ..apply.tree import read_fd
 from ..store.importer import fullfile_cap, import_fullfile
 from ..store.objects import ObjectStore
 from ..store.parallel import PackJob, import_pack_files
@@ -92,10 +92,12 @@ def _source_reader(store: ObjectStore, sess: Session, local: dict[str, str]):
             except OSError:  # not stored (or not a file)
                 fd = -1
             if fd >= 0:
-                with os.fdopen(fd, "rb") as f:
-                    st = os.fstat(f.fileno())
+                try:
+                    st = os.fstat(fd)
                     if stat.S_ISREG(st.st_mode) and st.st_size <= cap:
-                        return read_at_most(f, cap + 1)
+                        return read_fd(fd, cap + 1)
+                finally:
+                    os.close(fd)
             if digest in local:
                 return sess.tree.read(local[digest], cap + 1)
         except (OSError, SwupdError):
