@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass
 
 from . import bundles as bl
-from . import jsoncache
+from . import cachefile
 from .scan import Item
 
 DEFAULT_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib32", "/usr/lib32")
@@ -121,7 +121,7 @@ def read_all(items: dict[str, Item], jobs: int = 1, cache_path: str | None = Non
     """(needed, search path, interpreter) of every ELF file, by path.
 
     Results are cached by content hash, so a rebuild parses only files it has not seen."""
-    cache = jsoncache.load(cache_path)
+    cache = cachefile.load(cache_path)
     candidates = [p for p, i in items.items() if stat.S_ISREG(i.mode) and i.size > 64 and i.data is None]
     todo = [p for p in candidates if items[p].hash not in cache]
     sources = [items[p].source for p in todo]
@@ -136,7 +136,7 @@ def read_all(items: dict[str, Item], jobs: int = 1, cache_path: str | None = Non
         cache[items[p].hash] = list(r) if r is not None else None
     if todo:
         live = {items[p].hash for p in candidates}
-        jsoncache.save(cache_path, {h: v for h, v in cache.items() if h in live})
+        cachefile.save(cache_path, {h: v for h, v in cache.items() if h in live})
     return {p: tuple(cache[items[p].hash]) for p in candidates if cache.get(items[p].hash) is not None}
 
 

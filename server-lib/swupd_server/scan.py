@@ -18,7 +18,7 @@ from swupd.format.fullfile import Meta
 from swupd.format.manifest import Type
 from swupd.format.paths import check_path, parents
 
-from . import jsoncache
+from . import cachefile
 
 OS_RELEASE = "/usr/lib/os-release"
 
@@ -121,14 +121,13 @@ def rehash(item: Item) -> None:
 
 
 def _save_stamps(path: str | None, items: list[Item]) -> None:
-    # Strings, not lists of numbers: the cache is read on every build, and JSON strings parse
-    # several times faster.
+    # Each stamp is one string, compared whole when the cache is read on the next build.
     data = {
         i.path: [i.stamp, i.hash, {k: v.hex() for k, v in i.xattrs.items()}] if i.xattrs else [i.stamp, i.hash]
         for i in items
         if i.stamp
     }
-    jsoncache.save(path, data)
+    cachefile.save(path, data)
 
 
 def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]:
@@ -143,7 +142,7 @@ def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]
     if special:
         shown = ", ".join(special[:10]) + (f" and {len(special) - 10} more" if len(special) > 10 else "")
         raise BuildError(f"rootfs holds device nodes, sockets or FIFOs, which updates cannot carry: {shown}")
-    known = jsoncache.load(cache_path)
+    known = cachefile.load(cache_path)
     todo = []
     for item in items:
         rec = known.get(item.path)

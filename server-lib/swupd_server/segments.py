@@ -30,7 +30,7 @@ from typing import BinaryIO
 import zstandard
 from swupd.format.compression import MAX_WINDOW
 
-from . import jsoncache
+from . import cachefile
 
 MAX_SEGMENT = 4 * 1024 * 1024
 WASTE = 0.03  # share of a copied frame's bytes that may be members the pack does not need
@@ -115,7 +115,7 @@ def _stamp(path: str) -> str | None:
 
 def _cache_file(cache_dir: str, rel: str) -> str:
     # One record per bundle and source version: the newest pack is the one the next build reads.
-    return os.path.join(cache_dir, "packframes", os.path.basename(rel) + ".json")
+    return os.path.join(cache_dir, "packframes", os.path.basename(rel) + ".cache")
 
 
 def known_frames(www: str, rel: str, cache_dir: str) -> list[Frame]:
@@ -125,7 +125,7 @@ def known_frames(www: str, rel: str, cache_dir: str) -> list[Frame]:
     stamp = _stamp(path)
     if stamp is None:
         return []
-    record = jsoncache.load(_cache_file(cache_dir, rel))
+    record = cachefile.load(_cache_file(cache_dir, rel))
     if record.get("pack") == rel and record.get("stamp") == stamp:
         try:
             return [Frame(**f) for f in record["frames"]]
@@ -138,7 +138,7 @@ def known_frames(www: str, rel: str, cache_dir: str) -> list[Frame]:
 
 def remember(cache_dir: str, rel: str, path: str, frames: list[Frame]) -> None:
     """Record the frames of a pack just written (or read) for the next build."""
-    jsoncache.save(
+    cachefile.save(
         _cache_file(cache_dir, rel), {"pack": rel, "stamp": _stamp(path), "frames": [vars(f) for f in frames]}
     )
 

@@ -3,7 +3,6 @@ wanted, compresses only the rest, and the result still installs and updates a de
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -14,7 +13,7 @@ import zstandard
 from buildutil import create
 from support.trees import write_file
 from swupd.cli import main as swupd_main
-from swupd_server import segments
+from swupd_server import cachefile, segments
 
 BUNDLES = """\
 [bundle.data]
@@ -79,8 +78,7 @@ def test_a_rebuild_copies_all_but_the_changed_frame(stream, keys):
     assert new == [*kept, new[-1]]
     # What the build remembered of the new pack is what reading it finds.
     pack = str(www / "20" / "pack-data-from-0.tar")
-    with open(f"{www}.cache/packframes/pack-data-from-0.tar.json") as f:
-        record = json.load(f)
+    record = cachefile.load(f"{www}.cache/packframes/pack-data-from-0.tar.cache")
     st = os.stat(pack)
     assert (record["pack"], record["stamp"]) == ("20/pack-data-from-0.tar", f"{st.st_size}:{st.st_mtime_ns}")
     remembered = [segments.Frame(**fr) for fr in record["frames"]]

@@ -90,3 +90,20 @@ def test_a_parsed_manifest_is_used_only_for_the_same_bytes(tmp_path, keys):
         f.seek(blob.index(b"/usr/"))  # inside a path: still loadable, as another path
         f.write(b"/var/")
     assert History(www, cache).manifest(10, "os-core") == mf.loads(other)
+
+
+def test_a_damaged_cache_file_reads_as_empty(tmp_path):
+    """Cache files carry a checksum: flipped bytes that would still load as other stamps make
+    the file read as empty (everything is scanned again), never as wrong data."""
+    from swupd_server import cachefile
+
+    path = str(tmp_path / "scan.cache")
+    data = {"/usr/bin/ls": ["1:2:3", "ab" * 32], "/etc/motd": ["4:5:6", "cd" * 32]}
+    cachefile.save(path, data)
+    assert cachefile.load(path) == data
+    blob = bytearray(open(path, "rb").read())
+    i = blob.index(b"4:5:6")
+    blob[i] = ord("7")
+    open(path, "wb").write(blob)
+    assert cachefile.load(path) == {}
+    assert cachefile.load(str(tmp_path / "missing")) == {}

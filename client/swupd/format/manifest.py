@@ -9,7 +9,6 @@ fields and the declared entry count, which swupd's readers do not.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -93,8 +92,9 @@ class Manifest:
         return sum(e.size for e in self.entries if e.present and e.type in (Type.FILE, Type.SYMLINK))
 
     def sorted_entries(self) -> list[Entry]:
-        """swupd's order: by last-changed version, then bytewise by path."""
-        return sorted(self.entries, key=lambda e: (e.version, os.fsencode(e.path)))
+        """swupd's order: by last-changed version, then bytewise by path (as the manifest's
+        UTF-8 text holds it, whatever the machine's locale)."""
+        return sorted(self.entries, key=lambda e: (e.version, e.path.encode("utf-8", "surrogateescape")))
 
     def by_path(self) -> dict[str, Entry]:
         return {e.path: e for e in self.entries}
