@@ -1,7 +1,5 @@
 """`python3 -m swupd`, for devices whose image has no console script wrapper."""
 
-import sys
+from .cli import entry
 
-from .cli import main
-
-sys.exit(main())
+entry()

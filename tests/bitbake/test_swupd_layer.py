@@ -117,6 +117,9 @@ def test_image_carries_the_client_configuration(stream):
     assert (root / "usr/share/clear/bundles/apps").is_file()
     assert "VERSION_ID=20\n" in (root / "usr/lib/os-release").read_text()
     assert list(root.glob("usr/lib*/python3*/site-packages/swupd/cli.py")), "the client is not in the image"
+    # Shipped byte-compiled, so a device never compiles it (nor leaves unlisted caches in /usr).
+    assert list(root.glob("usr/lib*/python3*/site-packages/swupd/__pycache__/cli.*.pyc"))
+    assert (root / "usr/bin/swupd").read_text().endswith("from swupd.cli import entry\nentry()\n")
 
 
 def test_client_installs_10_and_updates_to_20(stream, tmp_path):
