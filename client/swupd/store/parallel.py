@@ -35,7 +35,7 @@ _MIN_OBJECTS_TO_SPLIT = 64
 
 def processes_for(limits: Limits, objects: int) -> int:
     """How many processes import a pack offering `objects` wanted objects on this machine."""
-    if objects < _MIN_OBJECTS_TO_SPLIT or not hasattr(os, "fork"):
+    if objects < _MIN_OBJECTS_TO_SPLIT or not hasattr(os, "fork") or not hasattr(os, "memfd_create"):
         return 1
     return max(1, min(limits.max_import_processes, len(os.sched_getaffinity(0))))
 
@@ -121,9 +121,8 @@ class _Frontier:
 
     def __call__(self, index: int) -> bool:
         at = self.pack * self._SLOT.size
-        # The frontier only moves forward: if it is already past, no lock is needed to know.
-        if self._SLOT.unpack_from(self.mem, at)[0] > index:
-            return False
+        # Read under the lock too: Python promises no untorn read of memory another process
+        # writes, and a torn value could skip a member nobody has taken.
         fcntl.lockf(self.fd, fcntl.LOCK_EX)
         try:
             if self._SLOT.unpack_from(self.mem, at)[0] > index:
