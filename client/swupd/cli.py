@@ -239,7 +239,6 @@ def _print_dict(out: Output, data: dict, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     heap.tune_malloc()
-    heap.relax_garbage_collection()
     args = _parser().parse_args(argv)
     out = Output(quiet=args.quiet, as_json=args.json)
     out.start(args.command)
@@ -262,7 +261,10 @@ def entry() -> NoReturn:
     """The `swupd` command: `main`, then out without tearing the interpreter down. Freeing an
     update's hundreds of thousands of objects one by one took 50 ms after the work was done;
     the kernel takes the memory back at once. Every file the client writes is closed (and
-    synced where it matters) before `main` returns; standard output and error are flushed here."""
+    synced where it matters) before `main` returns; standard output and error are flushed here.
+    Garbage collection is relaxed here too, for the command's process only, not for a program
+    that calls `main`."""
+    heap.relax_garbage_collection()
     status = main()
     try:
         sys.stdout.flush()
