@@ -18,6 +18,9 @@ from __future__ import annotations
 import io
 import stat
 import struct
+from bisect import bisect_right
+from itertools import accumulate, chain
+from operator import add
 from typing import BinaryIO
 
 import bsdiff4.core
@@ -39,6 +42,9 @@ _MAX_WINDOW_LOG = 27
 _BSDIFF_WINDOW_LOG = 20
 _FRAMES = struct.Struct("<QQQ")
 _BATCH = 1 << 18
+# At most this many control integers (a seek triple, then the batch's triples) per bsdiff4 call.
+_MAX_CONTROL = _BATCH // 64 * 3
+_MAX_TRIPLES = _MAX_CONTROL // 3
 _CONTROL_RUN = 24 * 1024
 _MAGNITUDE = (1 << 63) - 1
 
@@ -225,7 +231,11 @@ class _BsPatch(io.RawIOBase):
             pos += size
         self._old, self._left, self._oldpos = old, new_len, 0
         self._out, self._pending, self._triples = memoryview(b""), None, 0
-        self._control: list[int] = []
+        self._xs: tuple[int, ...] = ()
+        self._ys: tuple[int, ...] = ()
+        self._zs: list[int] = []
+        self._zraw: tuple[int, ...] = ()
+        self._ends: list[int] = []
         self._next = 0
         # bsdiff makes no more triples than new bytes; a control block claiming more is hostile.
         self._max_triples = new_len + 16
@@ -250,37 +260,53 @@ class _BsPatch(io.RawIOBase):
         return data
 
     def _fill(self) -> None:
-        """Decode the next run of control triples at once (one C call per run, not per integer)."""
+        """Decode and check the next run of control triples at once (C calls per run, not
+        Python per integer): x and y must not be negative, z within +-2**62; the running end
+        of each triple's output is kept so a batch finds its last whole triple by bisection."""
         raw = self._blocks[0].read(_CONTROL_RUN)
         if not raw or len(raw) % 24:
             raise FormatError("delta control block ends early")
-        values = [-(v & _MAGNITUDE) if v >> 63 else v for v in struct.unpack(f"<{len(raw) // 8}Q", raw)]
-        self._triples += len(values) // 3
-        if self._triples > self._max_triples:
+        values = struct.unpack(f"<{len(raw) // 8}Q", raw)
+        xs, ys, zraw = values[0::3], values[1::3], values[2::3]
+        zs = [-(v & _MAGNITUDE) if v >> 63 else v for v in zraw]
+        self._triples += len(xs)
+        # x and y as unsigned: a negative one has the top bit set, far above any real length.
+        if self._triples > self._max_triples or max(xs) >= 1 << 63 or max(ys) >= 1 << 63:
             raise FormatError("delta control block out of range")
-        self._control, self._next = values, 0
-
-    def _triple(self) -> tuple[int, int, int]:
-        if self._pending is not None:
-            triple, self._pending = self._pending, None
-            return triple
-        if self._next >= len(self._control):
-            self._fill()
-        i = self._next
-        self._next = i + 3
-        x, y, z = self._control[i : i + 3]
-        if x < 0 or y < 0 or abs(z) > 1 << 62:
+        if max(zs) > 1 << 62 or min(zs) < -(1 << 62):
             raise FormatError("delta control block out of range")
-        return x, y, z
+        self._xs, self._ys, self._zs, self._zraw = xs, ys, zs, zraw
+        self._ends = list(accumulate(map(add, xs, ys)))
+        self._next = 0
 
     def _batch(self) -> bytes:
         """Up to _BATCH new bytes in one bsdiff4 call: the control triples that make them,
         split where one is longer, after a seek triple to the current old position."""
         control, total, xs, ys = [0, 0, _signed(self._oldpos)], 0, 0, 0
         limit = min(_BATCH, self._left)
-        while total < limit and len(control) < _BATCH // 64 * 3:
-            x, y, z = self._triple()
+        while total < limit and len(control) < _MAX_CONTROL:
             room = limit - total
+            if self._pending is not None:
+                x, y, z = self._pending
+                self._pending = None
+            else:
+                if self._next >= len(self._xs):
+                    self._fill()
+                i = self._next
+                base = self._ends[i - 1] if i else 0
+                # The whole triples from i that fit in the room, as many as the batch may hold.
+                j = bisect_right(self._ends, base + room, i, min(len(self._ends), i + _MAX_TRIPLES))
+                if j > i:
+                    bx, by, bz = self._xs[i:j], self._ys[i:j], self._zs[i:j]
+                    # The raw z values are already bsdiff's sign-magnitude integers.
+                    control += chain.from_iterable(zip(bx, by, self._zraw[i:j], strict=True))
+                    sx, sy = sum(bx), sum(by)
+                    total, xs, ys = total + sx + sy, xs + sx, ys + sy
+                    self._oldpos += sx + sum(bz)
+                    self._next = j
+                    continue
+                x, y, z = self._xs[i], self._ys[i], self._zs[i]
+                self._next = i + 1
             if x + y > room:
                 if x + y > self._left - total:
                     raise FormatError("delta control block longer than its target")
