@@ -236,6 +236,9 @@ def test_bsdiff_single_triple_longer_than_a_batch():
         (_triple(-1, 11, 0), b"", b"\0" * 11, "out of range"),
         (_triple(0, 10, (1 << 62) + 1), b"", b"\0" * 10, "out of range"),
         (_triple(5, 0, 0), b"\0" * 5, b"", "ends early"),
+        # Control left over once the target is made.
+        (_triple(10, 0, 0) + _triple(-1, 0, 0), b"\0" * 10, b"", "out of range"),
+        (_triple(10, 0, 0) + _triple(4, 0, 0), b"\0" * 10, b"", "longer"),
     ],
 )
 def test_hostile_bsdiff_blocks_are_refused(control, diff, extra, message):

@@ -326,5 +326,6 @@ class _BsPatch(io.RawIOBase):
         return out
 
     def _check_drained(self) -> None:
-        if any(block.read(1) for block in self._blocks):
+        # Decoded triples left over are control that makes nothing: as hostile as extra bytes.
+        if self._next < len(self._xs) or any(block.read(1) for block in self._blocks):
             raise FormatError("delta blocks longer than their control says")
