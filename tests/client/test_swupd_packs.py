@@ -222,13 +222,13 @@ def test_pack_import_split_over_processes(stream: ck.Stream, tmp_path: Path) -> 
     which objects its child verified (so staging need not hash them again)."""
     from swupd.format.limits import Limits
     from swupd.store.objects import ObjectStore
-    from swupd.store.parallel import import_pack_file, processes_for
+    from swupd.store.parallel import PackJob, import_pack_files, processes_for
 
     pack, wanted = _zero_pack_wanted(stream)
     assert processes_for(Limits(max_import_processes=1), 10_000) == 1
     assert processes_for(Limits(), 10) == 1, "a small pack is not worth a fork"
     store = ObjectStore(str(tmp_path / "objects"))
-    result = import_pack_file(store, pack, 1 << 30, wanted, lambda h, cap: None, processes=2)
+    [result] = import_pack_files(store, [PackJob(pack, 1 << 30, wanted)], lambda h, cap: None, processes=2)
     assert result.rejected == [] and result.objects == len(wanted)
     assert all(store.has(h) for h in wanted)
     assert store.fresh >= set(wanted)
@@ -259,14 +259,14 @@ def test_pack_import_failure_in_any_process_is_reported(stream: ck.Stream, tmp_p
     the client's I/O error, and leaves no process behind."""
     from swupd.format.errors import TreeIOError
     from swupd.store.objects import ObjectStore
-    from swupd.store.parallel import import_pack_file
+    from swupd.store.parallel import PackJob, import_pack_files
 
     pack, wanted = _zero_pack_wanted(stream)
     store = ObjectStore(str(tmp_path / "objects"))
     for prefix in {h[:2] for h in wanted}:
         Path(store.dir, prefix).write_bytes(b"not a directory")
     with pytest.raises(TreeIOError):
-        import_pack_file(store, pack, 1 << 30, wanted, lambda h, cap: None, processes=2)
+        import_pack_files(store, [PackJob(pack, 1 << 30, wanted)], lambda h, cap: None, processes=2)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
 

@@ -42,10 +42,12 @@ def set_meta_fd(fd: int, meta: Meta) -> None:
     os.fchmod(fd, stat.S_IMODE(meta.mode))
 
 
-def read_fd(fd: int, limit: int) -> bytes:
+def read_fd(fd: int, limit: int, size: int | None = None) -> bytes:
     """Up to `limit` bytes of an open regular file, straight from its descriptor: one read
-    of the file's size (a short read of a regular file is its end), no file object."""
-    size = os.fstat(fd).st_size
+    of the file's size (a short read of a regular file is its end), no file object. `size` is
+    the file's, when the caller has just looked."""
+    if size is None:
+        size = os.fstat(fd).st_size
     if size and size < limit:
         data = os.read(fd, size + 1)
         if len(data) <= size:

@@ -95,7 +95,7 @@ def _source_reader(store: ObjectStore, sess: Session, local: dict[str, str]):
                 try:
                     st = os.fstat(fd)
                     if stat.S_ISREG(st.st_mode) and st.st_size <= cap:
-                        return read_fd(fd, cap + 1)
+                        return read_fd(fd, cap + 1, st.st_size)
                 finally:
                     os.close(fd)
             if digest in local:

@@ -49,20 +49,6 @@ class PackJob:
     wanted: dict[str, Entry]
 
 
-def import_pack_file(
-    store: ObjectStore,
-    path: str,
-    cap: int,
-    wanted: dict[str, Entry],
-    source_of: Callable[[str, int], bytes | None],
-    limits: Limits = LIMITS,
-    processes: int | None = None,
-) -> PackResult:
-    """`import_pack` over the pack file at `path`, split over `processes` processes (by
-    default `processes_for` this pack)."""
-    return import_pack_files(store, [PackJob(path, cap, wanted)], source_of, limits, processes)[0]
-
-
 def import_pack_files(
     store: ObjectStore,
     jobs: list[PackJob],
