@@ -8,22 +8,15 @@ So a build machine needs nothing but a copy of `www/` to continue a stream.
 from __future__ import annotations
 
 import hashlib
-import marshal
 import os
-import sys
 from functools import cached_property
 
-from swupd.format import layout
+from swupd.format import layout, parsed
 from swupd.format import manifest as mf
 from swupd.format.errors import BuildError, FormatError, SwupdError
 from swupd.format.fullfile import Meta
 from swupd.format.fullfile import read as read_fullfile
 from swupd.format.latest import loads as load_latest
-
-# Parsed manifests in the build cache are tied to this layout and this interpreter's marshal.
-_PARSED_REVISION = (3, marshal.version, sys.version_info[:2])
-_TYPES = {t.value: t for t in mf.Type}
-_STATUSES = {s.value: s for s in mf.Status}
 
 
 class History:
@@ -111,19 +104,8 @@ class History:
             return None
         try:
             with open(path, "rb") as f:
-                blob = f.read()
-            # Its own checksum first: a damaged file must not load as other entries.
-            if hashlib.sha256(blob[32:]).digest() != blob[:32]:
-                return None
-            revision, got_stamp, head, columns, includes = marshal.loads(blob[32:])
-            if revision != _PARSED_REVISION or got_stamp != stamp:
-                return None
-            intern, types, statuses = sys.intern, _TYPES, _STATUSES
-            rows = zip(*columns, strict=True)
-            entries = [mf.Entry(intern(p), types[t], intern(h), v, n, statuses[s]) for p, t, h, v, n, s in rows]
-            fmt, version, previous, timestamp, compat = head
-            return mf.Manifest(fmt, version, previous, timestamp, entries, list(includes), compat)
-        except (OSError, EOFError, ValueError, TypeError, KeyError):
+                return parsed.loads(f.read(), stamp)
+        except OSError:
             return None
 
     def remember(self, rel: str, data: bytes, m: mf.Manifest) -> None:
@@ -135,23 +117,10 @@ class History:
         path = self._parsed_path(rel)
         if path is None:
             return
-        # Column lists, not a tuple per entry: loading then creates six containers, not
-        # thousands for the garbage collector to walk.
-        es = m.entries
-        columns = (
-            [e.path for e in es],
-            [e.type.value for e in es],
-            [e.hash for e in es],
-            [e.version for e in es],
-            [e.size for e in es],
-            [e.status.value for e in es],
-        )
-        head = (m.format, m.version, m.previous, m.timestamp, m.compat)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            blob = marshal.dumps((_PARSED_REVISION, stamp, head, columns, m.includes))
             with open(path + ".tmp", "wb") as f:
-                f.write(hashlib.sha256(blob).digest() + blob)
+                f.write(parsed.dumps(m, stamp))
             os.replace(path + ".tmp", path)
         except OSError:
             pass  # a cache only saves time
