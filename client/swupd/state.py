@@ -5,7 +5,7 @@ Layout (`--statedir`, default `ROOT/var/lib/swupd`, mode 0700):
   trust.json             highest version and newest `latest` time ever verified (rollback floor)
   version                the version the last completed transaction installed
   objects/<ab>/<hash>    verified objects, in 256 subdirectories (see store/objects.py)
-  manifests/<V>/...      verified manifests and MoM signatures
+  manifests/<V>/...      verified manifests and MoM signatures (parsed/: the same kept parsed)
   download/              downloads in progress (resumable)
   stage/                 objects staged for the pending transaction
   journal                the pending transaction, if any
@@ -115,14 +115,16 @@ class StateDir:
         except (OSError, ValueError, TypeError, AttributeError):
             return TrustRecord()
 
-    def save_trust(self, record: TrustRecord) -> None:
+    def save_trust(self, record: TrustRecord, durable: bool = True) -> None:
+        """Raise the rollback floor; `durable=False` only where a file system sync follows
+        before anything relies on it (the transaction's records)."""
         current = self.trust()
         merged = TrustRecord(
             max(current.highest_version, record.highest_version),
             max(current.latest_timestamp, record.latest_timestamp),
         )
         if merged != current:
-            write_atomic(self.sub("trust.json"), json.dumps(asdict(merged)).encode())
+            write_atomic(self.sub("trust.json"), json.dumps(asdict(merged)).encode(), durable)
 
     def manifest_dir(self, version: int) -> str:
         d = self.sub("manifests", str(version))

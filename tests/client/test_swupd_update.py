@@ -9,6 +9,8 @@ from pathlib import Path
 import clientkit as ck
 from clientkit import Device
 from support.httpserver import FaultServer
+from swupd.format import manifest as mf
+from swupd.format import parsed
 
 
 def test_update_to_latest_matches_the_new_rootfs(device: Device, stream: ck.Stream, content: FaultServer) -> None:
@@ -138,3 +140,38 @@ def test_user_data_survives_an_update(device: Device, stream: ck.Stream) -> None
     for kept in ("/etc/app.conf", "/etc/hostname"):
         want[kept] = before[kept]
     ck.assert_tree(device.root, want, allow_extra=[str(Path("/usr/lib") / aside[0].name)])
+
+
+def kept(device: Device, version: int, bundle: str) -> str:
+    return os.path.join(device.state, "manifests", str(version), "parsed", f"Manifest.{bundle}")
+
+
+def published(stream: ck.Stream, version: int, bundle: str) -> mf.Manifest:
+    return mf.loads(Path(stream.www, str(version), f"Manifest.{bundle}").read_bytes())
+
+
+def test_manifests_are_kept_parsed_and_a_bad_copy_is_never_used(device: Device, stream: ck.Stream) -> None:
+    """Installed manifests are kept parsed under the hash the MoM signs; a damaged copy, or one
+    of another manifest, is parsed again from the text instead of being believed."""
+    mom10 = ck.mom(stream.www, 10)
+    hashes = {e.path: e.hash for e in mom10.entries}
+    blob = Path(kept(device, 10, "os-core")).read_bytes()
+    assert parsed.loads(blob, hashes["os-core"].encode()) == published(stream, 10, "os-core")
+    damaged = bytearray(blob)
+    damaged[len(blob) // 2] ^= 0x40
+    Path(kept(device, 10, "os-core")).write_bytes(bytes(damaged))
+    before = device.tree()
+    r = device.swupd("update")
+    assert r.rc == 0, r.out + r.err
+    ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+    assert parsed.loads(Path(kept(device, 10, "os-core")).read_bytes(), hashes["os-core"].encode()) is not None
+    mom20 = ck.mom(stream.www, 20)
+    for e in mom20.entries:
+        if os.path.exists(kept(device, 20, e.path)):
+            got = parsed.loads(Path(kept(device, 20, e.path)).read_bytes(), e.hash.encode())
+            assert got == published(stream, 20, e.path), e.path
+    # Another bundle's manifest, whole and well-formed, under os-core's name.
+    other = next(e.path for e in mom20.entries if e.path != "os-core" and os.path.exists(kept(device, 20, e.path)))
+    Path(kept(device, 20, other)).replace(kept(device, 20, "os-core"))
+    v = device.swupd("verify", "--picky")
+    assert v.rc == 0 and "0 missing, 0 modified, 0 extra" in v.out, v.out + v.err

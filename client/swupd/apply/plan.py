@@ -88,9 +88,12 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
     files that vanished from the manifests are kept, as ghosted ones are."""
     ch = Change()
     for path, e in new.items():
+        before = old.get(path)
+        # The same entry object: a line both versions' manifests share (see manifest.loads).
+        if before is e and not verify:
+            continue
         if not e.present:
             continue
-        before = old.get(path)
         if not verify and before is not None and before.present and before.hash == e.hash:
             continue
         guarded = is_state(path) or path.startswith(CONFIG_PREFIX)
@@ -118,11 +121,10 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
         if not disk.is_dir(anc):
             ch.install.append(want)
             planned.add(anc)
-    nondir_now = {p for p, e in new.items() if e.present and e.type != Type.DIRECTORY}
     removable = []
     for path, before in old.items():
         after = new.get(path)
-        if not before.present or (after is not None and after.present) or is_state(path):
+        if after is before or not before.present or (after is not None and after.present) or is_state(path):
             continue
         if after is not None and after.status == Status.GHOSTED:
             continue
@@ -138,6 +140,7 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
                 if not path.startswith(CONFIG_PREFIX) and disk.hash(path) != ZERO_HASH:
                     removable.append(path)
     # Whatever lies below a path that stops being a directory goes before that path is replaced.
+    nondir_now = {p for p, e in new.items() if e.present and e.type != Type.DIRECTORY} if removable else set()
     for path in sorted(set(removable), key=_depth, reverse=True):
         if any(a in nondir_now for a in _ancestors(path)):
             ch.pre_remove.append((path, ""))

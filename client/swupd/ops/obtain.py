@@ -170,7 +170,10 @@ def _fetch(sess, rel, cap, mine, download, rep) -> tuple[str, PackJob] | None:
     """Download one pack; None if the server has none or it cannot be used."""
     dest = os.path.join(download, rel.replace("/", "_"))
     try:
-        size = sess.fetcher.fetch_file(f"{sess.s.contenturl}/{rel}", dest, cap, _progress(sess, "Downloading pack"))
+        # Not fsynced: every member is verified when imported, and the pack is gone after.
+        size = sess.fetcher.fetch_file(
+            f"{sess.s.contenturl}/{rel}", dest, cap, _progress(sess, "Downloading pack"), durable=False
+        )
     except NotFoundError:
         return None
     except (DiskFullError, TreeIOError):
@@ -213,7 +216,7 @@ def _fullfiles(sess: Session, store: ObjectStore, missing: dict[str, Entry], dow
         done[url] = got
         sess.out.progress("Downloading files", min(sum(done.values()), total), total)
 
-    results = sess.fetcher.fetch_many(jobs, progress)
+    results = sess.fetcher.fetch_many(jobs, progress, durable=False)
     failures = []
     for url, error in results.items():
         digest, dest = where[url]

@@ -12,6 +12,7 @@ import re
 import weakref
 
 from swupd.format import compression, layout
+from swupd.format import parsed as parsed_form
 from swupd.format.errors import BundleError, NotFoundError, SizeLimitError, SwupdError, TreeIOError
 from swupd.format.latest import Latest
 from swupd.format.manifest import Entry, Manifest
@@ -40,6 +41,8 @@ class Session:
         # A bundle unchanged between two versions is one manifest: an update reads it once.
         # Held weakly, so dropping the manifests before a download still frees them.
         self._bundles: weakref.WeakValueDictionary[tuple[int, str, str], Manifest] = weakref.WeakValueDictionary()
+        # The bytes of each bundle manifest read, while the manifest lives (see `_like`).
+        self._texts: dict[tuple[str, int], tuple[weakref.ref[Manifest], bytes]] = {}
         self.run_scripts = True
 
     # -- what the device runs ------------------------------------------------------------
@@ -108,17 +111,52 @@ class Session:
         return m
 
     def _read_manifest(self, entry: Entry) -> Manifest:
-        cache = os.path.join(self.state.manifest_dir(entry.version), f"Manifest.{entry.path}")
+        directory = self.state.manifest_dir(entry.version)
+        cache = os.path.join(directory, f"Manifest.{entry.path}")
+        kept = os.path.join(directory, "parsed", f"Manifest.{entry.path}")
+        like = self._like(entry)
+        loaded: list[Manifest] = []
+
+        def parsed() -> Manifest | None:
+            try:
+                with open(kept, "rb") as f:
+                    m = parsed_form.loads(f.read(), entry.hash.encode())
+            except OSError:
+                return None
+            if m is not None:
+                loaded.append(m)
+            return m
+
+        m = None
         if os.path.exists(cache):
             try:
                 with open(cache, "rb") as f:
-                    return self.trusted.manifest(entry, f.read(entry.size + 1))
+                    data = f.read(entry.size + 1)
+                m = self.trusted.manifest(entry, data, like, parsed)
             except SwupdError:
-                pass
-        data = self._manifest_bytes(entry)
-        m = self.trusted.manifest(entry, data)
-        write_atomic(cache, data, durable=False)
+                m = None
+                loaded.clear()
+        if m is None:
+            data = self._manifest_bytes(entry)
+            m = self.trusted.manifest(entry, data, like)
+            write_atomic(cache, data, durable=False)
+        if not loaded:
+            # Kept parsed for the commands after this one (the next update parses only the
+            # lines that change, and this one's entries then come from here).
+            os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+            write_atomic(kept, parsed_form.dumps(m, entry.hash.encode()), durable=False)
+        self._texts[(entry.path, entry.version)] = (weakref.ref(m), data)
+        weakref.finalize(m, self._texts.pop, (entry.path, entry.version), None)
         return m
+
+    def _like(self, entry: Entry) -> tuple[bytes, Manifest] | None:
+        """Another version of the same bundle's manifest read by this command, with its bytes,
+        while it is still in use (an update reads the installed one first)."""
+        for (name, version), (ref, data) in self._texts.items():
+            m = ref()
+            if name == entry.path and version != entry.version and m is not None:
+                return data, m
+        return None
 
     def _manifest_bytes(self, entry: Entry) -> bytes:
         """The compressed manifest (a third of the bytes), or the plain one from a server that

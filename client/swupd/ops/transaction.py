@@ -159,10 +159,12 @@ def replay(sess: Session, journal: jn.Journal) -> list[str]:
     """Perform (or finish) a journal, then run the post-update hooks."""
 
     def record(info: dict[str, Any]) -> None:
-        write_atomic(sess.state.sub("version"), f"{int(info['version'])}\n".encode())
+        # Not synced one by one: the sync below makes them durable before the journal goes,
+        # and until then a crash replays the journal, this action included.
+        write_atomic(sess.state.sub("version"), f"{int(info['version'])}\n".encode(), durable=False)
         if info.get("hooks"):
-            write_atomic(sess.state.sub(HOOKS_PENDING), b"1\n")
-        sess.trusted.raise_floor(int(info["version"]), int(info.get("timestamp", 0)))
+            write_atomic(sess.state.sub(HOOKS_PENDING), b"1\n", durable=False)
+        sess.trusted.raise_floor(int(info["version"]), int(info.get("timestamp", 0)), durable=False)
 
     kept = jn.run(sess.state, sess.tree, journal, record, lambda d, t: sess.out.progress("Applying", d, t))
     # The tree's renames and removals become durable together, before the journal is dropped.

@@ -176,21 +176,29 @@ class Fetcher:
         return self._with_retries(url, attempt)
 
     def fetch_file(
-        self, url: str, dest: str | os.PathLike[str], max_bytes: int, progress: Progress | None = None
+        self,
+        url: str,
+        dest: str | os.PathLike[str],
+        max_bytes: int,
+        progress: Progress | None = None,
+        durable: bool = True,
     ) -> int:
         """Download `url` to `dest` (at most `max_bytes`) and return its size.
 
         Data goes to `dest.part` first, which survives failures so a later attempt or a later
-        run resumes with `Range`; `dest` appears (fsynced, renamed) only when the body is whole.
+        run resumes with `Range`; `dest` appears (renamed) only when the body is whole, and
+        fsynced unless `durable` is false: for content verified whenever it is used, which a
+        power cut can at worst make the next run download again.
         """
         dest = os.fspath(dest)
         part = dest + ".part"
         if self._scheme(url) == "file":
-            return self._copy_local(url, dest, part, max_bytes, progress)
+            return self._copy_local(url, dest, part, max_bytes, progress, durable)
         try:
-            size = self._with_retries(url, lambda: self._fetch_part(url, part, max_bytes, progress))
+            size = self._with_retries(url, lambda: self._fetch_part(url, part, max_bytes, progress, durable))
             os.replace(part, dest)
-            _sync_dir(dest)
+            if durable:
+                _sync_dir(dest)
         except (SizeLimitError, NotFoundError):
             _remove(part)  # the server disowned or overran it: nothing worth resuming
             raise
@@ -199,7 +207,10 @@ class Fetcher:
         return size
 
     def fetch_many(
-        self, jobs: Iterable[tuple[str, str | os.PathLike[str], int]], progress: ManyProgress | None = None
+        self,
+        jobs: Iterable[tuple[str, str | os.PathLike[str], int]],
+        progress: ManyProgress | None = None,
+        durable: bool = True,
     ) -> dict[str, BaseException | None]:
         """Run `fetch_file` for every `(url, dest, max_bytes)`, `max_parallel` at a time.
 
@@ -221,7 +232,7 @@ class Fetcher:
                         progress(url, done, total)
 
             try:
-                self.fetch_file(url, dest, max_bytes, cb)
+                self.fetch_file(url, dest, max_bytes, cb, durable)
             except Exception as e:
                 return e
             return None
@@ -352,7 +363,7 @@ class Fetcher:
             raise _Retry(f"body cut short at {done} of {expect_end} bytes", done - start)
         return done
 
-    def _fetch_part(self, url: str, part: str, max_bytes: int, progress: Progress | None) -> int:
+    def _fetch_part(self, url: str, part: str, max_bytes: int, progress: Progress | None, durable: bool) -> int:
         """One attempt at completing `part`, resuming from what it already holds."""
         try:
             offset = os.path.getsize(part)
@@ -396,8 +407,9 @@ class Fetcher:
                 on_progress(offset)
             with open(part, mode) as f:
                 done = self._pump(resp, url, f.write, offset, max_bytes, expect_end, on_progress)
-                f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
         if whole is not None and done < whole:
             # A server that caps the size of a range: keep what came, the next attempt resumes.
             raise _Retry(f"partial range ended at {done} of {whole} bytes", done - offset)
@@ -440,7 +452,9 @@ class Fetcher:
             self._count(len(chunk))
             yield chunk
 
-    def _copy_local(self, url: str, dest: str, part: str, max_bytes: int, progress: Progress | None) -> int:
+    def _copy_local(
+        self, url: str, dest: str, part: str, max_bytes: int, progress: Progress | None, durable: bool
+    ) -> int:
         """`fetch_file` for a local mirror: same cap, same `.part` and rename, no retries."""
         with self._open_local(url) as src:
             st = os.fstat(src.fileno())
@@ -455,10 +469,12 @@ class Fetcher:
                         done += len(chunk)
                         if progress is not None:
                             progress(done, total)
-                    out.flush()
-                    os.fsync(out.fileno())
+                    if durable:
+                        out.flush()
+                        os.fsync(out.fileno())
                 os.replace(part, dest)
-                _sync_dir(dest)
+                if durable:
+                    _sync_dir(dest)
             except OSError as e:
                 raise _local_error(e, url, part) from None
             except (NetworkError, SizeLimitError):

@@ -13,6 +13,7 @@ has seen: a frozen server is caught even then.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from swupd.format import latest as latest_fmt
 from swupd.format import manifest as mf
@@ -84,19 +85,31 @@ class TrustedSet:
             raise RollbackError(f"version {version} is below the installed version {self.current}")
         return mom
 
-    def manifest(self, entry: Entry, data: bytes) -> Manifest:
-        """A bundle manifest, accepted only if it is exactly the one the verified MoM pins."""
+    def manifest(
+        self,
+        entry: Entry,
+        data: bytes,
+        like: tuple[bytes, Manifest] | None = None,
+        parsed: Callable[[], Manifest | None] | None = None,
+    ) -> Manifest:
+        """A bundle manifest, accepted only if it is exactly the one the verified MoM pins.
+
+        Once `data` has passed, `parsed()` may supply the manifest as kept parsed under its hash
+        (see format/parsed.py); otherwise `data` is parsed, reusing the entries of `like` (see
+        manifest.loads) for the lines the two share."""
         if len(data) != entry.size:
             raise SizeLimitError(f"Manifest.{entry.path} is {len(data)} bytes, the MoM says {entry.size}")
         if hash_bytes(data, 0o100644) != entry.hash:
             raise HashMismatchError(f"Manifest.{entry.path} does not match the hash in the MoM")
-        m = mf.loads(data, limits=self.s.limits)
+        m = parsed() if parsed is not None else None
+        if m is None:
+            m = mf.loads(data, limits=self.s.limits, like=like)
         if m.version != entry.version or m.format != self.s.format:
             raise FormatError(f"Manifest.{entry.path} has the wrong version or format")
         return m
 
-    def raise_floor(self, version: int, timestamp: int) -> None:
-        self.state.save_trust(TrustRecord(version, timestamp))
+    def raise_floor(self, version: int, timestamp: int, durable: bool = True) -> None:
+        self.state.save_trust(TrustRecord(version, timestamp), durable)
         self.record = self.state.trust()
 
 
