@@ -111,7 +111,9 @@ def obtain(
     sess: Session, store: ObjectStore, wanted: dict[str, Entry], sources: list[PackSource], local: dict[str, str]
 ) -> ObtainReport:
     rep = ObtainReport()
-    missing = {h: e for h, e in wanted.items() if not store.has(h)}
+    # What the store holds from earlier runs is checked now, so a file a crash cut short is
+    # fetched again instead of failing the transaction later.
+    missing = {h: e for h, e in wanted.items() if not store.sound(h)}
     for digest, entry in list(missing.items()):
         if digest in local and _import_local(store, sess, local[digest], entry):
             rep.local += 1
@@ -161,8 +163,9 @@ def obtain(
 
 
 def _forget_stored(store: ObjectStore, missing: dict[str, Entry]) -> None:
-    # Objects this process or its import processes stored are known without a system call.
-    for h in [h for h in missing if h in store.fresh or store.has(h)]:
+    # Objects this process or its import processes stored are known without a system call;
+    # anything else there (left by an import process that died) is checked.
+    for h in [h for h in missing if h in store.fresh or store.sound(h)]:
         del missing[h]
 
 

@@ -81,9 +81,20 @@ class PackResult:
 _BAD_MEMBER = (FormatError, HashMismatchError, SizeLimitError)
 
 
+# Delta results up to this size are made whole (one call; hashed before anything is written);
+# larger ones are streamed, so the largest file is not held twice over.
+_WHOLE_RESULT = 1 << 20
+
+
 def _import_delta(store: ObjectStore, held: list[bytes], blob: bytes, entry: Entry, limits: Limits) -> None:
+    if entry.size <= _WHOLE_RESULT:
+        meta, whole = deltas.apply(held.pop(), blob, limits)
+        if meta.size != entry.size:
+            raise SizeLimitError("delta result differs from the signed size")
+        store.add(entry.hash, meta, whole)
+        return
     # The result stream keeps what it still needs of the old bytes (zstd-dict a copy as its
-    # dictionary); `held` hands them over, so the largest file is not held twice over.
+    # dictionary); `held` hands them over.
     meta, new = deltas.open_result(held.pop(), blob, limits)
     if meta.size != entry.size:
         raise SizeLimitError("delta result differs from the signed size")

@@ -2,14 +2,16 @@
 
 An object is kept as the thing itself, named by its hash: a regular file with its mode, owner
 and xattrs, a directory, or a symlink. It enters the store only after hashing to its name (a
-file is hashed while it is written), and is hashed again when it leaves for the tree unless
-this very process stored it, so a corrupted cache entry is noticed and dropped instead of
-installed. The store lives in the root-only state directory; durability comes from the
+streamed file is hashed while it is written to a temporary name; a file whose bytes are at
+hand is hashed first and written under its own name, which a crash can leave cut short). Any
+object this very process did not store is hashed again before it is used, so a corrupted or
+cut-short entry is noticed and dropped instead of installed. The store lives in the root-only state directory; durability comes from the
 transaction's file system syncs, not from one fsync per object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -21,6 +23,7 @@ from swupd.format import filehash
 from swupd.format.errors import DiskFullError, HashMismatchError, TreeIOError
 from swupd.format.fullfile import Meta
 
+from .. import faults
 from ..apply.tree import set_meta_fd
 
 _CHUNK = 1 << 20
@@ -71,6 +74,9 @@ class ObjectStore:
 
     def add(self, digest: str, meta: Meta, content: BinaryIO | bytes | None) -> None:
         """Store an object from its metadata and content, if and only if it hashes to `digest`."""
+        if isinstance(content, bytes) and stat.S_ISREG(meta.mode):
+            self._add_bytes(digest, meta, content)
+            return
         try:
             tmp = self._tmp(digest)
         except OSError as e:
@@ -116,6 +122,42 @@ class ObjectStore:
         except BaseException:
             self._drop(tmp)
             raise
+
+    def _add_bytes(self, digest: str, meta: Meta, content: bytes) -> None:
+        """A file whose bytes are at hand (a delta's result) is hashed before anything is
+        written, then written under its own name: no temporary file and rename. A file cut
+        short by a crash is caught by the check every object not stored by this process gets
+        before it is used (see `sound`)."""
+        got = filehash.hash_bytes(content, meta.mode, meta.uid, meta.gid, meta.xattrs)
+        if got != digest:
+            raise HashMismatchError(f"object {digest[:16]}… hashes to {got[:16]}…")
+        shard = os.path.join(self.dir, digest[:2])
+        final = os.path.join(shard, digest)
+        try:
+            if shard not in self._shards:
+                os.makedirs(shard, mode=0o700, exist_ok=True)
+                self._shards.add(shard)
+            fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            # Stored already, or being stored by another importing process, which vouches
+            # for it (an object left by an earlier run was checked before the import began).
+            return
+        except OSError as e:
+            raise _io(e, f"storing object {digest[:16]}…") from None
+        try:
+            try:
+                _write_all(fd, content)
+                faults.check("object")
+                set_meta_fd(fd, meta, new=True)
+            finally:
+                os.close(fd)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.unlink(final)
+            if isinstance(e, OSError):
+                raise _io(e, f"storing object {digest[:16]}…") from None
+            raise
+        self.fresh.add(digest)
 
     def _replace_dir(self, tmp: str, digest: str) -> None:
         final = self.path(digest)
@@ -172,9 +214,10 @@ class ObjectStore:
             raise _io(e, f"staging object {digest[:16]}…") from None
 
     def sound(self, digest: str) -> bool:
-        """True if a file or symlink object is present and hashes to its name (checked unless
-        this process stored it); a corrupt one is forgotten. The journal then moves it straight
-        from the store into the tree, one rename fewer per file than staging it."""
+        """True if an object is present and hashes to its name (checked unless this process
+        stored it, then known to this process); a corrupt one is forgotten. The journal moves
+        files and links straight from the store into the tree, one rename fewer per file than
+        staging them."""
         src = self.path(digest)
         try:
             if digest in self.fresh:
