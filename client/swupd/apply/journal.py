@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from swupd.format.errors import FormatError
+from swupd.format.errors import FormatError, TreeIOError
 from swupd.format.fullfile import Meta
 
 from .. import faults
@@ -102,8 +102,11 @@ def run(
             tree.mkdir(action[1], meta_from_json(action[2]))
         elif kind == "mv":
             _, staged, path = action
-            if os.path.lexists(staged):
+            try:
                 tree.move_in(staged, path)
+            except TreeIOError:
+                if os.path.lexists(staged):
+                    raise  # otherwise moved already, by the run a crash interrupted
         elif kind == "record":
             faults.check("applied")
             record(action[1])

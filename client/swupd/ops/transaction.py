@@ -10,9 +10,11 @@ before its journal leaves staged objects that the next run returns to the store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -116,6 +118,11 @@ def _check_space(sess: Session, change: Change, stage_dir: str) -> None:
             raise DiskFullError(f"{where[dev]} has {free} bytes free, the update needs {size}; nothing was changed")
 
 
+def _sync_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        sync_filesystem(path)
+
+
 def execute(
     sess: Session,
     change: Change,
@@ -134,14 +141,21 @@ def execute(
         rep.obtained = obtain(sess, store, wanted, sources, local)
         stage_dir = os.path.join(sess.state.sub("stage"), str(version))
         os.makedirs(stage_dir, mode=0o700)
-        installs = _stage(sess, store, change, stage_dir)
-        # One barrier makes every staged object durable before the journal can refer to it.
+        # Writing back the imported objects starts beside the checks of staging...
+        early = threading.Thread(target=_sync_quietly, args=(stage_dir,), daemon=True)
+        early.start()
+        try:
+            installs = _stage(sess, store, change, stage_dir)
+            _check_space(sess, change, stage_dir)
+        finally:
+            early.join()
+        # ...and one barrier after them makes every staged object durable before the
+        # journal can refer to it.
         sync_filesystem(stage_dir)
     except OSError as e:
         if e.errno == 28:
             raise DiskFullError("no space left while preparing the update; nothing was changed") from None
         raise TreeIOError(f"preparing the update failed: {e.strerror}; nothing was changed") from None
-    _check_space(sess, change, stage_dir)
     actions: list[list[Any]] = [["rm", p, keep] for p, keep in change.pre_remove]
     actions += installs
     actions += [["rm", p, ""] for p in change.remove]

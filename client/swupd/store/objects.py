@@ -5,8 +5,9 @@ and xattrs, a directory, or a symlink. It enters the store only after hashing to
 streamed file is hashed while it is written to a temporary name; a file whose bytes are at
 hand is hashed first and written under its own name, which a crash can leave cut short). Any
 object this very process did not store is hashed again before it is used, so a corrupted or
-cut-short entry is noticed and dropped instead of installed. The store lives in the root-only state directory; durability comes from the
-transaction's file system syncs, not from one fsync per object.
+cut-short entry is noticed and dropped instead of installed. The store lives in the root-only
+state directory; durability comes from the transaction's file system syncs, not from one
+fsync per object.
 """
 
 from __future__ import annotations
@@ -222,8 +223,10 @@ class ObjectStore:
         try:
             if digest in self.fresh:
                 return os.path.lexists(src)
-            if filehash.hash_path(src) != digest:
-                self._drop(src)
+            got = filehash.hash_path(src)
+            if got != digest:
+                if got != filehash.ZERO_HASH:  # there, but not what its name says
+                    self._drop(src)
                 return False
             self.fresh.add(digest)
             return True

@@ -22,7 +22,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
@@ -236,6 +235,9 @@ class Fetcher:
             except Exception as e:
                 return e
             return None
+
+        # Imported here: most updates fetch no single files, and the module costs every start.
+        from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=self.config.max_parallel, thread_name_prefix="swupd-fetch") as pool:
             futures = {url: pool.submit(run, url, dest, cap) for url, dest, cap in jobs}
