@@ -16,6 +16,7 @@ Rules that protect the device's own data:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 from swupd.format.filehash import ZERO_HASH
@@ -49,8 +50,14 @@ def is_state(path: str) -> bool:
 def union(manifests: list[list[Entry]]) -> dict[str, Entry]:
     """One entry per path over several bundles: a present entry wins over a deleted one, and
     among present ones the newest (all present ones agree within one version)."""
-    out: dict[str, Entry] = {}
+    if not manifests:
+        return {}
+    # The largest as a whole (a manifest lists each path once), the others entry by entry.
+    largest = max(manifests, key=len)
+    out: dict[str, Entry] = dict(zip(map(itemgetter(0), largest), largest, strict=True))
     for entries in manifests:
+        if entries is largest:
+            continue
         for e in entries:
             prev = out.get(e.path)
             if prev is None or (e.present, e.version) > (prev.present, prev.version):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import sys
+from operator import itemgetter
 
 from .manifest import Entry, Manifest, Status, Type
 
@@ -18,6 +19,8 @@ from .manifest import Entry, Manifest, Status, Type
 _REVISION = (1, marshal.version, sys.version_info[:2])
 _TYPES = {t.value: t for t in Type}
 _STATUSES = {s.value: s for s in Status}
+_TYPE_CODES = {t: t.value for t in Type}
+_STATUS_CODES = {s: s.value for s in Status}
 _new_entry = tuple.__new__  # an Entry from a ready tuple, without the named tuple's Python __new__
 
 
@@ -28,12 +31,12 @@ def dumps(m: Manifest, stamp: bytes) -> bytes:
     # for the garbage collector to walk. Paths and hashes are interned by the parser, and
     # marshal interns them again on loading, so two versions' manifests still share them.
     columns = (
-        [e.path for e in es],
-        [e.type.value for e in es],
-        [e.hash for e in es],
-        [e.version for e in es],
-        [e.size for e in es],
-        [e.status.value for e in es],
+        list(map(itemgetter(0), es)),
+        list(map(_TYPE_CODES.__getitem__, map(itemgetter(1), es))),
+        list(map(itemgetter(2), es)),
+        list(map(itemgetter(3), es)),
+        list(map(itemgetter(4), es)),
+        list(map(_STATUS_CODES.__getitem__, map(itemgetter(5), es))),
     )
     head = (m.format, m.version, m.previous, m.timestamp, m.compat, m.includes)
     body = marshal.dumps((_REVISION, stamp, head, columns))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from swupd.format import layout
 from swupd.format.errors import DiskFullError, HashMismatchError, NotFoundError, SwupdError, TreeIOError
-from swupd.format.fullfile import Meta
+from swupd.format.fullfile import TAR_OVERHEAD, Meta
 from swupd.format.manifest import Entry, Manifest
 
 from .. import faults
@@ -44,9 +44,10 @@ class PackSource:
 
 
 def pack_source(bundle: str, manifest: Manifest, from_version: int, wanted: set[str]) -> PackSource:
-    present = {e.hash: e for e in manifest.entries if e.present}
-    zero_cap = sum(fullfile_cap(e.size) + _PACK_MEMBER_OVERHEAD for e in present.values()) + _SLACK
-    mine = {h: e for h, e in present.items() if h in wanted}
+    mine = {e.hash: e for e in manifest.entries if e.hash in wanted and e.present}
+    # At least what a member per entry could take (see fullfile_cap), from the signed sizes.
+    size = manifest.contentsize
+    zero_cap = size + size // 64 + len(manifest.entries) * (TAR_OVERHEAD + _PACK_MEMBER_OVERHEAD) + _SLACK
     return PackSource(bundle, manifest.version, from_version, mine, zero_cap)
 
 
