@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import clientkit as ck
@@ -11,6 +12,7 @@ from clientkit import Device
 from support.httpserver import FaultServer
 from swupd.format import manifest as mf
 from swupd.format import parsed
+from swupd.format.limits import LIMITS
 
 
 def test_update_to_latest_matches_the_new_rootfs(device: Device, stream: ck.Stream, content: FaultServer) -> None:
@@ -146,6 +148,11 @@ def kept(device: Device, version: int, bundle: str) -> str:
     return os.path.join(device.state, "manifests", str(version), "parsed", f"Manifest.{bundle}")
 
 
+def stamp(digest: str) -> bytes:
+    """What the client binds a kept manifest to: its signed hash and the limits it was read with."""
+    return f"{digest} {LIMITS!r}".encode()
+
+
 def published(stream: ck.Stream, version: int, bundle: str) -> mf.Manifest:
     return mf.loads(Path(stream.www, str(version), f"Manifest.{bundle}").read_bytes())
 
@@ -154,9 +161,9 @@ def test_manifests_are_kept_parsed_and_a_bad_copy_is_never_used(device: Device, 
     """Installed manifests are kept parsed under the hash the MoM signs; a damaged copy, or one
     of another manifest, is parsed again from the text instead of being believed."""
     mom10 = ck.mom(stream.www, 10)
-    hashes = {e.path: e.hash for e in mom10.entries}
+    hashes = {e.path: stamp(e.hash) for e in mom10.entries}
     blob = Path(kept(device, 10, "os-core")).read_bytes()
-    assert parsed.loads(blob, hashes["os-core"].encode()) == published(stream, 10, "os-core")
+    assert parsed.loads(blob, hashes["os-core"]) == published(stream, 10, "os-core")
     damaged = bytearray(blob)
     damaged[len(blob) // 2] ^= 0x40
     Path(kept(device, 10, "os-core")).write_bytes(bytes(damaged))
@@ -164,14 +171,29 @@ def test_manifests_are_kept_parsed_and_a_bad_copy_is_never_used(device: Device, 
     r = device.swupd("update")
     assert r.rc == 0, r.out + r.err
     ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
-    assert parsed.loads(Path(kept(device, 10, "os-core")).read_bytes(), hashes["os-core"].encode()) is not None
+    assert parsed.loads(Path(kept(device, 10, "os-core")).read_bytes(), hashes["os-core"]) is not None
     mom20 = ck.mom(stream.www, 20)
     for e in mom20.entries:
         if os.path.exists(kept(device, 20, e.path)):
-            got = parsed.loads(Path(kept(device, 20, e.path)).read_bytes(), e.hash.encode())
+            got = parsed.loads(Path(kept(device, 20, e.path)).read_bytes(), stamp(e.hash))
             assert got == published(stream, 20, e.path), e.path
     # Another bundle's manifest, whole and well-formed, under os-core's name.
     other = next(e.path for e in mom20.entries if e.path != "os-core" and os.path.exists(kept(device, 20, e.path)))
     Path(kept(device, 20, other)).replace(kept(device, 20, "os-core"))
     v = device.swupd("verify", "--picky")
     assert v.rc == 0 and "0 missing, 0 modified, 0 extra" in v.out, v.out + v.err
+
+
+def test_a_state_directory_that_cannot_keep_parsed_manifests_still_works(v10_all: Device, clone_device) -> None:
+    """Kept-parsed copies are only a cache: when they cannot be written, commands go on."""
+    dev = clone_device(v10_all)
+    for version in ("10", "20"):
+        d = Path(dev.state, "manifests", version)
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(d / "parsed", ignore_errors=True)
+        (d / "parsed").write_bytes(b"a file where the directory would go")
+    v = dev.swupd("verify")
+    assert v.rc == 0 and "0 missing, 0 modified, 0 extra" in v.out, v.out + v.err
+    r = dev.swupd("update")
+    assert r.rc == 0, r.out + r.err
+    assert dev.version() == 20

@@ -104,7 +104,7 @@ def run(
             _, staged, path = action
             try:
                 tree.move_in(staged, path)
-            except TreeIOError:
+            except (TreeIOError, OSError):
                 if os.path.lexists(staged):
                     raise  # otherwise moved already, by the run a crash interrupted
         elif kind == "record":

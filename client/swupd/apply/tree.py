@@ -31,11 +31,11 @@ def _err(e: OSError, what: str) -> Exception:
     return TreeIOError(f"{what}: {e.strerror}")
 
 
-def set_meta_fd(fd: int, meta: Meta, new: bool = False) -> None:
+def set_meta_fd(fd: int, meta: Meta) -> None:
     """Owner, mode and xattrs of an open file or directory (mode last: chown clears setuid).
-    `new`: the file was just created by this process, so it has no other xattrs to remove."""
+    Other xattrs go, also on a file just made: it may have inherited a default ACL."""
     os.fchown(fd, meta.uid, meta.gid)
-    for name in () if new else os.listxattr(fd):
+    for name in os.listxattr(fd):
         if name != "security.selinux" and name not in meta.xattrs:
             os.removexattr(fd, name)
     for name, value in meta.xattrs.items():

@@ -42,6 +42,10 @@ class Status(Enum):
     EXPERIMENTAL = "e"
 
 
+# Raised whenever what the parser accepts changes, so manifests kept parsed under the old rules
+# (see parsed.py) are parsed again.
+RULES = 1
+
 _PRESENT = (Status.PRESENT, Status.EXPERIMENTAL)
 _SIZED = (Type.FILE, Type.SYMLINK)
 

@@ -2,8 +2,10 @@
 
 Parsing the text of a large bundle's manifest takes tens of milliseconds; loading it from this
 form takes a few. A kept manifest is bound to a stamp (a hash of the bytes it was parsed from,
-which the caller has checked) and carries a SHA-256 of itself, so a damaged, foreign or stale
-blob loads as None and the caller parses the text instead. Entries keep the order of the file.
+which the caller has checked, and whatever else the parse depended on, such as limits) and to
+the parser's rules, and carries a SHA-256 of itself, so a damaged, foreign or stale blob loads
+as None and the caller parses the text instead. It is checked for damage, not for tampering:
+it lives where only its owner writes. Entries keep the order of the file.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import marshal
 import sys
 from operator import itemgetter
 
-from .manifest import Entry, Manifest, Status, Type
+from .manifest import RULES, Entry, Manifest, Status, Type
 
-# Blobs are tied to this layout and this interpreter's marshal.
-_REVISION = (1, marshal.version, sys.version_info[:2])
+# Blobs are tied to this layout, the parser's rules and this interpreter's marshal.
+_REVISION = (1, RULES, marshal.version, sys.version_info[:2])
 _TYPES = {t.value: t for t in Type}
 _STATUSES = {s.value: s for s in Status}
 _TYPE_CODES = {t: t.value for t in Type}
@@ -28,12 +30,12 @@ def dumps(m: Manifest, stamp: bytes) -> bytes:
     """`m` as a blob bound to `stamp`."""
     es = m.entries
     # Column lists, not a tuple per entry: loading then creates six containers, not thousands
-    # for the garbage collector to walk. Paths and hashes are interned by the parser, and
-    # marshal interns them again on loading, so two versions' manifests still share them.
+    # for the garbage collector to walk. Paths and hashes are written interned, and marshal
+    # interns them again on loading, so two versions' manifests share them.
     columns = (
-        list(map(itemgetter(0), es)),
+        list(map(sys.intern, map(itemgetter(0), es))),
         list(map(_TYPE_CODES.__getitem__, map(itemgetter(1), es))),
-        list(map(itemgetter(2), es)),
+        list(map(sys.intern, map(itemgetter(2), es))),
         list(map(itemgetter(3), es)),
         list(map(itemgetter(4), es)),
         list(map(_STATUS_CODES.__getitem__, map(itemgetter(5), es))),

@@ -27,6 +27,7 @@ from .session import Session
 
 _PACK_MEMBER_OVERHEAD = 4096
 _SLACK = 1 << 20
+_PRESENT = Entry.present.fget
 
 
 @dataclass
@@ -46,8 +47,8 @@ class PackSource:
 def pack_source(bundle: str, manifest: Manifest, from_version: int, wanted: set[str]) -> PackSource:
     mine = {e.hash: e for e in manifest.entries if e.hash in wanted and e.present}
     # At least what a member per entry could take (see fullfile_cap), from the signed sizes.
-    size = manifest.contentsize
-    zero_cap = size + size // 64 + len(manifest.entries) * (TAR_OVERHEAD + _PACK_MEMBER_OVERHEAD) + _SLACK
+    size, present = manifest.contentsize, sum(map(_PRESENT, manifest.entries))
+    zero_cap = size + size // 64 + present * (TAR_OVERHEAD + _PACK_MEMBER_OVERHEAD) + _SLACK
     return PackSource(bundle, manifest.version, from_version, mine, zero_cap)
 
 

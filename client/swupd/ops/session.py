@@ -7,6 +7,7 @@ search) can work from them, re-checking each against its signed MoM when it is r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import weakref
@@ -116,11 +117,13 @@ class Session:
         kept = os.path.join(directory, "parsed", f"Manifest.{entry.path}")
         like = self._like(entry)
         loaded: list[Manifest] = []
+        # Bound to the manifest's signed hash and to the limits it was checked against.
+        stamp = f"{entry.hash} {self.s.limits!r}".encode()
 
         def parsed() -> Manifest | None:
             try:
                 with open(kept, "rb") as f:
-                    m = parsed_form.loads(f.read(), entry.hash.encode())
+                    m = parsed_form.loads(f.read(), stamp)
             except OSError:
                 return None
             if m is not None:
@@ -142,9 +145,11 @@ class Session:
             write_atomic(cache, data, durable=False)
         if not loaded:
             # Kept parsed for the commands after this one (the next update parses only the
-            # lines that change, and this one's entries then come from here).
-            os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
-            write_atomic(kept, parsed_form.dumps(m, entry.hash.encode()), durable=False)
+            # lines that change, and this one's entries then come from here); only a cache,
+            # so a full disk or a read-only state directory does not fail the command.
+            with contextlib.suppress(OSError, SwupdError):
+                os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+                write_atomic(kept, parsed_form.dumps(m, stamp), durable=False)
         self._texts[(entry.path, entry.version)] = (weakref.ref(m), data)
         weakref.finalize(m, self._texts.pop, (entry.path, entry.version), None)
         return m

@@ -149,7 +149,7 @@ class ObjectStore:
             try:
                 _write_all(fd, content)
                 faults.check("object")
-                set_meta_fd(fd, meta, new=True)
+                set_meta_fd(fd, meta)
             finally:
                 os.close(fd)
         except BaseException as e:
