@@ -154,7 +154,22 @@ def test_symlink_fullfile_pointing_elsewhere(attacked: Device, private_www: Path
     assert not [p for p in objects if p.is_symlink() and "shadow" in os.readlink(p)]
 
 
-def test_pack_import_rejects_a_bad_member_only(stream: ck.Stream, tmp_path: Path) -> None:
+# How a pack reaches the importer: a plain tar (streamed), zstd small enough to be unpacked in
+# memory, and zstd above the in-memory limit (streamed).
+PACK_FORMS = ["tar", "zstd-in-memory", "zstd-streamed"]
+
+
+def _as_form(path: Path, form: str):
+    """Rewrite the plain tar at `path` in `form`; the limits to import it with."""
+    from swupd.format.limits import Limits
+
+    if form != "tar":
+        path.write_bytes(ck.zstd(path.read_bytes()))
+    return Limits(max_pack_in_memory=1024) if form == "zstd-streamed" else Limits()
+
+
+@pytest.mark.parametrize("form", PACK_FORMS)
+def test_pack_import_rejects_a_bad_member_only(stream: ck.Stream, tmp_path: Path, form: str) -> None:
     """Every wanted object arrives, each bad member is reported by name, the rest are still
     stored."""
     from swupd.format.manifest import Entry, Type
@@ -177,15 +192,17 @@ def test_pack_import_rejects_a_bad_member_only(stream: ck.Stream, tmp_path: Path
                 m.size = donor.size
                 data = tin.extractfile(donor)
             tout.addfile(m, data)
+    limits = _as_form(tampered, form)
     store = ObjectStore(str(tmp_path / "objects"))
     with open(tampered, "rb") as f:
-        result = import_pack(store, f, 1 << 30, wanted, lambda h, cap: None)
+        result = import_pack(store, f, 1 << 30, wanted, lambda h, cap: None, limits)
     assert [r.split(":")[0] for r in result.rejected] == [f"staged/{bad}.tar"]
     assert result.objects == len(wanted) - 1
     assert all(store.has(h) for h in wanted if h != bad) and not store.has(bad)
 
 
-def test_pack_offering_an_object_twice(stream: ck.Stream, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", PACK_FORMS)
+def test_pack_offering_an_object_twice(stream: ck.Stream, tmp_path: Path, form: str) -> None:
     """An incremental pack may carry an object twice (an old member and a new one): it is
     imported once."""
     from swupd.format.manifest import Entry, Type
@@ -202,11 +219,45 @@ def test_pack_offering_an_object_twice(stream: ck.Stream, tmp_path: Path) -> Non
         members = [m for m in tin.getmembers() if m.isreg()]
         for m in members + members:
             tout.addfile(m, tin.extractfile(m))
+    limits = _as_form(doubled, form)
     store = ObjectStore(str(tmp_path / "objects"))
     with open(doubled, "rb") as f:
-        result = import_pack(store, f, 1 << 30, wanted, lambda h, cap: None)
+        result = import_pack(store, f, 1 << 30, wanted, lambda h, cap: None, limits)
     assert result.rejected == [] and result.objects == len(wanted)
     assert all(store.has(h) for h in wanted)
+
+
+@pytest.mark.parametrize("form", ["zstd-in-memory", "zstd-streamed"])
+def test_pack_cut_short_keeps_what_came_whole(stream: ck.Stream, tmp_path: Path, form: str) -> None:
+    """A pack that ends inside its last member: that member is refused, the others are stored."""
+    from swupd.format.manifest import Entry, Type
+    from swupd.store.importer import import_pack
+    from swupd.store.objects import ObjectStore
+
+    entries = ck.entries(stream.www, 20, {"os-core"})
+    wanted = {e.hash: Entry(p, Type.FILE, e.hash, 20, e.size) for p, e in entries.items() if e.kind == "F"}
+    src = os.path.join(stream.www, "20", "pack-os-core-from-0.tar")
+    with open(src, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        members = [m for m in t.getmembers() if m.isreg() and m.size > 64]
+    last = members[-1]
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(raw[: last.offset_data + last.size // 2])
+    limits = _as_form(cut, form)
+    store = ObjectStore(str(tmp_path / "objects"))
+    with open(cut, "rb") as f:
+        result = import_pack(store, f, 1 << 30, wanted, lambda h, cap: None, limits)
+    assert result.rejected, "the cut member is reported"
+    got = {h for h in wanted if store.has(h)}
+    assert got and last.name.split("/")[-1].removesuffix(".tar") not in got
+    assert all(filehash_of(store, h) == h for h in got)
+
+
+def filehash_of(store, digest: str) -> str:
+    from swupd.format import filehash
+
+    return filehash.hash_path(store.path(digest))
 
 
 def _zero_pack_wanted(stream: ck.Stream) -> tuple[str, dict]:

@@ -176,6 +176,30 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+def read_small(src: BinaryIO, limit: int) -> bytes | None:
+    """All of a zstd stream decompressed at once, or None if it is not zstd or would pass
+    `limit` bytes (the caller then streams it with `open_decompressed`): native calls instead
+    of thousands of bounded steps, memory still bounded by `limit`. A stream cut short comes
+    out short, which the reader of what it holds (a tar) notices."""
+    if not src.read(4).startswith(ZSTD_MAGIC):
+        return None
+    src.seek(0)
+    reader = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).stream_reader(
+        src, read_across_frames=True, closefd=False
+    )
+    chunks, size = [], 0
+    try:
+        while size <= limit:
+            chunk = reader.read(limit + 1 - size)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+    except zstandard.ZstdError as e:
+        raise FormatError(f"corrupt zstd data: {e}") from None
+    return None
+
+
 def decompress(data: bytes, limit: int) -> bytes:
     """Whole-buffer form of `open_decompressed`."""
     out = open_decompressed(io.BytesIO(data), limit).read()

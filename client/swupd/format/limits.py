@@ -33,6 +33,9 @@ class Limits:
     # larger files use zstd-dict.
     max_bsdiff_bytes: int = 8 * 1024 * 1024
     min_delta_target_bytes: int = 200
+    # A pack up to this size decompressed is unpacked in memory (in each importing process):
+    # its members are then sliced out instead of streamed; a larger one is streamed.
+    max_pack_in_memory: int = 4 * 1024 * 1024
     # Pack members are imported by up to this many processes (never more than the CPUs this
     # process may run on); 1 keeps the client in one process.
     max_import_processes: int = 4

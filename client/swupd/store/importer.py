@@ -29,6 +29,7 @@ from .objects import ObjectStore
 
 _STAGED = re.compile(r"staged/([0-9a-f]{64})\.tar\Z")
 _DELTA = re.compile(r"delta/([0-9a-f]{64})/([0-9a-f]{64})\Z")
+_PLAIN = (tarfile.REGTYPE, tarfile.AREGTYPE)  # members with their data right after the header
 _TYPES = {Type.FILE: tarfile.REGTYPE, Type.DIRECTORY: tarfile.DIRTYPE, Type.SYMLINK: tarfile.SYMTYPE}
 
 
@@ -112,7 +113,9 @@ def import_pack(
 ) -> PackResult:
     """Store every wanted object a pack provides; `source_of(hash, cap)` returns the bytes of a
     local object with that hash (for deltas) or None. A bad member is skipped and reported, so
-    what it should have provided is fetched as a fullfile afterwards.
+    what it should have provided is fetched as a fullfile afterwards. A pack that unpacks to
+    at most `limits.max_pack_in_memory` is unpacked whole and its members sliced out (half the
+    cost of streaming them); a larger one is streamed.
 
     With `claim`, a file member (counted from 0) is looked at only if `claim(index)` is true,
     so several processes can split a pack (see store/parallel.py); threads would not help,
@@ -120,18 +123,24 @@ def import_pack(
     the interpreter lock."""
     out = PackResult()
     index = -1
-    stream = compression.open_decompressed(src, cap)
     try:
-        with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
+        whole = compression.read_small(src, min(cap, limits.max_pack_in_memory))
+        if whole is None:
+            src.seek(0)
+            stream = compression.open_decompressed(src, cap)
+            tar = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
+        else:
+            tar = tarfile.open(fileobj=io.BytesIO(whole), mode="r:", encoding="utf-8", errors="surrogateescape")
+        with tar:
             for info in tar:
-                if not info.isreg():
+                if info.type not in _PLAIN:
                     continue
                 index += 1
                 if claim is not None and not claim(index):
                     continue
                 name = info.name
                 try:
-                    if _import_member(store, tar, info, wanted, source_of, limits):
+                    if _import_member(store, tar, info, whole, wanted, source_of, limits):
                         if name.startswith("delta/"):
                             out.deltas += 1
                         else:
@@ -145,10 +154,21 @@ def import_pack(
     return out
 
 
+def _content(tar: tarfile.TarFile, info: tarfile.TarInfo, whole: bytes | None) -> BinaryIO:
+    """A member's data: sliced from the unpacked pack when there is one, else streamed."""
+    if whole is None:
+        return tar.extractfile(info) or io.BytesIO()
+    end = info.offset_data + info.size
+    if end > len(whole):
+        raise FormatError("cut short")
+    return io.BytesIO(whole[info.offset_data : end])
+
+
 def _import_member(
     store: ObjectStore,
     tar: tarfile.TarFile,
     info: tarfile.TarInfo,
+    whole: bytes | None,
     wanted: dict[str, Entry],
     source_of: Callable[[str, int], bytes | None],
     limits: Limits,
@@ -161,8 +181,7 @@ def _import_member(
         entry = wanted.get(m[1])
         if entry is None or m[1] in store.fresh or info.size > fullfile_cap(entry.size):
             return False
-        member = tar.extractfile(info)
-        import_fullfile(store, member if member is not None else io.BytesIO(), entry, limits)
+        import_fullfile(store, _content(tar, info, whole), entry, limits)
         return True
     m = _DELTA.match(info.name)
     if not m:
@@ -175,8 +194,7 @@ def _import_member(
     old = source_of(m[1], limits.max_delta_source_bytes)
     if old is None:
         return False
-    f = tar.extractfile(info)
-    blob = f.read() if f else b""
+    blob = _content(tar, info, whole).read()
     held = [old]
     del old
     _import_delta(store, held, blob, entry, limits)
