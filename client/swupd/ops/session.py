@@ -2,7 +2,10 @@
 
 Fetches go through the transport, decisions about signed data through the trusted set, and
 verified manifests are kept in the state directory so that later commands (verify, bundle-add,
-search) can work from them, re-checking each against its signed MoM when it is read back.
+search) can work from them, re-checking each against its signed MoM when it is read back. They
+are kept parsed too (format/parsed.py), and a new version of a bundle's manifest is parsed
+against the one read before it (manifest.loads `like`): an update then parses only the lines
+that changed.
 """
 
 from __future__ import annotations
