@@ -157,6 +157,9 @@ class StateDir:
             # Recreated empty: a directory that once held many entries stays slow to add to.
             shutil.rmtree(self.sub(d), ignore_errors=True)
             os.makedirs(self.sub(d), mode=0o700, exist_ok=True)
+        # The object store's subdirectories, made now rather than by the next update.
+        for i in range(256):
+            os.makedirs(self.sub("objects", f"{i:02x}"), mode=0o700, exist_ok=True)
         mdir = self.sub("manifests")
         for n in os.listdir(mdir) if os.path.isdir(mdir) else []:
             if everything or not n.isdigit() or int(n) not in keep_versions:

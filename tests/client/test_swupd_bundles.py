@@ -123,7 +123,9 @@ def test_clean(device: Device, content: FaultServer) -> None:
     (objects / ("0" * 64)).write_bytes(b"a cached object")
     r = device.swupd("clean")
     assert r.rc == 0 and "files removed" in r.out
-    assert not any(objects.iterdir())
+    # Nothing is left but the store's 256 empty subdirectories, ready for the next update.
+    assert sorted(p.name for p in objects.iterdir()) == [f"{i:02x}" for i in range(256)]
+    assert not any(any(p.iterdir()) for p in objects.iterdir())
     assert "20" in os.listdir(Path(device.state, "manifests"))
     content.clear_log()
     assert device.swupd("verify").rc == 0
