@@ -113,9 +113,9 @@ def import_pack(
 ) -> PackResult:
     """Store every wanted object a pack provides; `source_of(hash, cap)` returns the bytes of a
     local object with that hash (for deltas) or None. A bad member is skipped and reported, so
-    what it should have provided is fetched as a fullfile afterwards. A pack that unpacks to
-    at most `limits.max_pack_in_memory` is unpacked whole and its members sliced out (half the
-    cost of streaming them); a larger one is streamed.
+    what it should have provided is fetched as a fullfile afterwards. `src` is a seekable file.
+    A pack that unpacks to at most `limits.max_pack_in_memory` is unpacked whole and its
+    members sliced out, which costs less than streaming them; a larger one is streamed.
 
     With `claim`, a file member (counted from 0) is looked at only if `claim(index)` is true,
     so several processes can split a pack (see store/parallel.py); threads would not help,

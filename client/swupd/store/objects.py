@@ -12,7 +12,6 @@ fsync per object.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import shutil
@@ -52,12 +51,15 @@ class ObjectStore:
     def has(self, digest: str) -> bool:
         return os.path.lexists(self.path(digest))
 
-    def _tmp(self, digest: str) -> str:
+    def _shard(self, digest: str) -> str:
         shard = os.path.join(self.dir, digest[:2])
         if shard not in self._shards:
             os.makedirs(shard, mode=0o700, exist_ok=True)
             self._shards.add(shard)
-        return os.path.join(shard, f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
+        return shard
+
+    def _tmp(self, digest: str) -> str:
+        return os.path.join(self._shard(digest), f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
 
     def _create(self, tmp: str) -> int:
         try:
@@ -132,12 +134,8 @@ class ObjectStore:
         got = filehash.hash_bytes(content, meta.mode, meta.uid, meta.gid, meta.xattrs)
         if got != digest:
             raise HashMismatchError(f"object {digest[:16]}… hashes to {got[:16]}…")
-        shard = os.path.join(self.dir, digest[:2])
-        final = os.path.join(shard, digest)
         try:
-            if shard not in self._shards:
-                os.makedirs(shard, mode=0o700, exist_ok=True)
-                self._shards.add(shard)
+            final = os.path.join(self._shard(digest), digest)
             fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
             # Stored already, or being stored by another importing process, which vouches
@@ -146,18 +144,17 @@ class ObjectStore:
         except OSError as e:
             raise _io(e, f"storing object {digest[:16]}…") from None
         try:
-            try:
-                _write_all(fd, content)
-                faults.check("object")
-                set_meta_fd(fd, meta)
-            finally:
-                os.close(fd)
-        except BaseException as e:
-            with contextlib.suppress(OSError):
-                os.unlink(final)
-            if isinstance(e, OSError):
-                raise _io(e, f"storing object {digest[:16]}…") from None
+            _write_all(fd, content)
+            faults.check("object")
+            set_meta_fd(fd, meta)
+        except OSError as e:
+            self._drop(final)
+            raise _io(e, f"storing object {digest[:16]}…") from None
+        except BaseException:
+            self._drop(final)
             raise
+        finally:
+            os.close(fd)
         self.fresh.add(digest)
 
     def _replace_dir(self, tmp: str, digest: str) -> None:
@@ -215,10 +212,10 @@ class ObjectStore:
             raise _io(e, f"staging object {digest[:16]}…") from None
 
     def sound(self, digest: str) -> bool:
-        """True if an object is present and hashes to its name (checked unless this process
-        stored it, then known to this process); a corrupt one is forgotten. The journal moves
-        files and links straight from the store into the tree, one rename fewer per file than
-        staging them."""
+        """True if an object is present and hashes to its name. One this process did not store
+        is hashed (and known from then on); a corrupt one is forgotten. The journal moves files
+        and links straight from the store into the tree, one rename fewer per file than staging
+        them."""
         src = self.path(digest)
         try:
             if digest in self.fresh:
