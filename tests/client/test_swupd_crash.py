@@ -140,3 +140,25 @@ def test_killed_at_a_random_moment(v10_all: Device, clone_device, stream: ck.Str
         problems = ck.old_or_new(dev.root, before, new)
         assert not problems, f"killed after {p.returncode}: " + "\n".join(problems[:20])
         finish(dev, "update", new)
+
+
+def test_a_move_the_journal_cannot_make_is_an_error(device: Device, tmp_path: Path) -> None:
+    """A move whose object is still waiting but whose target cannot be reached (its directory
+    turned into a link meanwhile) stops the run with an I/O error and keeps the journal: it is
+    never taken for a move an interrupted run already made."""
+    r = device.swupd_process("update", env=env_with("journal-written:kill"))
+    assert r.rc == -signal.SIGKILL, r.err
+    actions = json.loads(Path(device.state, "journal").read_bytes())["actions"]
+    moves = [a for a in actions if a[0] == "mv" and a[2].count("/") >= 3]
+    parent = os.path.dirname(moves[0][2])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    host = Path(device.root, parent.lstrip("/"))
+    os.rename(host, tmp_path / "moved-away")
+    host.symlink_to(elsewhere)
+    r = device.swupd_process("verify")
+    assert r.rc == 15, (r.rc, r.err)
+    r.error_line()
+    assert Path(device.state, "journal").exists()
+    assert list(elsewhere.iterdir()) == [], "nothing is written through the link"
+    assert os.path.lexists(moves[0][1]), "the object waits for the next run"
