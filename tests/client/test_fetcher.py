@@ -165,10 +165,14 @@ def test_credentials_stay_out_of_messages(server: FaultServer, fetcher: Fetcher)
 # -- truncation and resume ----------------------------------------------------------------------
 
 
-def test_truncated_body_resumes(server: FaultServer, www: Path, fetcher: Fetcher, tmp_path: Path) -> None:
+@pytest.mark.parametrize("durable", [True, False])
+def test_truncated_body_resumes(
+    server: FaultServer, www: Path, fetcher: Fetcher, tmp_path: Path, durable: bool
+) -> None:
+    """Also without fsyncs (content that is verified when used): the same resume, the same bytes."""
     publish(www, "a")
     server.truncate(10_000, times=1)
-    assert fetcher.fetch_file(server.url("a"), tmp_path / "a", len(DATA)) == len(DATA)
+    assert fetcher.fetch_file(server.url("a"), tmp_path / "a", len(DATA), durable=durable) == len(DATA)
     assert (tmp_path / "a").read_bytes() == DATA
     assert [(e.range, e.status) for e in server.log] == [(None, 200), ("bytes=10000-", 206)]
 
@@ -189,10 +193,11 @@ def test_progress_resets_the_retry_count(server: FaultServer, www: Path, fetcher
     assert [e.range for e in server.log] == [None] + [f"bytes={n}-" for n in range(40_000, 200_000, 40_000)]
 
 
-def test_existing_part_resumes(server: FaultServer, www: Path, fetcher: Fetcher, tmp_path: Path) -> None:
+@pytest.mark.parametrize("durable", [True, False])
+def test_existing_part_resumes(server: FaultServer, www: Path, fetcher: Fetcher, tmp_path: Path, durable: bool) -> None:
     publish(www, "a")
     Path(f"{tmp_path / 'a'}.part").write_bytes(DATA[:50_000])
-    assert fetcher.fetch_file(server.url("a"), tmp_path / "a", len(DATA)) == len(DATA)
+    assert fetcher.fetch_file(server.url("a"), tmp_path / "a", len(DATA), durable=durable) == len(DATA)
     assert (tmp_path / "a").read_bytes() == DATA and not Path(f"{tmp_path / 'a'}.part").exists()
     assert [(e.range, e.status) for e in server.log] == [("bytes=50000-", 206)]
 
