@@ -12,11 +12,13 @@ fsync per object.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import stat
 import threading
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from swupd.format import filehash
@@ -84,7 +86,7 @@ class ObjectStore:
             tmp = self._tmp(digest)
         except OSError as e:
             raise _io(e, f"storing object {digest[:16]}…") from None
-        try:
+        with self._dropped_on_failure(tmp, digest):
             if not stat.S_ISREG(meta.mode):
                 self._drop(tmp)  # left by a killed run with the same pid
             if stat.S_ISLNK(meta.mode):
@@ -101,12 +103,8 @@ class ObjectStore:
                 fd = self._create(tmp)
                 try:
                     # Hashed while written: the metadata below is exactly what the key covers.
-                    if isinstance(content, bytes):
-                        got = filehash.hash_bytes(content, meta.mode, meta.uid, meta.gid, meta.xattrs)
-                        _write_all(fd, content)
-                    else:
-                        src = content or io.BytesIO()
-                        got = filehash.hash_stream(_Tee(src, fd), meta.size, meta.mode, meta.uid, meta.gid, meta.xattrs)
+                    src = content or io.BytesIO()  # bytes went to _add_bytes
+                    got = filehash.hash_stream(_Tee(src, fd), meta.size, meta.mode, meta.uid, meta.gid, meta.xattrs)
                     set_meta_fd(fd, meta)
                 finally:
                     os.close(fd)
@@ -119,12 +117,6 @@ class ObjectStore:
             else:
                 os.replace(tmp, self.path(digest))
             self.fresh.add(digest)
-        except OSError as e:
-            self._drop(tmp)
-            raise _io(e, f"storing object {digest[:16]}…") from None
-        except BaseException:
-            self._drop(tmp)
-            raise
 
     def _add_bytes(self, digest: str, meta: Meta, content: bytes) -> None:
         """A file whose bytes are at hand (a delta's result) is hashed before anything is
@@ -144,18 +136,26 @@ class ObjectStore:
         except OSError as e:
             raise _io(e, f"storing object {digest[:16]}…") from None
         try:
-            _write_all(fd, content)
-            faults.check("object")
-            set_meta_fd(fd, meta)
-        except OSError as e:
-            self._drop(final)
-            raise _io(e, f"storing object {digest[:16]}…") from None
-        except BaseException:
-            self._drop(final)
-            raise
+            with self._dropped_on_failure(final, digest):
+                _write_all(fd, content)
+                faults.check("object")
+                set_meta_fd(fd, meta)
         finally:
             os.close(fd)
         self.fresh.add(digest)
+
+    @contextlib.contextmanager
+    def _dropped_on_failure(self, path: str, digest: str) -> Iterator[None]:
+        """Whatever goes wrong while an object is being made, what was made at `path` goes;
+        a system error becomes the client's."""
+        try:
+            yield
+        except OSError as e:
+            self._drop(path)
+            raise _io(e, f"storing object {digest[:16]}…") from None
+        except BaseException:
+            self._drop(path)
+            raise
 
     def _replace_dir(self, tmp: str, digest: str) -> None:
         final = self.path(digest)
