@@ -2,7 +2,8 @@
 
 Exit status: 0 success (also "already up to date"); `check-update`: 0 when an update is
 available, 1 when not; `verify` without `--fix`: 1 when the tree differs from its manifests.
-Errors: 2 usage, 3 malformed data, 4 signature, 5 hash mismatch, 6 size limit, 7 rollback,
+Errors: 2 usage (also a path in ROOT or the state directory that another user could change, see
+ownership.py), 3 malformed data, 4 signature, 5 hash mismatch, 6 size limit, 7 rollback,
 8 expired metadata, 9 wrong device (compat id), 11 network, 12 missing on the server, 13 disk
 full, 14 locked, 15 I/O error, 16 bundle problem, 130 interrupted. Each error is one line on
 standard error.
@@ -16,7 +17,7 @@ import os
 import sys
 from typing import NoReturn
 
-from . import __version__, config, heap
+from . import __version__, config, heap, ownership
 from .apply import journal as jn
 from .apply.tree import Tree
 from .format.errors import SwupdError, UsageError
@@ -110,15 +111,19 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from .ops.session import Session
     from .ops.transaction import replay, run_hooks
 
-    root = args.path
+    # Nothing in ROOT or the state directory is read before both have been resolved and checked
+    # (ownership.py), nor anything in an os-install target before it is found empty.
     if args.command == "os-install":
-        root = args.target or args.path
-        if root == "/":
+        target = args.target or args.path
+        if target == "/":
             raise UsageError("os-install needs a target directory other than /")
-        os.makedirs(root, exist_ok=True)
+        root = update.prepare_target(target, args.statedir)
+    else:
+        root = ownership.resolve(args.path, "ROOT")
+    statedir = ownership.resolve(args.statedir or os.path.join(root, "var/lib/swupd"), "state directory", False)
     fallback = "/" if args.command == "os-install" else None
     settings = config.load(
-        root, args.statedir, args.url, args.versionurl, args.contenturl, args.format, args.key, args.compat, fallback
+        root, statedir, args.url, args.versionurl, args.contenturl, args.format, args.key, args.compat, fallback
     )
     if args.command not in NO_SERVER:
         settings.require_server()

@@ -6,6 +6,8 @@ command line: `versionurl`, `contenturl`, `format`, `compat` (the compatibility 
 must carry) and `keys/*.pub` (trusted public keys). `swupd mirror` writes
 `etc/swupd/mirror_versionurl` and `mirror_contenturl`, which take precedence over both URLs.
 For `os-install` into an empty directory, the running system's own files are used.
+Each file is read only once it, and every directory above it, has passed ownership.resolve:
+whoever could change them would choose what the device trusts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from swupd.format.errors import UsageError
 from swupd.format.limits import LIMITS, Limits
 from swupd.format.signing import PublicKey, load_public
+
+from . import ownership
 
 DEFAULTS_DIR = "usr/share/defaults/swupd"
 ETC_DIR = "etc/swupd"
@@ -44,7 +48,7 @@ class Settings:
 
 def _read(root: str, name: str) -> str:
     for d in (ETC_DIR, DEFAULTS_DIR):
-        p = os.path.join(root, d, name)
+        p = ownership.resolve(os.path.join(root, d, name), "setting")
         try:
             with open(p, encoding="utf-8") as f:
                 return f.read().strip()
@@ -57,9 +61,10 @@ def _read(root: str, name: str) -> str:
 
 def _keys(root: str) -> list[PublicKey]:
     for d in (ETC_DIR, DEFAULTS_DIR):
-        paths = sorted(glob.glob(os.path.join(root, d, "keys", "*.pub")))
+        keys = ownership.resolve(os.path.join(root, d, "keys"), "key directory")
+        paths = sorted(glob.glob(os.path.join(glob.escape(keys), "*.pub")))
         if paths:
-            return [load_public(p) for p in paths]
+            return [load_public(ownership.resolve(p, "trusted key")) for p in paths]
     return []
 
 

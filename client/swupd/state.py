@@ -1,6 +1,7 @@
 """The client's state directory: lock, trust records, caches and the journal.
 
-Layout (`--statedir`, default `ROOT/var/lib/swupd`, mode 0700):
+Layout (`--statedir`, default `ROOT/var/lib/swupd`, mode 0700, owned by root or the euid, with
+every directory above it checked as ownership.py says):
   lock                   one swupd at a time
   trust.json             highest version and newest `latest` time ever verified (rollback floor)
   version                the version the last completed transaction installed
@@ -18,9 +19,12 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 from dataclasses import asdict, dataclass
 
 from swupd.format.errors import DiskFullError, LockedError, TreeIOError
+
+from . import ownership
 
 
 def sync_filesystem(path: str) -> None:
@@ -84,17 +88,47 @@ class StateDir:
         return os.path.join(self.path, *parts)
 
     def ensure(self) -> None:
+        """Resolve and check the directory and every one above it (see ownership.py), create
+        what is missing and close it to others: 0700, owned by root or the euid. One found open
+        to others may hold what they put there, so then everything in it is checked first."""
+        self.path = ownership.resolve(self.path, "state directory", own_mode=False)
         try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
-            os.chmod(self.path, 0o700)
+            ownership.make_dirs(self.path, 0o700)
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                st = os.fstat(fd)
+                if not ownership.trusted_owner(st.st_uid):
+                    raise ownership.refuse("state directory", self.path, self.path, f"is owned by uid {st.st_uid}")
+                if stat.S_IMODE(st.st_mode) != 0o700:
+                    os.fchmod(fd, 0o700)
+            finally:
+                os.close(fd)
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                self._check_contents()
             for d in ("objects", "manifests", "download", "stage"):
                 os.makedirs(self.sub(d), mode=0o700, exist_ok=True)
         except OSError as e:
             raise TreeIOError(f"cannot create state directory {self.path}: {e.strerror}") from None
 
+    def _check_contents(self) -> None:
+        """Refuse a state directory that was open to others if anything in it is not the
+        client's: not owned by root or the euid, open to others, or a symlink. Objects (below
+        objects/ and stage/) are the exception: they carry the owner and mode the signed
+        manifests give them, and are checked against their hash, which covers both, when used."""
+        for dirpath, dirs, files in os.walk(self.path):
+            if os.path.dirname(os.path.relpath(dirpath, self.path)) in ("objects", "stage"):
+                dirs[:] = []
+                continue
+            for name in dirs + files:
+                p = os.path.join(dirpath, name)
+                st = os.lstat(p)
+                why = "is a symbolic link" if stat.S_ISLNK(st.st_mode) else ownership.problem(st)
+                if why:
+                    raise ownership.refuse("state directory", self.path, p, why)
+
     def lock(self) -> None:
         self.ensure()
-        fd = os.open(self.sub("lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.sub("lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

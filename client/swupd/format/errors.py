@@ -19,6 +19,10 @@ class UsageError(SwupdError):
     exit_code = 2
 
 
+class UnsafePathError(UsageError):
+    """A path the client would read or run as root can be changed by another user."""
+
+
 class FormatError(SwupdError):
     """Bytes that claim to be a manifest, signature, key or archive are malformed."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -24,7 +25,7 @@ from swupd.format.errors import DiskFullError, HashMismatchError, TreeIOError
 from swupd.format.filehash import hash_path
 from swupd.format.manifest import Entry, Type
 
-from .. import faults
+from .. import faults, ownership
 from ..apply import journal as jn
 from ..apply.plan import Change
 from ..state import sync_filesystem, write_atomic
@@ -133,6 +134,8 @@ def execute(
 ) -> TxReport:
     """Make the tree match the plan, crash-safely. `version` is what the tree runs afterwards."""
     started = time.monotonic()
+    if sess.run_scripts:
+        hooks(sess.s.root)  # hooks that could not run refuse the transaction before it starts
     rep = TxReport(kept_config=list(change.kept_config))
     store = ObjectStore(sess.state.sub("objects"))
     wanted: dict[str, Entry] = {e.hash: e for e in change.install}
@@ -190,6 +193,26 @@ def replay(sess: Session, journal: jn.Journal) -> list[str]:
     return kept
 
 
+def hooks(root: str) -> list[tuple[str, str]]:
+    """The post-update hooks of the tree at `root`, in the order they run, each resolved with
+    its directory and every one above checked first (see ownership.py): root runs them, so
+    only root may be able to change them. One that another user could change refuses the
+    command; `--no-scripts` skips them, and this check with them. Each comes as the path
+    found in the directory (the program's name) and the path it resolved to (what runs)."""
+    found = []
+    for d in HOOK_DIRS:
+        hook_dir = ownership.resolve(os.path.join(root, d), "hook directory")
+        if not os.path.isdir(hook_dir):
+            continue
+        for name in sorted(os.listdir(hook_dir)):
+            listed = os.path.join(hook_dir, name)
+            hook = ownership.resolve(listed, "post-update hook")
+            st = os.lstat(hook)
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+                found.append((listed, hook))
+    return found
+
+
 def run_hooks(sess: Session) -> None:
     """ldconfig and systemd (on the running system), then the target's hook directories (with
     SWUPD_ROOT set, so a hook can act on a tree given with --path), after a completed transaction.
@@ -209,14 +232,8 @@ def run_hooks(sess: Session) -> None:
     if not sess.run_scripts:
         os.unlink(marker)
         return
-    for d in HOOK_DIRS:
-        hook_dir = os.path.join(root, d)
-        if not os.path.isdir(hook_dir):
-            continue
-        for name in sorted(os.listdir(hook_dir)):
-            hook = os.path.join(hook_dir, name)
-            if os.access(hook, os.X_OK) and not os.path.isdir(hook):
-                r = subprocess.run([hook], check=False, env=env, capture_output=True, text=True)
-                if r.returncode != 0:
-                    sess.out.warning(f"post-update hook {name} failed with status {r.returncode}")
+    for listed, hook in hooks(root):
+        r = subprocess.run([listed], executable=hook, check=False, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            sess.out.warning(f"post-update hook {os.path.basename(listed)} failed with status {r.returncode}")
     os.unlink(marker)

@@ -8,6 +8,7 @@ import stat
 from swupd.format.errors import RollbackError, UsageError
 from swupd.format.manifest import Manifest
 
+from .. import ownership
 from ..apply.plan import diff, union
 from ..store.objects import ObjectStore
 from .obtain import obtain, pack_source
@@ -94,21 +95,43 @@ def update(sess: Session, version: int | None = None, download_only: bool = Fals
 
 
 def _empty_except_state(root: str, statedir: str) -> bool:
-    """True if `root` holds nothing but the state directory (and the directories leading to it)."""
-    root, statedir = os.path.abspath(root), os.path.abspath(statedir)
+    """True if `root` holds nothing but the state directory and the directories leading to it
+    (what an interrupted os-install leaves), none of them a symlink. Only names are read."""
     chain = set()
     p = statedir
     while p.startswith(root + os.sep):
         chain.add(p)
         p = os.path.dirname(p)
-    for dirpath, dirs, files in os.walk(root):
-        if files:
-            return False
-        for d in dirs:
-            if os.path.join(dirpath, d) not in chain:
-                return False
-        dirs[:] = [d for d in dirs if os.path.join(dirpath, d) != statedir]
+    todo = [root]
+    while todo:
+        d = todo.pop()
+        if d == statedir:
+            continue
+        with os.scandir(d) as entries:
+            for e in entries:
+                if e.path not in chain or not e.is_dir(follow_symlinks=False):
+                    return False
+                todo.append(e.path)
     return True
+
+
+def prepare_target(target: str, statedir: str | None) -> str:
+    """The os-install target resolved and checked (see ownership.py), and empty: made afresh
+    (mode 0755) if it does not exist, otherwise refused unless `_empty_except_state`. This
+    comes before anything inside it is read (settings, state, hooks): a directory that holds
+    something is not the client's to trust."""
+    root = ownership.resolve(target, "ROOT")
+    if root == "/":
+        raise UsageError("os-install needs a target directory other than /")
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        ownership.make_dirs(root, 0o755)
+        return root
+    state = os.path.abspath(statedir) if statedir else os.path.join(root, "var/lib/swupd")
+    if not stat.S_ISDIR(st.st_mode) or not _empty_except_state(root, state):
+        raise UsageError(f"{root} is not empty; os-install needs an empty directory")
+    return root
 
 
 def os_install(sess: Session, version: int | None, bundles: set[str]) -> tuple[int, TxReport]:
