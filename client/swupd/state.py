@@ -10,6 +10,7 @@ every directory above it checked as ownership.py says):
   download/              downloads in progress (resumable)
   stage/                 objects staged for the pending transaction
   journal                the pending transaction, if any
+  unchecked              found open to others: what is in it must be checked before use
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class TrustRecord:
     latest_timestamp: int = 0
 
 
+UNCHECKED = "unchecked"
+
+
 class StateDir:
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
@@ -101,10 +105,16 @@ class StateDir:
                     raise ownership.refuse("state directory", self.path, self.path, f"is owned by uid {st.st_uid}")
                 if stat.S_IMODE(st.st_mode) != 0o700:
                     os.fchmod(fd, 0o700)
+                # Closed first, then looked into: nothing can be added while it is checked. The
+                # marker keeps later runs checking until one finds everything the client's.
+                if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                    os.close(os.open(UNCHECKED, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=fd))
+                    os.fsync(fd)
+                if os.path.lexists(self.sub(UNCHECKED)):
+                    self._check_contents()
+                    os.unlink(UNCHECKED, dir_fd=fd)
             finally:
                 os.close(fd)
-            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                self._check_contents()
             for d in ("objects", "manifests", "download", "stage"):
                 os.makedirs(self.sub(d), mode=0o700, exist_ok=True)
         except OSError as e:

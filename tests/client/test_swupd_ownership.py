@@ -177,11 +177,17 @@ def test_a_too_open_state_dir_is_closed_and_anything_others_left_in_it_refused(d
     give(state / "journal")
     refused(device.swupd_process("info"), f"{state}/journal is owned by uid 65534")
     assert secret.exists() and not Path(device.root, "stolen").exists()
-    assert state.stat().st_mode & 0o777 == 0o700  # closed first, then looked into
+    assert state.stat().st_mode & 0o777 == 0o700  # closed first, then looked into...
+    refused(device.swupd_process("info"), f"{state}/journal is owned by uid 65534")  # ...until clean
+    assert secret.exists() and not Path(device.root, "stolen").exists()
     os.unlink(state / "journal")
     os.symlink("/etc/passwd", state / "trust.json.tmp")
     state.chmod(0o777)
     refused(device.swupd_process("info"), "trust.json.tmp is a symbolic link")
+    os.unlink(state / "trust.json.tmp")
+    r = device.swupd_process("info")
+    assert r.rc == 0, r.err
+    assert not (state / "unchecked").exists()
 
 
 def test_directories_the_client_makes_are_closed_to_others_whatever_the_umask(

@@ -128,8 +128,10 @@ def prepare_target(target: str, statedir: str | None) -> str:
     except FileNotFoundError:
         ownership.make_dirs(root, 0o755)
         return root
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{root} is not a directory; os-install needs an empty directory")
     state = os.path.abspath(statedir) if statedir else os.path.join(root, "var/lib/swupd")
-    if not stat.S_ISDIR(st.st_mode) or not _empty_except_state(root, state):
+    if not _empty_except_state(root, state):
         raise UsageError(f"{root} is not empty; os-install needs an empty directory")
     return root
 
