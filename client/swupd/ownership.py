@@ -87,6 +87,15 @@ def resolve(path: str, what: str, own_mode: bool = True) -> str:
             todo.extend(reversed(target.split("/")))
             continue
         done = here
+    # The path itself once more, as itself: a trailing ".." may have led back to a directory
+    # first met as a parent.
+    try:
+        st = os.lstat(done)
+    except FileNotFoundError:
+        return done
+    why = problem(st)
+    if why and (own_mode or not trusted_owner(st.st_uid)):
+        raise refuse(what, given, done, why)
     return done
 
 

@@ -134,6 +134,12 @@ def test_a_symlinked_root_is_judged_where_the_link_lives_and_where_it_leads(devi
     r = ck.run_process("info", "--path", ours / "root", *opts)
     assert r.rc == 0, r.err
     refused(ck.run_process("info", "--path", theirs / "root", *opts), f"{theirs} is owned by uid 65534")
+    # A sticky directory is excused above the path only, also when a link climbs back to it.
+    sticky = tmp_path / "sticky"
+    (sticky / "sub").mkdir(parents=True)
+    sticky.chmod(0o1777)
+    (sticky / "back").symlink_to("sub/..")
+    refused(ck.run_process("info", "--path", sticky / "back", *opts), f"{sticky} is writable by others")
     # A link that leads into a directory others can write is refused for where it leads.
     Path(device.root).parent.chmod(0o777)
     refused(ck.run_process("info", "--path", ours / "root", *opts), f"{Path(device.root).parent} is writable")
