@@ -171,3 +171,23 @@ def test_a_device_without_compat_holds_to_the_one_it_was_installed_with(
         assert ck.diff_snapshots(snap, dev.snapshot()) == ""
         assert dev.swupd("update", "--version", "20", compat="").rc == 0
     assert dev.version() == 20
+
+
+def test_a_device_moves_to_the_next_format(
+    v10_all: Device, clone_device, stream: ck.Stream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/format.md, "Moving to a new format": the device reaches the last version of format 1,
+    then follows format 2 from there, the installed version's MoM and manifests being of format 1."""
+    www = Path(ck.copy_www(stream.www, str(tmp_path / "www")))
+    build(monkeypatch, www, stream.rootfs[30], 30, stream, "--format", "2")
+    with FaultServer(www) as srv:
+        dev = clone_device(v10_all, srv.url())
+        assert dev.swupd("update").rc == 0
+        assert dev.version() == 20
+        old = dev.tree()
+        opts = dev.opts()
+        opts[opts.index("--format") + 1] = "2"
+        r = ck.run("update", *opts)
+        assert r.rc == 0, r.err
+    assert dev.version() == 30
+    ck.assert_tree(dev.root, stream.expected(30, ck.ALL_BUNDLES, old))

@@ -114,7 +114,9 @@ class TrustedSet:
         mom = mf.loads(data, is_mom=True, limits=self.s.limits)
         if mom.version != version:
             raise FormatError(f"Manifest.MoM of version {version} says it is version {mom.version}")
-        if mom.format != self.s.format:
+        # The version a device runs may be the last of the format before its own (see
+        # docs/format.md, "Moving to a new format").
+        if mom.format != self.s.format and not (version == self.current and mom.format < self.s.format):
             raise FormatError(f"version {version} is in format {mom.format}, this device uses {self.s.format}")
         if self.compat and mom.compat != self.compat:
             raise CompatError(f"version {version} is for {mom.compat or 'no device'!r}, this device is {self.compat!r}")
@@ -146,7 +148,9 @@ class TrustedSet:
         m = parsed() if parsed is not None else None
         if m is None:
             m = mf.loads(data, limits=self.s.limits, like=like)
-        if m.version != entry.version or m.format != self.s.format:
+        installed = self._moms.get(self.current)
+        formats = (self.s.format, installed.format if installed is not None else self.s.format)
+        if m.version != entry.version or m.format not in formats:
             raise FormatError(f"Manifest.{entry.path} has the wrong version or format")
         return m
 
