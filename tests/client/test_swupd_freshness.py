@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -191,3 +192,47 @@ def test_a_device_moves_to_the_next_format(
         assert r.rc == 0, r.err
     assert dev.version() == 30
     ck.assert_tree(dev.root, stream.expected(30, ck.ALL_BUNDLES, old))
+
+
+def _strip_stream(www: Path, rel: str, stream: ck.Stream) -> None:
+    """`rel` as published before streams had an identity: without its `stream:` line, signed."""
+    data = (www / rel).read_bytes()
+    old = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(b"stream:\t"))
+    assert old != data
+    (www / rel).write_bytes(old)
+    (www / f"{rel}.sig").write_bytes(ck.sign(stream.private, old))
+
+
+def test_only_the_installed_version_may_lack_the_stream_identity(
+    v10_all: Device, clone_device, stream: ck.Stream, private_www: Path, private_server: FaultServer
+) -> None:
+    """A device runs a version whose MoM predates stream identities: it still verifies against
+    it, but refuses a target without one, and a pointer without one."""
+    for v in (10, 20):
+        _strip_stream(private_www, f"{v}/Manifest.MoM", stream)
+    dev = clone_device(v10_all, private_server.url())
+    shutil.rmtree(Path(dev.state, "manifests"))  # the device holds the MoM as published then
+    r = dev.swupd("verify")
+    assert r.rc == 0, r.err
+    snap = dev.snapshot()
+    r = dev.swupd("update")
+    assert r.rc == 3 and "version 20 names no stream" in r.error_line(), r.err
+    _strip_stream(private_www, LATEST, stream)
+    for command in ("update", "check-update"):
+        r = dev.swupd(command)
+        assert r.rc == 3 and "latest of format 1 names no stream" in r.error_line(), r.err
+    assert ck.diff_snapshots(snap, dev.snapshot()) == ""
+
+
+def test_a_configured_stream_is_held_to(device: Device) -> None:
+    etc = Path(device.root, "etc/swupd")
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "stream").write_text("image-c\n")
+    snap = device.snapshot()
+    r = device.swupd("update")
+    assert r.rc == 9 and "this device follows 'image-c'" in r.error_line(), r.err
+    r = device.swupd("update", "--stream", "bad stream")
+    assert r.rc == 2 and "stream identity" in r.error_line(), r.err
+    assert ck.diff_snapshots(snap, device.snapshot()) == ""
+    (etc / "stream").unlink()
+    assert device.swupd("update").rc == 0

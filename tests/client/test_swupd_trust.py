@@ -298,5 +298,5 @@ def test_wrong_compat_id(attacked: Device) -> None:
     assert ck.diff_snapshots(snap, attacked.snapshot()) == ""
     r = attacked.swupd("verify", compat="other-machine")  # the cached MoM is checked too
     assert r.rc == 9
-    r = attacked.swupd("update", compat="")  # no compat id configured: not checked
+    r = attacked.swupd("update", compat="")  # none configured: the one it was installed with holds
     assert r.rc == 0, r.err
