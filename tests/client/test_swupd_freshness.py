@@ -148,6 +148,16 @@ def test_another_stream_signed_with_the_same_key_is_refused(
                 assert r.rc == 9 and message in r.error_line(), (www, r.rc, r.err)
             assert ck.diff_snapshots(snap, dev.snapshot()) == ""
             assert not Path(dev.root, "usr/bin/b-shell").exists()
+    # A device that holds to no stream yet (installed before streams had an identity) takes
+    # the pointer's for the run: a MoM of another stream behind it is refused all the same.
+    with FaultServer(mixed) as srv:
+        dev = clone_device(v10_all, srv.url())
+        record = trust(dev)
+        del record["stream"]
+        Path(dev.state, "trust.json").write_text(json.dumps(record))
+        r = dev.swupd("update")
+        assert r.rc == 9 and "version 20 belongs to stream" in r.error_line(), r.err
+        assert not Path(dev.root, "usr/bin/b-shell").exists()
 
 
 def test_a_device_without_compat_holds_to_the_one_it_was_installed_with(

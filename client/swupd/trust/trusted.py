@@ -65,8 +65,9 @@ class TrustedSet:
 
     @property
     def stream(self) -> str:
-        """The stream every target must belong to ("" before the device has one)."""
-        return self.s.stream or self.record.stream
+        """The stream every target must belong to: the configured one, else that of the version
+        last installed, else that of this run's pointer ("" before there is any)."""
+        return self.s.stream or self.record.stream or (self.pointer.stream if self.pointer else "")
 
     @property
     def compat(self) -> str:
