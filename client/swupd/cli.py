@@ -4,7 +4,7 @@ Exit status: 0 success (also "already up to date"); `check-update`: 0 when an up
 available, 1 when not; `verify` without `--fix`: 1 when the tree differs from its manifests.
 Errors: 2 usage (also a path in ROOT or the state directory that another user could change, see
 ownership.py), 3 malformed data, 4 signature, 5 hash mismatch, 6 size limit, 7 rollback,
-8 expired metadata, 9 wrong device (compat id), 11 network, 12 missing on the server, 13 disk
+8 expired metadata, 9 wrong device (compat id or stream), 11 network, 12 missing on the server, 13 disk
 full, 14 locked, 15 I/O error, 16 bundle problem, 130 interrupted. Each error is one line on
 standard error.
 """
@@ -47,6 +47,7 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--format", "-F", type=_positive, help="content format")
     g.add_argument("--key", "-K", action="append", metavar="PUBFILE", help="trusted public key (repeatable)")
     g.add_argument("--compat", help="compatibility id the content must carry")
+    g.add_argument("--stream", help="stream identity the content must carry")
     g.add_argument("--json", action="store_true", help="machine-readable output, one JSON object per line")
     g.add_argument("--quiet", "-q", action="store_true", help="print only essential results")
     g.add_argument("--yes", "-y", action="store_true", help="assume yes for questions")
@@ -123,7 +124,16 @@ def run(args: argparse.Namespace, out: Output) -> int:
     statedir = ownership.resolve(args.statedir or os.path.join(root, "var/lib/swupd"), "state directory", False)
     fallback = "/" if args.command == "os-install" else None
     settings = config.load(
-        root, statedir, args.url, args.versionurl, args.contenturl, args.format, args.key, args.compat, fallback
+        root,
+        statedir,
+        args.url,
+        args.versionurl,
+        args.contenturl,
+        args.format,
+        args.key,
+        args.compat,
+        fallback,
+        args.stream,
     )
     if args.command not in NO_SERVER:
         settings.require_server()

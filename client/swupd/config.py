@@ -3,7 +3,9 @@
 Each setting is a small file in `ROOT/usr/share/defaults/swupd/` (shipped with the OS image),
 overridden by the same name in `ROOT/etc/swupd/` (the administrator's), overridden by the
 command line: `versionurl`, `contenturl`, `format`, `compat` (the compatibility id every MoM
-must carry) and `keys/*.pub` (trusted public keys). `swupd mirror` writes
+must carry), `stream` (the stream identity every MoM and `latest` must carry) and `keys/*.pub`
+(trusted public keys). When `compat` or `stream` is not configured, the device holds to those
+of the version it was installed from (see trust/trusted.py). `swupd mirror` writes
 `etc/swupd/mirror_versionurl` and `mirror_contenturl`, which take precedence over both URLs.
 For `os-install` into an empty directory, the running system's own files are used.
 Each file is read only once it, and every directory above it, has passed ownership.resolve:
@@ -16,7 +18,8 @@ import glob
 import os
 from dataclasses import dataclass, field
 
-from swupd.format.errors import UsageError
+from swupd.format.errors import FormatError, UsageError
+from swupd.format.latest import check_stream
 from swupd.format.limits import LIMITS, Limits
 from swupd.format.signing import PublicKey, load_public
 
@@ -34,6 +37,7 @@ class Settings:
     contenturl: str = ""
     format: int = 0
     compat: str = ""
+    stream: str = ""
     keys: list[PublicKey] = field(default_factory=list)
     limits: Limits = LIMITS
 
@@ -78,6 +82,7 @@ def load(
     key_files: list[str] | None = None,
     compat: str | None = None,
     fallback_root: str | None = None,
+    stream: str | None = None,
 ) -> Settings:
     """Settings for a target root, with `fallback_root` consulted for anything it lacks."""
     roots = [root] + ([fallback_root] if fallback_root and fallback_root != root else [])
@@ -101,6 +106,12 @@ def load(
             raise UsageError(f"format file holds {fmt_text!r}, not a number")
         s.format = int(fmt_text)
     s.compat = compat if compat is not None else first("compat")
+    s.stream = stream if stream is not None else first("stream")
+    if s.stream:
+        try:
+            check_stream(s.stream)
+        except FormatError as e:
+            raise UsageError(f"configured {e}") from None
     if key_files:
         s.keys = [load_public(k) for k in key_files]
     else:

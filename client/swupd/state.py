@@ -3,7 +3,7 @@
 Layout (`--statedir`, default `ROOT/var/lib/swupd`, mode 0700, owned by root or the euid, with
 every directory above it checked as ownership.py says):
   lock                   one swupd at a time
-  trust.json             highest version and newest `latest` time ever verified (rollback floor)
+  trust.json             the rollback floor and the stream pin (see TrustRecord)
   version                the version the last completed transaction installed
   objects/<ab>/<hash>    verified objects, in 256 subdirectories (see store/objects.py)
   manifests/<V>/...      verified manifests and MoM signatures (parsed/: the same kept parsed)
@@ -76,8 +76,35 @@ def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
 
 @dataclass
 class TrustRecord:
+    """What the device has verified, kept across runs. Every field only ever rises, or is set
+    once and then only replaced by what a verified transaction installed.
+
+    `highest_version` and `pointer_timestamp` are the order (see format/latest.py) of the newest
+    `latest` pointer whose version was verified whole: no pointer below it is accepted.
+    `latest_timestamp` is the newest signed time verified, the floor of the expiry clock.
+    `stream` and `compat` are those of the version last installed: what every later version
+    must carry when the device's configuration names none."""
+
     highest_version: int = 0
     latest_timestamp: int = 0
+    pointer_timestamp: int = 0
+    stream: str = ""
+    compat: str = ""
+
+    def merged(self, new: TrustRecord) -> TrustRecord:
+        if new.highest_version > self.highest_version:
+            version, pointer = new.highest_version, new.pointer_timestamp
+        elif new.highest_version == self.highest_version:
+            version, pointer = self.highest_version, max(self.pointer_timestamp, new.pointer_timestamp)
+        else:
+            version, pointer = self.highest_version, self.pointer_timestamp
+        return TrustRecord(
+            version,
+            max(self.latest_timestamp, new.latest_timestamp),
+            pointer,
+            new.stream or self.stream,
+            new.compat or self.compat,
+        )
 
 
 UNCHECKED = "unchecked"
@@ -155,18 +182,23 @@ class StateDir:
         try:
             with open(self.sub("trust.json"), encoding="utf-8") as f:
                 data = json.load(f)
-            return TrustRecord(int(data.get("highest_version", 0)), int(data.get("latest_timestamp", 0)))
+            newest = int(data.get("latest_timestamp", 0))
+            return TrustRecord(
+                int(data.get("highest_version", 0)),
+                newest,
+                # Records written before pointers were ordered kept one time for both uses.
+                int(data.get("pointer_timestamp", newest)),
+                str(data.get("stream", "")),
+                str(data.get("compat", "")),
+            )
         except (OSError, ValueError, TypeError, AttributeError):
             return TrustRecord()
 
     def save_trust(self, record: TrustRecord, durable: bool = True) -> None:
-        """Raise the rollback floor; `durable=False` only where a file system sync follows
-        before anything relies on it (the transaction's records)."""
+        """Raise the rollback floor (see TrustRecord.merged); `durable=False` only where a file
+        system sync follows before anything relies on it (the transaction's records)."""
         current = self.trust()
-        merged = TrustRecord(
-            max(current.highest_version, record.highest_version),
-            max(current.latest_timestamp, record.latest_timestamp),
-        )
+        merged = current.merged(record)
         if merged != current:
             write_atomic(self.sub("trust.json"), json.dumps(asdict(merged)).encode(), durable)
 

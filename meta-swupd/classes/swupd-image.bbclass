@@ -2,7 +2,8 @@
 #
 # Add `inherit swupd-image` to an image recipe. Each build of the image then:
 #   1. writes the swupd client's configuration into the rootfs (update URLs, format, the
-#      trusted public keys, the compatibility id = MACHINE), a marker for every bundle, and
+#      trusted public keys, the compatibility id = MACHINE, the stream identity = image name and
+#      compatibility id), a marker for every bundle, and
 #      VERSION_ID = OS_VERSION into os-release (at rootfs time, so a version bump rebuilds no
 #      package);
 #   2. after the image is complete, turns the rootfs into version OS_VERSION of the update
@@ -69,6 +70,9 @@ SWUPD_CONTENT_URL[doc] = "Where devices fetch manifests, fullfiles and packs (wr
 
 SWUPD_COMPAT ??= "${MACHINE}"
 SWUPD_COMPAT[doc] = "Compatibility id: devices refuse content built for another id."
+
+SWUPD_STREAM ??= "${SWUPD_IMAGE_PN}-${SWUPD_COMPAT}"
+SWUPD_STREAM[doc] = "Identity of the update stream (letters, digits and . _ + -), signed into every version and written into the image: devices refuse another stream's content even when one key signs both. Changing it part-way through a stream fails the build."
 
 SWUPD_SIGNING_KEY ??= ""
 SWUPD_SIGNING_KEY[doc] = "Private Ed25519 key file that signs the stream (swupd-server keygen)."
@@ -151,12 +155,13 @@ python swupd_rootfs_config () {
         if not os.path.isfile(key):
             bb.fatal("SWUPD_PUBLIC_KEYS names %s, which does not exist" % key)
     swupdlayer.rootfs.client_config(rootfs, d.getVar("SWUPD_VERSION_URL"), d.getVar("SWUPD_CONTENT_URL"),
-                                    d.getVar("SWUPD_FORMAT"), d.getVar("SWUPD_COMPAT"), keys)
+                                    d.getVar("SWUPD_FORMAT"), d.getVar("SWUPD_COMPAT"), keys,
+                                    d.getVar("SWUPD_STREAM"))
     swupdlayer.rootfs.bundle_markers(rootfs, (d.getVar("SWUPD_BUNDLES") or "").split())
     swupdlayer.rootfs.set_version_id(rootfs, d.getVar("OS_VERSION"))
 }
 swupd_rootfs_config[doc] = "Writes the client configuration, bundle markers and VERSION_ID into the rootfs."
-swupd_rootfs_config[vardeps] += "SWUPD_BUNDLES SWUPD_PUBLIC_KEYS SWUPD_VERSION_URL SWUPD_CONTENT_URL SWUPD_FORMAT SWUPD_COMPAT OS_VERSION"
+swupd_rootfs_config[vardeps] += "SWUPD_BUNDLES SWUPD_PUBLIC_KEYS SWUPD_VERSION_URL SWUPD_CONTENT_URL SWUPD_FORMAT SWUPD_COMPAT SWUPD_STREAM OS_VERSION"
 ROOTFS_POSTPROCESS_COMMAND += "swupd_rootfs_config;"
 
 # After the image is complete: publish OS_VERSION into the stream.
@@ -193,7 +198,7 @@ python do_swupd_update () {
                      "for every build that should reach devices" % (d.getVar("OS_VERSION"), published, www))
     cmd = [d.getVar("SWUPD_SERVER"), "create-update", "--www", www, "--rootfs", d.getVar("IMAGE_ROOTFS"),
            "--bundles", bundles_file, "--version", d.getVar("OS_VERSION"), "--signing-key", key,
-           "--format", d.getVar("SWUPD_FORMAT"), "--compat", d.getVar("SWUPD_COMPAT"),
+           "--format", d.getVar("SWUPD_FORMAT"), "--compat", d.getVar("SWUPD_COMPAT"), "--stream", d.getVar("SWUPD_STREAM"),
            "--expiry-days", d.getVar("SWUPD_EXPIRY_DAYS"), "--cache-dir", os.path.join(deploy, "cache"),
            "--jobs", d.getVar("BB_NUMBER_THREADS") or "1"]
     versions = (d.getVar("SWUPD_DELTAPACK_VERSIONS") or "").split()
@@ -219,6 +224,6 @@ do_swupd_update[doc] = "Publishes the finished rootfs as version OS_VERSION of t
 do_swupd_update[fakeroot] = "1"
 do_swupd_update[lockfiles] = "${DEPLOY_DIR_SWUPD}/swupd.lock"
 do_swupd_update[depends] += "${SWUPD_SERVER_DEPENDS}"
-do_swupd_update[vardeps] += "OS_VERSION SWUPD_BUNDLES SWUPD_FILE_BLACKLIST SWUPD_DELTAPACK_VERSIONS SWUPD_DELTAPACK_COUNT SWUPD_FORMAT SWUPD_COMPAT SWUPD_SIGNING_KEY SWUPD_DEV_SIGNING SWUPD_STRICT_ELF SWUPD_EXPIRY_DAYS"
+do_swupd_update[vardeps] += "OS_VERSION SWUPD_BUNDLES SWUPD_FILE_BLACKLIST SWUPD_DELTAPACK_VERSIONS SWUPD_DELTAPACK_COUNT SWUPD_FORMAT SWUPD_COMPAT SWUPD_STREAM SWUPD_SIGNING_KEY SWUPD_DEV_SIGNING SWUPD_STRICT_ELF SWUPD_EXPIRY_DAYS"
 do_swupd_update[vardepsexclude] += "BB_NUMBER_THREADS"
 addtask swupd_update after do_image_complete before do_build

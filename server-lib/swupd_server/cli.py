@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--format", type=_positive, default=DEFAULT_FORMAT, help="format number (default %(default)s)")
     c.add_argument("--compat", default="", metavar="ID", help="compatibility id devices check (the machine)")
+    c.add_argument(
+        "--stream",
+        default="",
+        metavar="ID",
+        help="identity of the stream devices check (default: the one it has; a new stream's from its content)",
+    )
+    c.add_argument(
+        "--change-stream",
+        action="store_true",
+        help="allow another stream identity or compat id than the previous version's",
+    )
     g = c.add_mutually_exclusive_group()
     g.add_argument("--delta-versions", type=_versions, metavar='"10 20"', help="make delta packs from these versions")
     g.add_argument(
@@ -121,6 +132,8 @@ def _create(args: argparse.Namespace) -> int:
         signing_keys=[signing.load_private(k) for k in args.signing_key],
         format=args.format,
         compat=args.compat,
+        stream=args.stream,
+        change_stream=args.change_stream,
         delta_versions=args.delta_versions,
         deltas=args.deltas,
         jobs=args.jobs,
@@ -158,18 +171,20 @@ def _refresh(args: argparse.Namespace) -> int:
     from swupd.format.latest import Latest
 
     from .config import build_timestamp
-    from .history import History
-    from .publish import locked, write_latest
+    from .publish import locked, published, write_latest
 
     keys = [signing.load_private(k) for k in args.signing_key]
     with locked(args.www):
-        version = History(args.www).latest(args.format)
-        if not version:
+        old = published(args.www, args.format)
+        if old is None:
             raise UsageError(f"no published version of format {args.format} in {args.www}")
-        now = build_timestamp()
-        record = Latest(version, args.format, now, max(now, int(time.time())) + args.expiry_days * 86400)
+        # Never below the published pointer (see format/latest.py), whatever SOURCE_DATE_EPOCH
+        # says; the expiry counts from the time of signing.
+        now = max(build_timestamp(), old.timestamp)
+        expires = max(now, int(time.time())) + args.expiry_days * 86400
+        record = Latest(old.version, args.format, now, expires, old.stream)
         write_latest(args.www, record, keys)
-    print(f"latest of format {args.format} is {version}, expires at {record.expires}")
+    print(f"latest of format {args.format} is {record.version}, expires at {record.expires}")
     return 0
 
 

@@ -35,6 +35,10 @@ class BuildConfig:
     signing_keys: list[PrivateKey]
     format: int = DEFAULT_FORMAT
     compat: str = ""
+    # The stream's identity ("": the one it has, see streams.py); `change_stream` allows a new
+    # identity or compat id part-way through a stream.
+    stream: str = ""
+    change_stream: bool = False
     delta_versions: list[int] | None = None
     deltas: int = 2
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)

@@ -17,6 +17,7 @@ from swupd.format import manifest as mf
 from swupd.format.manifest import Entry, Manifest, Status, Type
 
 from . import bundles as bl
+from . import streams
 from .config import BuildConfig
 from .history import History
 from .scan import Item
@@ -166,6 +167,7 @@ def build(
         timestamp=cfg.timestamp,
         entries=mom_entries,
         compat=cfg.compat,
+        stream=cfg.stream or streams.derive(cfg.version, mom_entries),
     )
     return ManifestReport(previous, mom, mf.dumps(mom), results, old_bundles)
 

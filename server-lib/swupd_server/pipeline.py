@@ -10,7 +10,7 @@ from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
 
 from . import bundles as bl
-from . import deltas, elfcheck, fullfiles, manifests, packs, publish, scan, sign
+from . import deltas, elfcheck, fullfiles, manifests, packs, publish, scan, sign, streams
 from .config import BuildConfig
 from .history import History
 
@@ -49,6 +49,8 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         highest = history.highest()
         if cfg.version <= highest:
             raise UsageError(f"version {cfg.version} is not above the latest published version {highest}")
+        publish.check_order(cfg.www, cfg.format, (cfg.version, cfg.timestamp))
+        cfg.stream = streams.check(history, cfg)
         deltas.source_versions(history, cfg)
 
         t = time.monotonic()

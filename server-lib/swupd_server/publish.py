@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from swupd.format import latest as latest_fmt
 from swupd.format import layout, signing
-from swupd.format.errors import BuildError
+from swupd.format.errors import BuildError, FormatError
 
 from .config import BuildConfig
 
@@ -83,12 +83,36 @@ def write_atomic(path: str, data: bytes) -> None:
     _fsync_dir(os.path.dirname(path))
 
 
+def published(www: str, fmt: int) -> latest_fmt.Latest | None:
+    """The `latest` pointer of a format as published, None if there is none."""
+    try:
+        with open(os.path.join(www, layout.latest(fmt)), "rb") as f:
+            return latest_fmt.loads(f.read())
+    except FileNotFoundError:
+        return None
+    except FormatError as e:
+        raise BuildError(f"{layout.latest(fmt)} in {www} is corrupt: {e}") from None
+
+
+def check_order(www: str, fmt: int, order: tuple[int, int]) -> None:
+    """Refuse a pointer that orders below the published one (format/latest.py): devices that
+    trust the published one would refuse it, as a rollback, until a later one passed both."""
+    old = published(www, fmt)
+    if old is not None and order < old.order:
+        raise BuildError(
+            f"the new latest of format {fmt}, {latest_fmt.describe(order)}, orders below the published one, "
+            f"{latest_fmt.describe(old.order)}: devices would refuse it"
+        )
+
+
 def write_latest(www: str, record: latest_fmt.Latest, keys: list[signing.PrivateKey]) -> None:
     """Replace `latest` and its signature so that every pair a reader can see verifies.
 
     The signature file first holds signatures over both the old and the new pointer, then
-    the pointer is replaced, then the old signatures are dropped.
+    the pointer is replaced, then the old signatures are dropped. A pointer that orders below
+    the published one is refused.
     """
+    check_order(www, record.format, record.order)
     path = os.path.join(www, layout.latest(record.format))
     sig_path = os.path.join(www, layout.sig(layout.latest(record.format)))
     new = record.dumps()

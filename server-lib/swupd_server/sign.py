@@ -26,8 +26,8 @@ class SignReport:
         return f"signed by {', '.join(self.keyids)}; latest expires at {self.latest.expires}"
 
 
-def latest_record(cfg: BuildConfig) -> latest_fmt.Latest:
-    return latest_fmt.Latest(cfg.version, cfg.format, cfg.timestamp, cfg.expires)
+def latest_record(cfg: BuildConfig, stream: str) -> latest_fmt.Latest:
+    return latest_fmt.Latest(cfg.version, cfg.format, cfg.timestamp, cfg.expires, stream)
 
 
 def build(report: ManifestReport, stage: str, cfg: BuildConfig) -> SignReport:
@@ -44,4 +44,4 @@ def build(report: ManifestReport, stage: str, cfg: BuildConfig) -> SignReport:
                 f.write(result.data)
             with open(os.path.join(stage, layout.manifest_zst(cfg.version, name)), "wb") as f:
                 f.write(compression.compress(result.data, "zstd", cfg.manifest_level))
-    return SignReport([k.public.keyid for k in cfg.signing_keys], latest_record(cfg))
+    return SignReport([k.public.keyid for k in cfg.signing_keys], latest_record(cfg, report.mom.stream))

@@ -69,6 +69,7 @@ def test_image_recipe_parses_with_the_layer(stream):
     env = bbtest.parse_env_output(r.stdout)
     assert {"swupd-client", "app-tools", "hello"} <= set(env["IMAGE_INSTALL"].split())
     assert env["SWUPD_COMPAT"] == "qemux86-64"
+    assert env["SWUPD_STREAM"] == f"{IMAGE}-qemux86-64"
     assert env["SWUPD_BUNDLES"] == "apps"
     assert env["DEPLOY_DIR_SWUPD"] == str(stream["www"].parent)
     r = bbtest.bitbake(stream["top"], IMAGE, "-c", "listtasks")
@@ -92,6 +93,7 @@ def test_two_builds_publish_a_signed_stream(stream):
     signing.verify(mom_bytes, (www / "20/Manifest.MoM.sig").read_bytes(), trusted)
     mom = mf.loads(mom_bytes, is_mom=True)
     assert mom.compat == "qemux86-64"
+    assert mom.stream == record.stream == f"{IMAGE}-qemux86-64"
     bundles = {e.path: e for e in mom.entries}
     assert set(bundles) == {"os-core", "apps"}
     apps = mf.loads((www / f"{bundles['apps'].version}/Manifest.apps").read_bytes())
@@ -113,6 +115,7 @@ def test_image_carries_the_client_configuration(stream):
     assert (defaults / "versionurl").read_text() == f"file://{stream['www']}\n"
     assert (defaults / "format").read_text() == "1\n"
     assert (defaults / "compat").read_text() == "qemux86-64\n"
+    assert (defaults / "stream").read_text() == f"{IMAGE}-qemux86-64\n"
     assert (defaults / "keys/release.pub").read_bytes() == stream["pub"].read_bytes()
     assert (root / "usr/share/clear/bundles/apps").is_file()
     assert "VERSION_ID=20\n" in (root / "usr/lib/os-release").read_text()

@@ -174,11 +174,21 @@ def serve_latest(www: Path, pointer: tuple[bytes, bytes]) -> None:
     (www / f"{LATEST}.sig").write_bytes(pointer[1])
 
 
-def test_rollback_to_an_older_latest(attacked: Device, private_www: Path, stream: ck.Stream) -> None:
-    assert attacked.swupd("check-update").rc == 0  # the device has now seen version 20's pointer
-    serve_latest(private_www, stream.latest_of[10])
-    refused(attacked, 7)
+def test_rollback_to_an_older_latest_of_the_same_version(
+    attacked: Device, private_www: Path, stream: ck.Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the device runs 20 and has checked a re-signed pointer to 20, the pointer 20 had
+    before the re-signing is a replay."""
+    assert attacked.swupd("update").rc == 0
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(time.time()) + 100))
+    ck.server_cli("refresh-latest", "--www", str(private_www), "--signing-key", stream.private)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
     r = attacked.swupd("check-update")
+    assert r.rc == 1, r.err
+    serve_latest(private_www, stream.latest_of[20])
+    r = attacked.swupd("check-update")
+    assert r.rc == 7 and "older than one already trusted" in r.error_line(), r.err
+    r = attacked.swupd("update")
     assert r.rc == 7, r.err
 
 
@@ -222,7 +232,8 @@ def refreshed_old_www(stream: ck.Stream, tmp_path: Path, days_ago: int, expiry_d
     www = Path(ck.copy_www(stream.old_www, str(tmp_path / f"refreshed-{days_ago}")))
     pointer = www / "version/format1/latest"
     signed_at = int(time.time()) - days_ago * DAY
-    record = latest.Latest(latest.loads(pointer.read_bytes()).version, 1, signed_at, signed_at + expiry_days * DAY)
+    old = latest.loads(pointer.read_bytes())
+    record = latest.Latest(old.version, 1, signed_at, signed_at + expiry_days * DAY, old.stream)
     pointer.write_bytes(record.dumps())
     (www / "version/format1/latest.sig").write_bytes(
         signing.sign(record.dumps(), [signing.load_private(stream.private)])
@@ -287,5 +298,5 @@ def test_wrong_compat_id(attacked: Device) -> None:
     assert ck.diff_snapshots(snap, attacked.snapshot()) == ""
     r = attacked.swupd("verify", compat="other-machine")  # the cached MoM is checked too
     assert r.rc == 9
-    r = attacked.swupd("update", compat="")  # no compat id configured: not checked
+    r = attacked.swupd("update", compat="")  # none configured: the one it was installed with holds
     assert r.rc == 0, r.err

@@ -39,3 +39,22 @@ def test_round_trip():
 def test_malformed(data):
     with pytest.raises(FormatError):
         latest.loads(data)
+
+
+def test_stream_identity_round_trip_and_order():
+    record = latest.Latest(20, 1, 1700000000, 1707776000, "image-a.qemux86-64")
+    data = record.dumps()
+    assert data.endswith(b"expires:\t1707776000\nstream:\timage-a.qemux86-64\n")
+    assert latest.loads(data) == record
+    # Version first: a later version orders above a pointer re-signed after it was built.
+    assert latest.Latest(21, 1, 1600000000, 1, "s").order > latest.Latest(20, 1, 1700000000, 1, "s").order
+    assert latest.Latest(20, 1, 1700000001, 1, "s").order > record.order
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [b"", b"-a", b"a b", b"a/b", b"a\tb", b"x" * 129, b"a\nstream:\tb", "\u00e9".encode()],
+)
+def test_malformed_stream_identity(stream):
+    with pytest.raises(FormatError):
+        latest.loads(b"20\nformat:\t1\ntimestamp:\t1\nexpires:\t2\nstream:\t" + stream + b"\n")

@@ -61,6 +61,7 @@ def test_mom_round_trip():
         previous=20,
         timestamp=5,
         compat="machine-x",
+        stream="image-a",
         entries=[
             Entry("os-core", Type.MANIFEST, H1, 30, 900),
             Entry("app", Type.MANIFEST, H2, 20, 400, Status.EXPERIMENTAL),
@@ -68,10 +69,13 @@ def test_mom_round_trip():
         ],
     )
     data = mf.dumps(mom)
-    assert b"compat:\tmachine-x\n" in data
+    assert b"compat:\tmachine-x\nstream:\timage-a\n" in data
     back = mf.loads(data, is_mom=True)
-    assert back.compat == "machine-x"
+    assert back.compat == "machine-x" and back.stream == "image-a"
     assert mf.dumps(back) == data
+    assert parsed.loads(parsed.dumps(back, b"s"), b"s") == back
+    with pytest.raises(FormatError):
+        mf.loads(data.replace(b"stream:\timage-a", b"stream:\timage a"), is_mom=True)
     with pytest.raises(FormatError):
         mf.loads(data)  # M entries are not allowed in a bundle manifest
 

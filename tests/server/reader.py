@@ -391,9 +391,13 @@ def parse_manifest(data: bytes, is_mom: bool = False) -> Manifest:
             check(key not in header, f"header repeats {key}")
             header[key] = value
             order.append(key)
-    check(order[:5] == HEADER_ORDER and set(order[5:]) <= {"compat"}, f"header fields out of order: {order}")
+    check(order[:5] == HEADER_ORDER and order[5:] in ([], ["compat"], ["stream"], ["compat", "stream"]),
+          f"header fields out of order: {order}")  # fmt: skip
     check(not (is_mom and includes), "a MoM with includes")
     check(not (not is_mom and "compat" in header), "a bundle manifest with a compat id")
+    check(is_mom == ("stream" in header), "a MoM without a stream identity, or a bundle manifest with one")
+    if is_mom:
+        check(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", header["stream"])), "bad stream identity")
     entries = []
     for line in body.split(b"\n")[:-1] if body else []:
         cols = line.split(b"\t")
@@ -471,6 +475,7 @@ def verify(data: bytes, sig: bytes, public: bytes) -> None:
 class Latest:
     version: int
     fields: dict[str, int]
+    stream: str
 
 
 def parse_latest(data: bytes) -> Latest:
@@ -479,12 +484,15 @@ def parse_latest(data: bytes) -> Latest:
     lines = text[:-1].split("\n")
     check(lines[0].isdigit() and int(lines[0]) > 0, f"latest's first line is not a version: {lines[0]!r}")
     fields = {}
+    check(len(lines) == 5 and lines[4].startswith("stream:\t"), "latest without a stream identity last")
+    stream = lines.pop()[len("stream:\t") :]
+    check(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", stream)), f"bad stream identity {stream!r}")
     for line in lines[1:]:
         key, tab, value = line.partition(":\t")
         check(bool(tab) and value.isdigit() and key not in fields, f"malformed latest line {line!r}")
         fields[key] = int(value)
     check(set(fields) == {"format", "timestamp", "expires"}, f"latest fields {sorted(fields)}")
-    return Latest(int(lines[0]), fields)
+    return Latest(int(lines[0]), fields, stream)
 
 
 # --- a published www/ tree -----------------------------------------------------------------

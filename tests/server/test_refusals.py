@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
+import reader
 from buildutil import EXAMPLE_BUNDLES, assert_same_snapshot, cli, copy_www, create_args, snapshot
 
 
@@ -60,3 +62,82 @@ def test_refusals_leave_a_www_that_builds(stream, target, tmp_path):
     assert cli(*create_args(target, stream.rootfs[20], 30, stream.keys.private, bad)).rc != 0
     r = cli(*create_args(target, stream.rootfs[20], 30, stream.keys.private))
     assert r.rc == 0, r.err
+
+
+# -- a stream's order, identity and compat id --------------------------------------------------
+
+
+def _resign(www: str, rel: str, data: bytes, key: str) -> None:
+    """Replace a signed file of `www` with `data` and its signature by `key`."""
+    import nacl.signing
+
+    with open(os.path.join(www, rel), "wb") as f:
+        f.write(data)
+    seed = bytes.fromhex(open(key).read().strip())
+    signer = nacl.signing.SigningKey(seed)
+    line = f"ed25519 {reader.keyid(bytes(signer.verify_key))} {signer.sign(data).signature.hex()}\n"
+    with open(os.path.join(www, rel + ".sig"), "w") as f:
+        f.write(line)
+
+
+def _refused(target: str, args: list[str], *expected: str) -> None:
+    before = snapshot(target)
+    line = cli(*args).one_line_error()
+    for text in expected:
+        assert text in line, line
+    assert_same_snapshot(before, snapshot(target))
+
+
+def test_refuses_a_pointer_below_the_published_one(stream, target):
+    """A www whose signed latest names a version it does not hold (1000): publishing 30 would
+    move the pointer backwards, which devices that trust 1000's refuse."""
+    latest = os.path.join(target, "version/format1/latest")
+    with open(latest, "rb") as f:
+        lines = f.read().split(b"\n")
+    _resign(target, "version/format1/latest", b"\n".join([b"1000", *lines[1:]]), stream.keys.private)
+    args = create_args(target, stream.rootfs[20], 30, stream.keys.private)
+    _refused(target, args, "version 30 (timestamp", "below the published one, version 1000 (timestamp")
+
+
+@pytest.mark.parametrize("option", [["--compat", "other-machine"], ["--stream", "another-image"]])
+def test_refuses_another_compat_or_stream_part_way_unless_told(stream, target, option):
+    args = create_args(target, stream.rootfs[20], 30, stream.keys.private, EXAMPLE_BUNDLES, *option)
+    _refused(target, args, option[1], "--change-stream")
+    r = cli(*args, "--change-stream")
+    assert r.rc == 0, r.err
+    www = reader.Www(target, stream.keys.raw)
+    old, new = www.mom(20).header, www.mom(30).header
+    changed = option[0][2:]
+    assert new.get(changed, "") == option[1] and old.get(changed, "") != option[1]
+    assert www.latest(1).stream == new["stream"]
+    kept = "stream" if changed == "compat" else "compat"
+    assert new.get(kept) == old.get(kept)
+
+
+def test_a_stream_keeps_its_identity(stream, target):
+    """Named at its first version (from its content), kept without --stream, and carried by
+    every pointer."""
+    www = reader.Www(target, stream.keys.raw)
+    first = www.mom(10).header["stream"]
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    assert www.mom(20).header["stream"] == first == www.latest(1).stream
+    r = cli(*create_args(target, stream.rootfs[20], 30, stream.keys.private))
+    assert r.rc == 0, r.err
+    assert www.mom(30).header["stream"] == first == www.latest(1).stream
+
+
+def test_a_format_without_stream_identities_continues_in_a_new_format(stream, target):
+    """A www whose last version was published before streams had an identity: its devices read
+    no pointer with one, so the stream goes on in the next format."""
+    for rel in ("20/Manifest.MoM", "version/format1/latest"):
+        with open(os.path.join(target, rel), "rb") as f:
+            data = f.read()
+        old = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(b"stream:\t"))
+        assert old != data
+        _resign(target, rel, old, stream.keys.private)
+    args = create_args(target, stream.rootfs[20], 30, stream.keys.private)
+    _refused(target, args, "version 20 of format 1 has no stream identity", "--format 2")
+    r = cli(*args, "--format", "2")
+    assert r.rc == 0, r.err
+    www = reader.Www(target, stream.keys.raw)
+    assert www.mom(30).header["stream"] == www.latest(2).stream

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 
 import nacl.signing
 import reader
@@ -60,3 +61,18 @@ def test_two_signing_keys_for_a_rotation(stream, tmp_path):
     with open(os.path.join(www, "30", "Manifest.MoM.sig"), "rb") as f:
         ids = [kid for kid, _ in reader.signature_lines(f.read())]
     assert sorted(ids) == sorted([reader.keyid(stream.keys.raw), reader.keyid(new_raw)])
+
+
+def test_refresh_latest_never_orders_below_the_published_pointer(stream, tmp_path, monkeypatch):
+    """With a SOURCE_DATE_EPOCH older than the published pointer's timestamp, the re-signed
+    pointer keeps that timestamp (same version: at, not below it), its stream, and an expiry
+    counted from now."""
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    before = reader.Www(www, stream.keys.raw).latest(1)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(before.fields["timestamp"] - 30 * 86400))
+    r = cli("refresh-latest", "--www", www, "--signing-key", stream.keys.private, "--expiry-days", "5")
+    assert r.rc == 0, r.err
+    after = reader.Www(www, stream.keys.raw).latest(1)
+    assert (after.version, after.fields["timestamp"]) == (20, before.fields["timestamp"])
+    assert after.stream == before.stream
+    assert abs(after.fields["expires"] - (time.time() + 5 * 86400)) < 60

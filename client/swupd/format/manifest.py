@@ -1,7 +1,7 @@
 """The manifest model and its text form.
 
-A manifest is a header (format, version, previous, filecount, timestamp, contentsize, an
-optional compat id, includes), a blank line, then one TAB-separated entry per line:
+A manifest is a header (format, version, previous, filecount, timestamp, contentsize, the
+MoM's compat id and stream identity, includes), a blank line, then one TAB-separated entry per line:
 `flags hash version size path`. It extends swupd's four columns with the entry's size, so a
 device can cap every download by a signed number. The parser checks column counts, header
 fields and the declared entry count, which swupd's readers do not.
@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from .errors import FormatError
 from .filehash import ZERO_HASH
+from .latest import check_stream
 from .limits import LIMITS, Limits
 from .paths import check_bundle_name, check_path
 
@@ -44,7 +45,7 @@ class Status(Enum):
 
 # Raised whenever what the parser accepts changes, so manifests kept parsed under the old rules
 # (see parsed.py) are parsed again.
-RULES = 1
+RULES = 2
 
 _PRESENT = (Status.PRESENT, Status.EXPERIMENTAL)
 _SIZED = (Type.FILE, Type.SYMLINK)
@@ -91,6 +92,8 @@ class Manifest:
     entries: list[Entry] = field(default_factory=list)
     includes: list[str] = field(default_factory=list)
     compat: str = ""
+    # The stream this version belongs to (MoM only); empty in MoMs written before streams had one.
+    stream: str = ""
 
     @property
     def contentsize(self) -> int:
@@ -121,6 +124,8 @@ def dumps(m: Manifest) -> bytes:
     ]
     if m.compat:
         lines.append(f"compat:\t{m.compat}")
+    if m.stream:
+        lines.append(f"stream:\t{check_stream(m.stream)}")
     lines += [f"includes:\t{b}" for b in m.includes]
     lines.append("")
     lines += [e.line() for e in entries]
@@ -320,6 +325,7 @@ def loads(
         entries=entries,
         includes=includes,
         compat=fields.get("compat", ""),
+        stream=check_stream(fields["stream"]) if "stream" in fields else "",
     )
     if max(map(itemgetter(3), entries), default=0) > m.version:
         raise FormatError("manifest entry newer than the manifest")

@@ -40,7 +40,7 @@ def dumps(m: Manifest, stamp: bytes) -> bytes:
         list(map(itemgetter(4), es)),
         list(map(_STATUS_CODES.__getitem__, map(itemgetter(5), es))),
     )
-    head = (m.format, m.version, m.previous, m.timestamp, m.compat, m.includes)
+    head = (m.format, m.version, m.previous, m.timestamp, m.compat, m.stream, m.includes)
     body = marshal.dumps((_REVISION, stamp, head, columns))
     return hashlib.sha256(body).digest() + body
 
@@ -55,13 +55,13 @@ def loads(blob: bytes, stamp: bytes) -> Manifest | None:
         revision, got, head, columns = marshal.loads(memoryview(blob)[32:])
         if revision != _REVISION or got != stamp:
             return None
-        fmt, version, previous, timestamp, compat, includes = head
+        fmt, version, previous, timestamp, compat, stream, includes = head
         paths, types, hashes, versions, sizes, statuses = columns
         t, s, new = _TYPES, _STATUSES, _new_entry
         entries = [
             new(Entry, (p, t[ty], h, v, n, s[st]))
             for p, ty, h, v, n, st in zip(paths, types, hashes, versions, sizes, statuses, strict=True)
         ]
-        return Manifest(fmt, version, previous, timestamp, entries, list(includes), compat)
+        return Manifest(fmt, version, previous, timestamp, entries, list(includes), compat, stream)
     except (EOFError, ValueError, TypeError, KeyError):
         return None

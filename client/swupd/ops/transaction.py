@@ -162,7 +162,8 @@ def execute(
     actions: list[list[Any]] = [["rm", p, keep] for p, keep in change.pre_remove]
     actions += installs
     actions += [["rm", p, ""] for p in change.remove]
-    actions.append(["record", {"version": version, "timestamp": timestamp, "hooks": True}])
+    # The floor rises with the commit: every manifest this version needs has passed by now.
+    actions.append(["record", {**sess.trusted.commit_info(version, timestamp), "hooks": True}])
     journal = jn.Journal(version, stage_dir, actions, aside=str(int(time.time())))
     jn.write(sess.state, journal)
     rep.moved_aside = replay(sess, journal)
@@ -181,7 +182,7 @@ def replay(sess: Session, journal: jn.Journal) -> list[str]:
         write_atomic(sess.state.sub("version"), f"{int(info['version'])}\n".encode(), durable=False)
         if info.get("hooks"):
             write_atomic(sess.state.sub(HOOKS_PENDING), b"1\n", durable=False)
-        sess.trusted.raise_floor(int(info["version"]), int(info.get("timestamp", 0)), durable=False)
+        sess.trusted.commit(info, durable=False)
 
     kept = jn.run(sess.state, sess.tree, journal, record, lambda d, t: sess.out.progress("Applying", d, t))
     # The tree's renames and removals become durable together, before the journal is dropped.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 
-from swupd.format.errors import RollbackError, UsageError
+from swupd.format.errors import RollbackError, SwupdError, UsageError
+from swupd.format.latest import Latest
 from swupd.format.manifest import Manifest
 
 from .. import ownership
@@ -44,7 +46,18 @@ def require_current(sess: Session) -> int:
 def check_update(sess: Session) -> tuple[int, int]:
     """(current, latest) versions."""
     cur = require_current(sess)
-    return cur, sess.latest().version
+    latest = sess.latest()
+    _confirm(sess, latest)
+    return cur, latest.version
+
+
+def _confirm(sess: Session, latest: Latest) -> None:
+    """A pointer to the installed version raises the floor once that version's MoM verifies
+    (usually from the state directory's copy); a pointer to another version never does here."""
+    if latest.version == sess.trusted.current:
+        with contextlib.suppress(SwupdError):
+            sess.mom(latest.version, allow_older=True)
+        sess.trusted.confirm(latest)
 
 
 def summary(rep: TxReport, downloaded: int) -> str:
@@ -62,6 +75,7 @@ def update(sess: Session, version: int | None = None, download_only: bool = Fals
     cur = require_current(sess)
     latest = sess.latest()
     target = version or latest.version
+    _confirm(sess, latest)
     if target == cur:
         return cur, cur, None
     if target < cur:

@@ -19,14 +19,18 @@ def _write(root: str, rel: str, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def client_config(root: str, versionurl: str, contenturl: str, fmt: str, compat: str, public_keys: list[str]) -> None:
-    """The client's defaults: URLs, format, compat id and the trusted public keys."""
+def client_config(
+    root: str, versionurl: str, contenturl: str, fmt: str, compat: str, public_keys: list[str], stream: str = ""
+) -> None:
+    """The client's defaults: URLs, format, compat id, stream identity and the trusted public keys."""
     if versionurl:
         _write(root, f"{DEFAULTS}/versionurl", versionurl.rstrip("/") + "\n")
     if contenturl:
         _write(root, f"{DEFAULTS}/contenturl", contenturl.rstrip("/") + "\n")
     _write(root, f"{DEFAULTS}/format", f"{fmt}\n")
     _write(root, f"{DEFAULTS}/compat", f"{compat}\n")
+    if stream:
+        _write(root, f"{DEFAULTS}/stream", f"{stream}\n")
     keys = os.path.join(root, DEFAULTS, "keys")
     if os.path.isdir(keys):
         shutil.rmtree(keys)
