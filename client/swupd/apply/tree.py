@@ -10,6 +10,10 @@ each directory with O_NOFOLLOW, and the final operation uses the `*at` system ca
 parent's descriptor. A symlink anywhere above the object, planted by an attacker, left by a
 user or made by a new version that turned a directory into a link, can therefore never redirect
 a write, a rename or a deletion outside ROOT.
+
+A regular file that is replaced or removed first loses its setuid and setgid bits and its
+`security.capability` (`disarm`): a hard link kept elsewhere, or a descriptor still open,
+then holds an inode that grants nothing, not a vulnerable privileged program.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from contextlib import contextmanager
 from swupd.format import filehash
 from swupd.format.errors import DiskFullError, TreeIOError
 from swupd.format.fullfile import Meta
+
+CAPABILITY = "security.capability"
+_PRIVILEGE_BITS = stat.S_ISUID | stat.S_ISGID
 
 
 def _err(e: OSError, what: str) -> Exception:
@@ -176,9 +183,13 @@ class Tree:
         """Atomically replace `path` with the staged object at host path `source`.
 
         Across file systems (a separate /boot, say) the object is first copied next to its
-        target as `.update.<name>` and fsynced, so the final step is still one rename."""
+        target as `.update.<name>` and fsynced, so the final step is still one rename. The
+        object it replaces is disarmed first, unless the source is gone: then the move was made
+        by a run a crash interrupted, and what stands there is the new object."""
         with self.parent(path) as (fd, name):
             try:
+                if os.path.lexists(source):
+                    disarm(fd, name)
                 os.rename(source, name, dst_dir_fd=fd)
             except OSError as e:
                 if e.errno != errno.EXDEV:
@@ -215,6 +226,7 @@ class Tree:
             try:
                 st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
+                    disarm(pfd, name, st)
                     os.unlink(name, dir_fd=pfd)
                     os.mkdir(name, 0o700, dir_fd=pfd)
                     self._stale = True
@@ -246,10 +258,9 @@ class Tree:
                     except OSError as e:
                         if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                             raise
-                        kept = f".deleted.{aside}.{name}"
-                        os.rename(name, kept, src_dir_fd=pfd, dst_dir_fd=pfd)
-                        return kept
+                        return _move_aside(pfd, name, aside)
                 else:
+                    disarm(pfd, name, st)
                     os.unlink(name, dir_fd=pfd)
         except (FileNotFoundError, TreeIOError):
             # Nothing reachable there: a missing or non-directory component means no such object.
@@ -257,6 +268,61 @@ class Tree:
         except OSError as e:
             raise _err(e, f"removing {path}") from None
         return None
+
+    def aside(self, path: str, tag: str) -> str | None:
+        """Rename a file, link or special file at `path` to `.deleted.<tag>.<name>` and return
+        that name; nothing when the path is absent or already a directory (made by the action
+        this one clears the way for, before a crash)."""
+        try:
+            with self.parent(path) as (pfd, name):
+                try:
+                    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return None
+                if stat.S_ISDIR(st.st_mode):
+                    return None
+                return _move_aside(pfd, name, tag)
+        except (FileNotFoundError, TreeIOError):
+            return None
+        except OSError as e:
+            raise _err(e, f"moving {path} aside") from None
+
+
+def disarm(dfd: int, name: str, st: os.stat_result | None = None) -> None:
+    """Take setuid, setgid and file capabilities off the regular file `name` in directory
+    `dfd` (never following a link), before it is replaced or removed. Idempotent."""
+    if st is None:
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+    if not stat.S_ISREG(st.st_mode):
+        return
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=dfd)
+    try:
+        if st.st_mode & _PRIVILEGE_BITS:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~_PRIVILEGE_BITS)
+        try:
+            os.getxattr(fd, CAPABILITY)
+        except OSError as e:
+            if e.errno not in (errno.ENODATA, errno.ENOTSUP):
+                raise
+        else:
+            os.removexattr(fd, CAPABILITY)
+    finally:
+        os.close(fd)
+
+
+def _move_aside(dfd: int, name: str, tag: str) -> str:
+    """Rename `name` to the first free `.deleted.<tag>[-n].<name>` in the same directory."""
+    for n in range(1000):
+        kept = f".deleted.{tag}.{name}" if n == 0 else f".deleted.{tag}-{n}.{name}"
+        try:
+            os.stat(kept, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(name, kept, src_dir_fd=dfd, dst_dir_fd=dfd)
+            return kept
+    raise OSError(errno.EEXIST, "no free name to move it aside")
 
 
 def _unlink_any(dfd: int, name: str) -> None:
