@@ -26,6 +26,7 @@ from swupd.format.manifest import Entry, Type
 
 from .. import faults
 from ..apply import journal as jn
+from ..apply import preflight
 from ..apply.plan import Change
 from ..state import sync_filesystem, write_atomic
 from ..store.objects import ObjectStore
@@ -160,6 +161,13 @@ def execute(
     actions += installs
     actions += [["rm", p, ""] for p in change.remove]
     actions.append(["record", {"version": version, "timestamp": timestamp, "hooks": True}])
+    # Every target as it is now, before the commit point: what stands in the way is cleared by
+    # actions of the journal, what cannot be changed stops the transaction here.
+    try:
+        actions = preflight.check(sess.tree, actions, {e.path: e.hash for e in change.install})
+    except TreeIOError:
+        recover_stage(sess, store)
+        raise
     journal = jn.Journal(version, stage_dir, actions, aside=str(int(time.time())))
     jn.write(sess.state, journal)
     rep.moved_aside = replay(sess, journal)
@@ -181,6 +189,8 @@ def replay(sess: Session, journal: jn.Journal) -> list[str]:
         sess.trusted.raise_floor(int(info["version"]), int(info.get("timestamp", 0)), durable=False)
 
     kept = jn.run(sess.state, sess.tree, journal, record, lambda d, t: sess.out.progress("Applying", d, t))
+    for path in kept:
+        sess.out.warning(f"content no manifest lists was moved out of the way, to {path}")
     # The tree's renames and removals become durable together, before the journal is dropped.
     sync_filesystem(sess.s.root)
     if os.stat(sess.s.root).st_dev != os.stat(sess.state.path).st_dev:

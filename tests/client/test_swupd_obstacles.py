@@ -1,0 +1,128 @@
+"""Something in the way of an update: a directory where the new version installs a file or a
+link, a file or a link where it makes a directory, an immutable directory. Every target is
+checked before the journal is written: what stands in the way is moved aside (and reported),
+and what cannot be changed stops the update before anything has changed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import clientkit as ck
+import pytest
+from clientkit import Device
+
+
+def aside_of(root: str, path: str) -> list[Path]:
+    """What the client moved aside in the directory of `path` (`.deleted.<time>.<name>`)."""
+    parent = Path(root, os.path.dirname(path).lstrip("/"))
+    name = os.path.basename(path)
+    return sorted(p for p in parent.iterdir() if p.name.startswith(".deleted.") and p.name.endswith("." + name))
+
+
+def updated_cleanly(dev: Device, before: dict, moved: list[str]) -> list[Path]:
+    """The update exits 0 and reports what it moved aside; the tree is exactly version 20 (plus
+    those); `verify` is clean and no journal is left. Returns the moved-aside objects."""
+    r = dev.swupd("update")
+    assert r.rc == 0, r.err
+    kept = [p for path in moved for p in aside_of(dev.root, path)]
+    assert len(kept) == len(moved), (moved, kept)
+    for p in kept:
+        assert "/" + str(p.relative_to(dev.root)) in r.err, r.err
+    extra = ["/" + str(p.relative_to(dev.root)) for p in kept]
+    ck.assert_tree(dev.root, dev.stream.expected(20, ck.ALL_BUNDLES, old=before), allow_extra=extra)
+    assert not Path(dev.state, "journal").exists()
+    v = dev.swupd("verify")
+    assert v.rc == 0 and "0 missing, 0 modified, 0 extra" in v.out, v.out + v.err
+    return kept
+
+
+def test_a_directory_where_a_file_goes_is_moved_aside(device: Device) -> None:
+    """Version 20 adds /usr/share/doc/NEWS; the device has a directory of its own there."""
+    mine = Path(device.root, "usr/share/doc/NEWS")
+    mine.mkdir()
+    (mine / "notes.txt").write_bytes(b"the user's notes\n")
+    before = device.tree()
+    kept = updated_cleanly(device, before, ["/usr/share/doc/NEWS"])
+    assert (kept[0] / "notes.txt").read_bytes() == b"the user's notes\n"
+
+
+def test_a_directory_where_a_link_goes_is_moved_aside(device: Device) -> None:
+    """/usr/share/data/kind is a file in version 10 and a symlink in 20."""
+    kind = Path(device.root, "usr/share/data/kind")
+    kind.unlink()
+    (kind / "deeper").mkdir(parents=True)
+    (kind / "deeper/mine").write_bytes(b"mine\n")
+    before = device.tree()
+    kept = updated_cleanly(device, before, ["/usr/share/data/kind"])
+    assert (kept[0] / "deeper/mine").read_bytes() == b"mine\n"
+
+
+def test_a_file_where_a_directory_goes_is_moved_aside(device: Device) -> None:
+    """Version 20 adds the directory /usr/lib/plugins-2; the device has a file there."""
+    mine = Path(device.root, "usr/lib/plugins-2")
+    mine.write_bytes(b"a file of the user's\n")
+    before = device.tree()
+    kept = updated_cleanly(device, before, ["/usr/lib/plugins-2"])
+    assert kept[0].read_bytes() == b"a file of the user's\n"
+
+
+def test_a_link_where_a_directory_goes_is_replaced_never_followed(device: Device, tmp_path: Path) -> None:
+    """Links stand where version 20 adds a directory and where both versions have an unchanged
+    one: each becomes a directory again, filled with every file below it, and nothing is
+    written through the links."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "theirs").write_bytes(b"not the update's\n")
+    snap = ck.snapshot(str(outside))
+    Path(device.root, "usr/lib/plugins-2").symlink_to(outside)
+    tools = Path(device.root, "opt/tools")
+    shutil.rmtree(tools)
+    tools.symlink_to(outside)
+    before = device.tree()
+    updated_cleanly(device, before, [])
+    assert ck.diff_snapshots(snap, ck.snapshot(str(outside))) == ""
+
+
+def chattr(path: Path, flag: str) -> None:
+    subprocess.run(["chattr", flag, str(path)], check=True, capture_output=True)
+
+
+def immutable_supported(path: Path) -> bool:
+    probe = path / ".chattr-probe"
+    probe.mkdir()
+    try:
+        chattr(probe, "+i")
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    finally:
+        subprocess.run(["chattr", "-i", str(probe)], check=False, capture_output=True)
+        probe.rmdir()
+    return True
+
+
+@pytest.mark.parametrize("locked", ["usr/share/doc", "usr/bin/ls"])
+def test_what_cannot_be_changed_stops_the_update_before_anything_changed(device: Device, locked: str) -> None:
+    """An immutable directory that the update adds to, or an immutable file it replaces: one
+    error line, exit 15, the tree exactly as it was and no journal; once the flag is gone the
+    update completes."""
+    if shutil.which("chattr") is None or not immutable_supported(Path(device.root)):
+        pytest.skip("no chattr, or the file system (or this process) cannot set the immutable flag")
+    before, snap = device.tree(), device.snapshot()
+    target = Path(device.root, locked)
+    chattr(target, "+i")
+    try:
+        r = device.swupd_process("update")
+        assert r.rc == 15, (r.rc, r.err)
+        line = r.error_line()
+        assert f"/{locked}" in line and "nothing was changed" in line, line
+        assert ck.diff_snapshots(snap, device.snapshot()) == ""
+        assert not Path(device.state, "journal").exists()
+        assert device.version() == 10
+    finally:
+        chattr(target, "-i")
+    r = device.swupd_process("update")
+    assert r.rc == 0, r.err
+    ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))
