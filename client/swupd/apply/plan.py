@@ -47,9 +47,17 @@ CONFIG_PREFIX = "/etc/"
 BOOT_PREFIXES = ("/boot/", "/usr/lib/kernel/", "/usr/lib/modules/", "/lib/modules/", "/efi/")
 
 
+_STATE_TOPS = frozenset(p.rstrip("/") for p in STATE_PREFIXES)
+
+
 def is_state(path: str) -> bool:
-    """Below a directory whose content belongs to the device, not to the OS."""
-    return path.startswith(STATE_PREFIXES)
+    """A directory whose content belongs to the device, not to the OS, or below one."""
+    return path.startswith(STATE_PREFIXES) or path in _STATE_TOPS
+
+
+def is_config(path: str) -> bool:
+    """/etc or below: the administrator's."""
+    return path.startswith(CONFIG_PREFIX) or path == "/etc"
 
 
 def union(manifests: list[list[Entry]]) -> dict[str, Entry]:
@@ -119,14 +127,14 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
             continue
         if not verify and before is not None and before.present and before.hash == e.hash:
             continue
-        guarded = is_state(path) or path.startswith(CONFIG_PREFIX)
+        guarded = is_state(path) or is_config(path)
         current = disk.hash(path) if (verify or guarded) else None
         if current == e.hash:
             continue
         if current not in (None, ZERO_HASH):
             if is_state(path):
                 continue
-            if path.startswith(CONFIG_PREFIX) and not _unchanged(before, current):
+            if is_config(path) and not _unchanged(before, current):
                 ch.kept_config.append(path)
                 continue
         ch.install.append(e)
@@ -146,7 +154,7 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
             continue
         if update and after is None and path.startswith(BOOT_PREFIXES):
             continue
-        if path.startswith(CONFIG_PREFIX) and disk.hash(path) not in (before.hash, ZERO_HASH):
+        if is_config(path) and disk.hash(path) not in (before.hash, ZERO_HASH):
             ch.kept_config.append(path)
             continue
         removable.append(path)
@@ -155,7 +163,7 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
             if e.status == Status.DELETED and path not in old and not is_state(path):
                 if disk.hash(path) == ZERO_HASH:
                     continue
-                if path.startswith(CONFIG_PREFIX):
+                if is_config(path):
                     ch.kept_config.append(path)  # the version dropped it, the administrator kept it
                 else:
                     removable.append(path)
@@ -193,7 +201,7 @@ def _directories(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, ch: C
         kind = disk.kind(d)
         if kind == "d":
             continue
-        guarded = is_state(d) or (d.startswith(CONFIG_PREFIX) and not _unchanged(old.get(d), disk.hash(d)))
+        guarded = is_state(d) or (is_config(d) and not _unchanged(old.get(d), disk.hash(d)))
         if kind and guarded:
             blocked.add(d)
             if not is_state(d) and d not in ch.kept_config:
