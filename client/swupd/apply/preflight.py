@@ -9,6 +9,8 @@ no-follow primitives, as the actions will find them:
   stands there);
 - a file or special file where a directory is made is moved aside by an `aside` action (a link
   is simply replaced: it holds nothing, and what it points to is never touched);
+- a privileged program (setuid, setgid, file capabilities) that is replaced or removed is
+  disarmed first by a `disarm` action;
 - a parent that is not a directory and that no action makes one, an unreadable directory, a
   read-only file system, or an immutable or append-only object that an action must change
   stops the transaction before anything has changed.
@@ -24,7 +26,7 @@ from typing import Any
 
 from swupd.format.errors import TreeIOError
 
-from .tree import Tree
+from .tree import Tree, privileged
 
 FS_IOC_GETFLAGS = 0x80086601
 _LOCKED = 0x00000010 | 0x00000020  # FS_IMMUTABLE_FL, FS_APPEND_FL
@@ -47,8 +49,8 @@ class _Walk:
     def lstat(self, path: str) -> os.stat_result | None:
         """The object at `path`, whose parent is a directory on disk."""
         try:
-            with self.tree.parent(path) as (pfd, name):
-                return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            pfd, name = self.tree.at(path)
+            return os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return None
         except OSError as e:
@@ -57,7 +59,7 @@ class _Walk:
     def dir(self, d: str) -> str:
         s = self.dirs.get(d)
         if s is None:
-            if self.dir(os.path.dirname(d)) == _ON_DISK:
+            if self.dir(d.rpartition("/")[0] or "/") == _ON_DISK:
                 st = self.lstat(d)
                 if st is not None and stat.S_ISDIR(st.st_mode):
                     s = _ON_DISK
@@ -80,21 +82,24 @@ class _Walk:
             raise TreeIOError(f"cannot read {d}: {e.strerror}; {_NOTHING_CHANGED}") from None
         self.writable.add(d)
 
-    def check_unlocked(self, path: str, st: os.stat_result) -> None:
-        """A file or directory that an action replaces, removes or changes."""
+    def inspect(self, path: str, st: os.stat_result) -> bool:
+        """A file or directory that an action replaces, removes or changes: refused if it is
+        immutable or append-only; True if it is a privileged program (see tree.privileged)."""
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-            return  # links carry no such flags; special files are never opened
+            return False  # links carry no flags; special files are never opened
         try:
-            with self.tree.parent(path) as (pfd, name):
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=pfd)
-                try:
-                    locked = _flags(fd) & _LOCKED
-                finally:
-                    os.close(fd)
+            pfd, name = self.tree.at(path)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=pfd)
+            try:
+                locked = _flags(fd) & _LOCKED
+                armed = privileged(fd, st)
+            finally:
+                os.close(fd)
         except OSError as e:
             raise TreeIOError(f"cannot read {path}: {e.strerror}; {_NOTHING_CHANGED}") from None
         if locked:
             raise TreeIOError(f"{path} is immutable or append-only; {_NOTHING_CHANGED}")
+        return armed
 
 
 def _flags(fd: int) -> int:
@@ -116,7 +121,7 @@ def check(tree: Tree, actions: list[list[Any]], hashes: dict[str, str]) -> list[
         kind = action[0]
         if kind in ("mv", "mkdir"):
             path = action[2] if kind == "mv" else action[1]
-            parent = os.path.dirname(path)
+            parent = path.rpartition("/")[0] or "/"
             where = walk.dir(parent)
             if where == _NONE:
                 raise TreeIOError(
@@ -127,21 +132,24 @@ def check(tree: Tree, actions: list[list[Any]], hashes: dict[str, str]) -> list[
             if where == _ON_DISK:
                 walk.check_writable(parent)
             if st is not None and path not in cleared:
-                walk.check_unlocked(path, st)
+                armed = walk.inspect(path, st)
                 if kind == "mv" and stat.S_ISDIR(st.st_mode):
                     out.append(["rm", path, hashes[path]])
                     cleared.add(path)
+                elif kind == "mv" and armed:
+                    out.append(["disarm", path, hashes[path]])
                 elif kind == "mkdir" and not (stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-                    out.append(["aside", path])
+                    out.append(["aside", path])  # the user's file: kept as it is, under another name
                     cleared.add(path)
         elif kind == "rm":
             path = action[1]
-            parent = os.path.dirname(path)
+            parent = path.rpartition("/")[0] or "/"
             if path not in cleared and walk.dir(parent) == _ON_DISK:
                 st = walk.lstat(path)
                 if st is not None:
                     walk.check_writable(parent)
-                    walk.check_unlocked(path, st)
+                    if walk.inspect(path, st):
+                        out.append(["disarm", path, action[2]])
             cleared.add(path)
         out.append(action)
     return out

@@ -12,8 +12,9 @@ user or made by a new version that turned a directory into a link, can therefore
 a write, a rename or a deletion outside ROOT.
 
 A regular file that is replaced or removed first loses its setuid and setgid bits and its
-`security.capability` (`disarm`): a hard link kept elsewhere, or a descriptor still open,
-then holds an inode that grants nothing, not a vulnerable privileged program.
+`security.capability` (`disarm`, a journal action that the checks before the journal plan for
+each such file): a hard link kept elsewhere, or a descriptor still open, then holds an inode
+that grants nothing, not a vulnerable privileged program.
 """
 
 from __future__ import annotations
@@ -132,11 +133,16 @@ class Tree:
 
         Directory descriptors are cached, so a walk of thousands of files opens each directory
         once; any removal or replacement of a directory drops the cache."""
+        yield self.at(path)
+
+    def at(self, path: str) -> tuple[int, str]:
+        """What `parent` yields, for callers that walk many paths (the descriptor stays the
+        tree's: never closed by the caller)."""
         if self._stale:
             self.forget_dirs()
             self._stale = False
         head, _, name = path.strip("/").rpartition("/")
-        yield self._open_dir(head, path), name
+        return self._open_dir(head, path), name
 
     def lstat(self, path: str) -> os.stat_result | None:
         try:
@@ -183,13 +189,9 @@ class Tree:
         """Atomically replace `path` with the staged object at host path `source`.
 
         Across file systems (a separate /boot, say) the object is first copied next to its
-        target as `.update.<name>` and fsynced, so the final step is still one rename. The
-        object it replaces is disarmed first, unless the source is gone: then the move was made
-        by a run a crash interrupted, and what stands there is the new object."""
+        target as `.update.<name>` and fsynced, so the final step is still one rename."""
         with self.parent(path) as (fd, name):
             try:
-                if os.path.lexists(source):
-                    disarm(fd, name)
                 os.rename(source, name, dst_dir_fd=fd)
             except OSError as e:
                 if e.errno != errno.EXDEV:
@@ -226,7 +228,6 @@ class Tree:
             try:
                 st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
-                    disarm(pfd, name, st)
                     os.unlink(name, dir_fd=pfd)
                     os.mkdir(name, 0o700, dir_fd=pfd)
                     self._stale = True
@@ -260,7 +261,6 @@ class Tree:
                             raise
                         return _move_aside(pfd, name, aside)
                 else:
-                    disarm(pfd, name, st)
                     os.unlink(name, dir_fd=pfd)
         except (FileNotFoundError, TreeIOError):
             # Nothing reachable there: a missing or non-directory component means no such object.
@@ -268,6 +268,26 @@ class Tree:
         except OSError as e:
             raise _err(e, f"removing {path}") from None
         return None
+
+    def disarm(self, path: str, keep_hash: str) -> None:
+        """Take setuid, setgid and capabilities off the regular file at `path` before it is
+        replaced or removed; nothing if it is gone, not a regular file, or already hashes to
+        `keep_hash` (the object that replaces it, moved in before a crash)."""
+        if keep_hash and self.hash(path) == keep_hash:
+            return
+        try:
+            with self.parent(path) as (pfd, name):
+                if not stat.S_ISREG(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
+                    return
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=pfd)
+                try:
+                    _disarm_fd(fd)
+                finally:
+                    os.close(fd)
+        except (FileNotFoundError, TreeIOError):
+            return
+        except OSError as e:
+            raise _err(e, f"disarming {path}") from None
 
     def aside(self, path: str, tag: str) -> str | None:
         """Rename a file, link or special file at `path` to `.deleted.<tag>.<name>` and return
@@ -288,29 +308,30 @@ class Tree:
             raise _err(e, f"moving {path} aside") from None
 
 
-def disarm(dfd: int, name: str, st: os.stat_result | None = None) -> None:
-    """Take setuid, setgid and file capabilities off the regular file `name` in directory
-    `dfd` (never following a link), before it is replaced or removed. Idempotent."""
-    if st is None:
-        try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
+def privileged(fd: int, st: os.stat_result) -> bool:
+    """An open regular file that grants privilege when run: setuid, setgid or capabilities."""
     if not stat.S_ISREG(st.st_mode):
-        return
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=dfd)
+        return False
+    if st.st_mode & _PRIVILEGE_BITS:
+        return True
     try:
-        if st.st_mode & _PRIVILEGE_BITS:
-            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~_PRIVILEGE_BITS)
-        try:
-            os.getxattr(fd, CAPABILITY)
-        except OSError as e:
-            if e.errno not in (errno.ENODATA, errno.ENOTSUP):
-                raise
-        else:
-            os.removexattr(fd, CAPABILITY)
-    finally:
-        os.close(fd)
+        os.getxattr(fd, CAPABILITY)
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP):
+            return False
+        raise
+    return True
+
+
+def _disarm_fd(fd: int) -> None:
+    st = os.fstat(fd)
+    if st.st_mode & _PRIVILEGE_BITS:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~_PRIVILEGE_BITS)
+    try:
+        os.removexattr(fd, CAPABILITY)
+    except OSError as e:
+        if e.errno not in (errno.ENODATA, errno.ENOTSUP):
+            raise
 
 
 def _move_aside(dfd: int, name: str, tag: str) -> str:
