@@ -126,3 +126,28 @@ def test_what_cannot_be_changed_stops_the_update_before_anything_changed(device:
     r = device.swupd_process("update")
     assert r.rc == 0, r.err
     ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))
+
+
+def test_a_mount_point_in_the_way_stops_the_update_before_anything_changed(device: Device) -> None:
+    """A file system mounted where version 20 installs a file (/usr/share/doc/NEWS) cannot be
+    moved aside: the update stops with nothing changed, and completes once it is unmounted."""
+    mnt = Path(device.root, "usr/share/doc/NEWS")
+    mnt.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "swupd-test", str(mnt)]
+    if subprocess.run(mount, capture_output=True, check=False).returncode:
+        mnt.rmdir()
+        pytest.skip("this process cannot mount a tmpfs")
+    try:
+        before, snap = device.tree(), device.snapshot()
+        r = device.swupd_process("update")
+        assert r.rc == 15, (r.rc, r.err)
+        line = r.error_line()
+        assert "/usr/share/doc/NEWS is a mount point" in line and "nothing was changed" in line, line
+        assert ck.diff_snapshots(snap, device.snapshot()) == ""
+        assert not Path(device.state, "journal").exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    del before["/usr/share/doc/NEWS"]
+    r = device.swupd_process("update")
+    assert r.rc == 0, r.err
+    ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))

@@ -196,7 +196,7 @@ def _directories(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, ch: C
     restored: set[str] = set()
     blocked: set[str] = set()
     for d in sorted(dirs, key=_depth):
-        if d == "/" or any(a in restored or a in blocked for a in _ancestors(d)):
+        if d == "/" or ((restored or blocked) and any(a in restored or a in blocked for a in _ancestors(d))):
             continue  # decided with the directory above it
         kind = disk.kind(d)
         if kind == "d":

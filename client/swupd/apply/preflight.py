@@ -12,8 +12,8 @@ no-follow primitives, as the actions will find them:
 - a privileged program (setuid, setgid, file capabilities) that is replaced or removed is
   disarmed first by a `disarm` action;
 - a parent that is not a directory and that no action makes one, an unreadable directory, a
-  read-only file system, or an immutable or append-only object that an action must change
-  stops the transaction before anything has changed.
+  read-only file system, an immutable or append-only object that an action must change, or a
+  mount point that an action must remove stops the transaction before anything has changed.
 """
 
 from __future__ import annotations
@@ -101,6 +101,11 @@ class _Walk:
             raise TreeIOError(f"{path} is immutable or append-only; {_NOTHING_CHANGED}")
         return armed
 
+    def check_removable(self, path: str, st: os.stat_result) -> None:
+        """A directory that an action removes or moves aside must not be a mount point."""
+        if stat.S_ISDIR(st.st_mode) and st.st_dev != os.fstat(self.tree.at(path)[0]).st_dev:
+            raise TreeIOError(f"{path} is a mount point; {_NOTHING_CHANGED}")
+
 
 def _flags(fd: int) -> int:
     """The inode flags (chattr); 0 where the file system has none."""
@@ -134,6 +139,7 @@ def check(tree: Tree, actions: list[list[Any]], hashes: dict[str, str]) -> list[
             if st is not None and path not in cleared:
                 armed = walk.inspect(path, st)
                 if kind == "mv" and stat.S_ISDIR(st.st_mode):
+                    walk.check_removable(path, st)
                     out.append(["rm", path, hashes[path]])
                     cleared.add(path)
                 elif kind == "mv" and armed:
@@ -148,6 +154,7 @@ def check(tree: Tree, actions: list[list[Any]], hashes: dict[str, str]) -> list[
                 st = walk.lstat(path)
                 if st is not None:
                     walk.check_writable(parent)
+                    walk.check_removable(path, st)
                     if walk.inspect(path, st):
                         out.append(["disarm", path, action[2]])
             cleared.add(path)
