@@ -151,3 +151,25 @@ def test_a_mount_point_in_the_way_stops_the_update_before_anything_changed(devic
     r = device.swupd_process("update")
     assert r.rc == 0, r.err
     ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))
+
+
+def test_a_read_only_directory_stops_the_update_before_anything_changed(device: Device) -> None:
+    """/usr/share/doc bound read-only onto itself (as a read-only mount would be): one error
+    line, exit 15, nothing changed, no journal; writable again, the update completes."""
+    doc = Path(device.root, "usr/share/doc")
+    before, snap = device.tree(), device.snapshot()
+    if subprocess.run(["mount", "--bind", str(doc), str(doc)], capture_output=True, check=False).returncode:
+        pytest.skip("this process cannot make bind mounts")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(doc)], check=True, capture_output=True)
+        r = device.swupd_process("update")
+        assert r.rc == 15, (r.rc, r.err)
+        line = r.error_line()
+        assert "/usr/share/doc is on a read-only file system" in line and "nothing was changed" in line, line
+        assert ck.diff_snapshots(snap, device.snapshot()) == ""
+        assert not Path(device.state, "journal").exists()
+    finally:
+        subprocess.run(["umount", str(doc)], check=True)
+    r = device.swupd_process("update")
+    assert r.rc == 0, r.err
+    ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))
