@@ -5,6 +5,7 @@ and what cannot be changed stops the update before anything has changed."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -173,3 +174,47 @@ def test_a_read_only_directory_stops_the_update_before_anything_changed(device: 
     r = device.swupd_process("update")
     assert r.rc == 0, r.err
     ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))
+
+
+def test_repair_moves_a_file_where_a_directory_belongs_aside(device: Device, stream: ck.Stream) -> None:
+    """/usr/share/doc replaced by a file of the user's: `repair` makes the directory again,
+    fills it, and keeps the file under another name."""
+    doc = Path(device.root, "usr/share/doc")
+    shutil.rmtree(doc)
+    doc.write_bytes(b"the user's file\n")
+    r = device.swupd("repair")
+    assert r.rc == 0, r.out + r.err
+    kept = aside_of(device.root, "/usr/share/doc")
+    assert len(kept) == 1 and kept[0].read_bytes() == b"the user's file\n", kept
+    moved = "/" + str(kept[0].relative_to(device.root))
+    assert moved in r.err, r.err
+    ck.assert_tree(device.root, stream.expected(10, ck.ALL_BUNDLES), allow_extra=[moved])
+
+
+@pytest.mark.parametrize("case", ["dir-for-file", "file-for-dir"])
+def test_a_crash_after_clearing_the_way_is_finished_by_the_next_run(device: Device, case: str) -> None:
+    """Killed right after the action that moved something out of the way: the next run
+    finishes the journal, the moved object intact, the tree exactly version 20."""
+    root = Path(device.root)
+    path = "/usr/share/doc/NEWS" if case == "dir-for-file" else "/usr/lib/plugins-2"
+    if case == "dir-for-file":
+        (root / path.lstrip("/")).mkdir()
+        (root / path.lstrip("/") / "mine").write_bytes(b"mine\n")
+    else:
+        (root / path.lstrip("/")).write_bytes(b"mine\n")
+    before = device.tree()
+    r = device.swupd_process("update", env=dict(os.environ, SWUPD_FAULT="journal-written:kill"))
+    assert r.rc < 0, r.err
+    actions = json.loads(Path(device.state, "journal").read_bytes())["actions"]
+    clearing = next(i for i, a in enumerate(actions) if a[0] in ("rm", "aside") and a[1] == path)
+    r = device.swupd_process("info", env=dict(os.environ, SWUPD_FAULT=f"action@{clearing + 2}:kill"))
+    assert r.rc < 0, r.err
+    kept = aside_of(device.root, path)
+    assert len(kept) == 1, kept
+    r = device.swupd_process("info")
+    assert r.rc == 0, r.err
+    assert aside_of(device.root, path) == kept
+    mine = kept[0] / "mine" if case == "dir-for-file" else kept[0]
+    assert mine.read_bytes() == b"mine\n"
+    extra = ["/" + str(kept[0].relative_to(device.root))]
+    ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before), allow_extra=extra)
