@@ -2,6 +2,8 @@
 
 Exit status: 0 success (also "already up to date"); `check-update`: 0 when an update is
 available, 1 when not; `verify` without `--fix`: 1 when the tree differs from its manifests.
+Configuration under /etc that the administrator changed is listed as `Config:`, apart from
+`Missing:`, `Modified:` and `Extra:`; it is never repaired and does not make `verify` fail.
 Errors: 2 usage (also a path in ROOT or the state directory that another user could change, see
 ownership.py), 3 malformed data, 4 signature, 5 hash mismatch, 6 size limit, 7 rollback,
 8 expired metadata, 9 wrong device (compat id or stream), 11 network, 12 missing on the server, 13 disk
@@ -183,12 +185,15 @@ def _dispatch(args, sess, out, bundles, misc, update, verify) -> int:
     if c in ("verify", "repair"):
         fix = c == "repair" or args.fix
         rep = verify.verify(sess, fix, args.picky, _bundles(args.bundles))
-        for label, paths in (("Missing", rep.missing), ("Modified", rep.modified), ("Extra", rep.extra)):
+        labels = (("Missing", rep.missing), ("Modified", rep.modified), ("Extra", rep.extra), ("Config", rep.config))
+        for label, paths in labels:
             for p in paths:
                 out.result(f"{label}: {p}")
         out.result(
             f"Checked {rep.checked} files of version {rep.version}: {len(rep.missing)} missing, "
-            f"{len(rep.modified)} modified, {len(rep.extra)} extra" + ("; all fixed" if fix and rep.fixed else "")
+            f"{len(rep.modified)} modified, {len(rep.extra)} extra"
+            + (f", {len(rep.config)} configuration changed locally (kept)" if rep.config else "")
+            + ("; all fixed" if fix and rep.fixed else "")
         )
         return 0 if (fix or rep.clean) else 1
     if c == "os-install":

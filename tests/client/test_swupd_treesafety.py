@@ -3,6 +3,7 @@ and post-update hooks that must run once per completed transaction, even across 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -44,6 +45,73 @@ def test_repair_recovers_from_a_planted_link(device: Device, stream: ck.Stream, 
     assert r.rc == 0, r.err
     assert not Path(device.root, "usr/share/data").is_symlink()
     ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+
+
+def test_a_symlinked_directory_is_restored_and_refilled(device: Device, stream: ck.Stream, tmp_path: Path) -> None:
+    """After an update that exits 0, every path of every installed bundle is the new version's,
+    also below a directory that a link had replaced: unchanged files included."""
+    outside, outside_before = plant_link(device, tmp_path)
+    before = device.tree()
+    r = device.swupd("update")
+    assert r.rc == 0, r.err
+    ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+    assert ck.diff_snapshots(outside_before, ck.snapshot(str(outside))) == ""
+    v = device.swupd("verify")
+    assert v.rc == 0 and "0 missing, 0 modified, 0 extra" in v.out, v.out + v.err
+
+
+# A file capability (cap_net_raw=ep), as setcap writes it.
+CAPABILITY = bytes.fromhex("0100000200200000000000000000000000000000")
+
+
+def capabilities_supported(directory: str) -> bool:
+    probe = os.path.join(directory, ".cap-probe")
+    with open(probe, "wb"):
+        pass
+    try:
+        os.setxattr(probe, "security.capability", CAPABILITY)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.unlink(probe)
+
+
+@pytest.mark.parametrize("caps", [False, True], ids=["setuid", "setuid+capability"])
+def test_a_hard_link_keeps_no_privilege_of_a_replaced_or_removed_file(
+    device: Device, stream: ck.Stream, caps: bool
+) -> None:
+    """Hard links kept outside every manifest path to a setuid program the update replaces and
+    to a setgid file it removes: afterwards their inodes grant nothing (no setuid, setgid or
+    capability), while the new program keeps its setuid bit, also when a crash right after
+    its move made another run finish the journal."""
+    root = Path(device.root)
+    if caps and not capabilities_supported(device.root):
+        pytest.skip("the file system (or this process) cannot set security.capability")
+    program, removed = root / "usr/bin/suid-tool", root / "usr/lib/plugins-1/plugin.so"
+    os.chmod(removed, 0o2755)
+    for f in (program, removed) if caps else ():
+        os.setxattr(f, "security.capability", CAPABILITY)
+    os.link(program, root / "kept-program")
+    os.link(removed, root / "kept-plugin")
+    before = device.tree()
+    r = device.swupd_process("update", env=dict(os.environ, SWUPD_FAULT="journal-written:kill"))
+    assert r.rc == -signal.SIGKILL, r.err
+    actions = json.loads(Path(device.state, "journal").read_bytes())["actions"]
+    after_move = next(i for i, a in enumerate(actions) if a[0] == "mv" and a[2] == "/usr/bin/suid-tool") + 2
+    r = device.swupd_process("info", env=dict(os.environ, SWUPD_FAULT=f"action@{after_move}:kill"))
+    assert r.rc == -signal.SIGKILL, r.err
+    r = device.swupd_process("info")
+    assert r.rc == 0, r.err
+    for link in ("kept-program", "kept-plugin"):
+        st = os.lstat(root / link)
+        assert st.st_mode & 0o6000 == 0, f"{link}: {st.st_mode:o}"
+        assert "security.capability" not in os.listxattr(root / link), link
+    assert (root / "kept-program").read_bytes() == Path(stream.rootfs[10], "usr/bin/suid-tool").read_bytes()
+    assert os.lstat(program).st_mode & 0o7777 == 0o4755
+    ck.assert_tree(
+        device.root, stream.expected(20, ck.ALL_BUNDLES, old=before), allow_extra=["/kept-program", "/kept-plugin"]
+    )
 
 
 HOOK = """#!/bin/sh

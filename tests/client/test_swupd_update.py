@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
 from pathlib import Path
 
 import clientkit as ck
+import pytest
 from clientkit import Device
 from support.httpserver import FaultServer
 from swupd.format import manifest as mf
@@ -197,3 +199,63 @@ def test_a_state_directory_that_cannot_keep_parsed_manifests_still_works(v10_all
     r = dev.swupd("update")
     assert r.rc == 0, r.out + r.err
     assert dev.version() == 20
+
+
+@pytest.fixture(scope="module")
+def etc_stream(stream: ck.Stream, tmp_path_factory: pytest.TempPathFactory) -> ck.Stream:
+    """Versions 10, 20 and a version 30 that starts to ship /etc/new.conf and /etc/sub/."""
+    d = tmp_path_factory.mktemp("etc-stream")
+    rootfs = ck.clone(stream.rootfs[20], str(d / "rootfs-30"))
+    ck._write(rootfs, "etc/new.conf", b"shipped by 30\n")
+    ck._write(rootfs, "etc/sub/dir.conf", b"shipped by 30 too\n")
+    www = ck.copy_www(stream.www, str(d / "www"))
+    ck.build_version(www, rootfs, 30, stream.private, stream.bundles_toml)
+    return dataclasses.replace(stream, www=www, www30="", rootfs={**stream.rootfs, 30: rootfs})
+
+
+def test_a_path_the_new_version_starts_to_ship_keeps_the_administrators_file(
+    v10_all: Device, clone_device, etc_stream: ck.Stream
+) -> None:
+    dev = clone_device(v10_all, Path(etc_stream.www).as_uri())
+    dev.stream = etc_stream
+    root = Path(dev.root)
+    (root / "etc/new.conf").write_bytes(b"written by the administrator\n")
+    (root / "etc/sub").write_bytes(b"the administrator's file where 30 has a directory\n")
+    before = dev.tree()
+    r = dev.swupd("update")
+    assert r.rc == 0, r.err
+    assert dev.version() == 30
+    assert (root / "etc/new.conf").read_bytes() == b"written by the administrator\n"
+    assert (root / "etc/sub").read_bytes() == b"the administrator's file where 30 has a directory\n"
+    for kept in ("/etc/new.conf", "/etc/sub"):
+        assert f"Warning: {kept} was changed locally" in r.err, r.err
+    want = etc_stream.expected(30, ck.ALL_BUNDLES, old=before)
+    want["/etc/new.conf"], want["/etc/sub"] = before["/etc/new.conf"], before["/etc/sub"]
+    del want["/etc/sub/dir.conf"]
+    ck.assert_tree(dev.root, want)
+    v = dev.swupd("verify")
+    assert v.rc == 0, v.out + v.err
+    assert sorted(line for line in v.out.splitlines() if line.startswith("Config: ")) == [
+        "Config: /etc/new.conf",
+        "Config: /etc/sub",
+    ], v.out
+
+
+def test_etc_replaced_by_a_link_stays_a_link(device: Device, stream: ck.Stream, tmp_path: Path) -> None:
+    """/etc moved to other storage and linked back (as read-only root file systems do): the
+    update keeps the link, writes nothing through it, updates everything else, and says so."""
+    root = Path(device.root)
+    persistent = tmp_path / "persistent-etc"
+    shutil.move(str(root / "etc"), persistent)
+    (root / "etc").symlink_to(persistent)
+    snap = ck.snapshot(str(persistent))
+    before = device.tree()
+    r = device.swupd("update")
+    assert r.rc == 0, r.err
+    assert "Warning: /etc was changed locally" in r.err, r.err
+    assert (root / "etc").is_symlink() and ck.diff_snapshots(snap, ck.snapshot(str(persistent))) == ""
+    want = {p: o for p, o in stream.expected(20, ck.ALL_BUNDLES, old=before).items() if not p.startswith("/etc/")}
+    want["/etc"] = before["/etc"]
+    ck.assert_tree(device.root, want)
+    v = device.swupd("verify")
+    assert v.rc == 0 and "Config: /etc" in v.out.splitlines(), v.out + v.err

@@ -125,3 +125,47 @@ def test_verify_picky(device: Device, stream: ck.Stream) -> None:
     )
     r = device.swupd("repair", "--picky")
     assert r.rc == 0 and "0 extra" in summary(r.out), r.out
+
+
+def test_repair_keeps_changed_configuration_and_verify_reports_it_apart(device: Device, stream: ck.Stream) -> None:
+    """/etc is the administrator's: `repair` and `verify --fix` never overwrite a changed file
+    there (they restore a missing one), and `verify` lists it as `Config:`, not as damage."""
+    root = Path(device.root)
+    (root / "etc/motd").write_bytes(b"the administrator's greeting\n")
+    os.chmod(root / "etc/hostname", 0o600)  # metadata alone counts too
+    (root / "usr/bin/cat").unlink()
+    r = device.swupd("verify")
+    assert r.rc == 1, r.out + r.err
+    assert listed(r.out, "Config") == ["/etc/hostname", "/etc/motd"]
+    assert listed(r.out, "Modified") == [] and listed(r.out, "Missing") == ["/usr/bin/cat"]
+    for command in (["verify", "--fix"], ["repair"]):
+        r = device.swupd(*command)
+        assert r.rc == 0, r.out + r.err
+        assert listed(r.out, "Config") == ["/etc/hostname", "/etc/motd"], r.out
+        assert (root / "etc/motd").read_bytes() == b"the administrator's greeting\n"
+        assert os.stat(root / "etc/hostname").st_mode & 0o777 == 0o600
+    want = stream.expected(10, ck.ALL_BUNDLES)
+    for kept in ("/etc/motd", "/etc/hostname"):
+        want[kept] = ck.read_obj(device.root + kept)
+    ck.assert_tree(device.root, want)
+    r = device.swupd("verify")
+    assert r.rc == 0, r.out + r.err
+    assert "0 missing, 0 modified, 0 extra, 2 configuration changed locally (kept)" in summary(r.out), r.out
+    (root / "etc/motd").unlink()  # the way back to the shipped file: remove it, then repair
+    assert device.swupd("repair").rc == 0
+    assert (root / "etc/motd").read_bytes() == Path(stream.rootfs[10], "etc/motd").read_bytes()
+
+
+def test_verify_after_an_update_that_kept_configuration(device: Device) -> None:
+    """An update keeps the administrator's /etc/app.conf (version 20 changes it) and
+    /etc/hostname (version 20 deletes it); `verify` reports both as Config and succeeds."""
+    root = Path(device.root)
+    (root / "etc/app.conf").write_bytes(b"mode=mine\n")
+    (root / "etc/hostname").write_bytes(b"my-device\n")
+    assert device.swupd("update").rc == 0
+    r = device.swupd("verify")
+    assert r.rc == 0, r.out + r.err
+    assert listed(r.out, "Config") == ["/etc/app.conf", "/etc/hostname"], r.out
+    assert listed(r.out, "Modified") == [] and listed(r.out, "Extra") == [], r.out
+    r = device.swupd("repair")
+    assert r.rc == 0 and (root / "etc/app.conf").read_bytes() == b"mode=mine\n", r.out + r.err

@@ -9,6 +9,12 @@ exists nothing in the tree has changed, so a crash then leaves exactly the old v
 Actions:
   ["rm", path, keep_hash]   remove a file, link or empty directory (a non-empty directory is
                             moved aside); skipped if the object already hashes to keep_hash
+  ["disarm", path, keep_hash]
+                            take setuid, setgid and capabilities off the file at path (so a
+                            hard link cannot keep a privileged old program alive); skipped if
+                            absent or already hashing to keep_hash
+  ["aside", path]           move a file, link or special file out of the way of a directory
+                            (as `.deleted.<aside>.<name>`); skipped if absent or a directory
   ["mkdir", path, meta]     make a directory with this metadata (replacing a non-directory)
   ["mv", object, path]      rename a stored or staged object into place; done if it is gone
   ["record", {...}]         write the state directory's version records
@@ -98,6 +104,12 @@ def run(
             moved = tree.remove(path, journal.aside or str(journal.version))
             if moved:
                 kept.append(os.path.join(os.path.dirname(path), moved))
+        elif kind == "disarm":
+            tree.disarm(action[1], action[2])
+        elif kind == "aside":
+            moved = tree.aside(action[1], journal.aside or str(journal.version))
+            if moved:
+                kept.append(os.path.join(os.path.dirname(action[1]), moved))
         elif kind == "mkdir":
             tree.mkdir(action[1], meta_from_json(action[2]))
         elif kind == "mv":

@@ -7,10 +7,15 @@ is actually on disk when repairing) with what it should hold after (`new`).
 Rules that protect the device's own data:
 - state paths (/var, /home, /root, /srv, ...) are created when missing but never overwritten
   or removed;
-- a file under /etc that differs from the old manifest was changed by the administrator: it is
-  neither overwritten nor removed (reported instead);
+- /etc belongs to the administrator: an object there that is neither the old version's nor the
+  new one's (changed, or put where a new version starts to ship a path; when repairing, any
+  object that differs) is neither overwritten nor removed, and is reported (`kept_config`);
 - ghosted entries (old kernels and modules) are never removed;
-- a directory that still holds files no manifest knows is moved aside, not deleted.
+- a directory that still holds files no manifest knows is moved aside, not deleted;
+- a directory of `new` that is not one on disk (deleted, or replaced by a link or a file) is
+  made again and everything `new` lists below it is installed, changed or not; under /etc and
+  the state paths, whatever stands there instead is the device's and is kept, and nothing is
+  installed below it.
 """
 
 from __future__ import annotations
@@ -42,9 +47,17 @@ CONFIG_PREFIX = "/etc/"
 BOOT_PREFIXES = ("/boot/", "/usr/lib/kernel/", "/usr/lib/modules/", "/lib/modules/", "/efi/")
 
 
+_STATE_TOPS = frozenset(p.rstrip("/") for p in STATE_PREFIXES)
+
+
 def is_state(path: str) -> bool:
-    """Below a directory whose content belongs to the device, not to the OS."""
-    return path.startswith(STATE_PREFIXES)
+    """A directory whose content belongs to the device, not to the OS, or below one."""
+    return path.startswith(STATE_PREFIXES) or path in _STATE_TOPS
+
+
+def is_config(path: str) -> bool:
+    """/etc or below: the administrator's."""
+    return path.startswith(CONFIG_PREFIX) or path == "/etc"
 
 
 def union(manifests: list[list[Entry]]) -> dict[str, Entry]:
@@ -88,11 +101,22 @@ class Disk(Protocol):
     def hash(self, path: str) -> str: ...
     def is_dir(self, path: str) -> bool: ...
 
+    def kind(self, path: str) -> str:
+        """"d", "f" (regular file), "l" (link), "s" (special), or "" (absent or unreachable)."""
+        ...
+
+
+def _unchanged(before: Entry | None, current: str | None) -> bool:
+    """The object on disk is the old version's own, as it shipped."""
+    return before is not None and before.present and current == before.hash
+
 
 def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool = False, update: bool = True) -> Change:
     """Compare `old` with `new`. With `verify`, every path of `new` is compared with the disk;
-    otherwise the tree is trusted to match `old` (verify catches drift). With `update`, boot
-    files that vanished from the manifests are kept, as ghosted ones are."""
+    otherwise the tree is trusted to match `old` (verify catches drift), except for its
+    directories: with `update` or `verify` every directory of `new` is looked at (one lstat
+    each), otherwise those the change installs into. With `update`, boot files that vanished
+    from the manifests are kept, as ghosted ones are."""
     ch = Change()
     for path, e in new.items():
         before = old.get(path)
@@ -103,31 +127,24 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
             continue
         if not verify and before is not None and before.present and before.hash == e.hash:
             continue
-        guarded = is_state(path) or path.startswith(CONFIG_PREFIX)
+        guarded = is_state(path) or is_config(path)
         current = disk.hash(path) if (verify or guarded) else None
         if current == e.hash:
             continue
         if current not in (None, ZERO_HASH):
             if is_state(path):
                 continue
-            if path.startswith(CONFIG_PREFIX) and not verify and before is not None and current != before.hash:
+            if is_config(path) and not _unchanged(before, current):
                 ch.kept_config.append(path)
                 continue
         ch.install.append(e)
-        if e.type != Type.DIRECTORY and (
-            (before is not None and before.present and before.type == Type.DIRECTORY) or (verify and disk.is_dir(path))
-        ):
+        was = before.type if before is not None and before.present else None
+        if e.type != Type.DIRECTORY and (was == Type.DIRECTORY or (verify and disk.is_dir(path))):
             ch.pre_remove.append((path, e.hash))
-    # A directory the manifests list but the disk lacks (deleted, or replaced by a link or a
-    # file) is restored before anything is installed below it.
-    planned = {e.path for e in ch.install}
-    for anc in sorted({a for e in ch.install for a in _ancestors(e.path)}, key=_depth):
-        want = new.get(anc)
-        if anc in planned or want is None or not want.present or want.type != Type.DIRECTORY:
-            continue
-        if not disk.is_dir(anc):
-            ch.install.append(want)
-            planned.add(anc)
+        elif e.type == Type.DIRECTORY and was not in (None, Type.DIRECTORY) and disk.kind(path) not in ("d", ""):
+            # The version turns a file or link into a directory: the old object goes first.
+            ch.pre_remove.append((path, e.hash))
+    _directories(old, new, disk, ch, every=update or verify)
     removable = []
     for path, before in old.items():
         after = new.get(path)
@@ -137,14 +154,18 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
             continue
         if update and after is None and path.startswith(BOOT_PREFIXES):
             continue
-        if path.startswith(CONFIG_PREFIX) and disk.hash(path) not in (before.hash, ZERO_HASH):
+        if is_config(path) and disk.hash(path) not in (before.hash, ZERO_HASH):
             ch.kept_config.append(path)
             continue
         removable.append(path)
     if verify:
         for path, e in new.items():
             if e.status == Status.DELETED and path not in old and not is_state(path):
-                if not path.startswith(CONFIG_PREFIX) and disk.hash(path) != ZERO_HASH:
+                if disk.hash(path) == ZERO_HASH:
+                    continue
+                if is_config(path):
+                    ch.kept_config.append(path)  # the version dropped it, the administrator kept it
+                else:
                     removable.append(path)
     # Whatever lies below a path that stops being a directory goes before that path is replaced.
     nondir_now = {p for p, e in new.items() if e.present and e.type != Type.DIRECTORY} if removable else set()
@@ -158,6 +179,44 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
         p.startswith(BOOT_PREFIXES) for p in ch.remove
     )
     return ch
+
+
+def _directories(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, ch: Change, every: bool) -> None:
+    """Directories of `new` that the disk lacks (deleted, or replaced by a link, a file or a
+    special file) are made again, and everything `new` lists below them installed: a restored
+    directory starts empty. Under /etc and the state paths an object standing where a directory
+    belongs is the device's (unless it is the old version's own): it stays, and nothing is
+    installed below it."""
+    if every:
+        dirs = [p for p, e in new.items() if e.present and e.type == Type.DIRECTORY]
+    else:
+        wanted = {a for e in ch.install for a in _ancestors(e.path)}
+        wanted.update(e.path for e in ch.install if e.type == Type.DIRECTORY)
+        dirs = [p for p in wanted if (w := new.get(p)) is not None and w.present and w.type == Type.DIRECTORY]
+    restored: set[str] = set()
+    blocked: set[str] = set()
+    for d in sorted(dirs, key=_depth):
+        if d == "/" or ((restored or blocked) and any(a in restored or a in blocked for a in _ancestors(d))):
+            continue  # decided with the directory above it
+        kind = disk.kind(d)
+        if kind == "d":
+            continue
+        guarded = is_state(d) or (is_config(d) and not _unchanged(old.get(d), disk.hash(d)))
+        if kind and guarded:
+            blocked.add(d)
+            if not is_state(d) and d not in ch.kept_config:
+                ch.kept_config.append(d)
+        else:
+            restored.add(d)
+    if blocked:
+        below = tuple(b + "/" for b in blocked)
+        ch.install = [e for e in ch.install if e.path not in blocked and not e.path.startswith(below)]
+    if restored:
+        have = {e.path for e in ch.install}
+        below = tuple(r + "/" for r in restored)
+        ch.install += [
+            e for p, e in new.items() if e.present and p not in have and (p in restored or p.startswith(below))
+        ]
 
 
 def _ancestors(path: str) -> list[str]:

@@ -10,6 +10,11 @@ each directory with O_NOFOLLOW, and the final operation uses the `*at` system ca
 parent's descriptor. A symlink anywhere above the object, planted by an attacker, left by a
 user or made by a new version that turned a directory into a link, can therefore never redirect
 a write, a rename or a deletion outside ROOT.
+
+A regular file that is replaced or removed first loses its setuid and setgid bits and its
+`security.capability` (`disarm`, a journal action that the checks before the journal plan for
+each such file): a hard link kept elsewhere, or a descriptor still open, then holds an inode
+that grants nothing, not a vulnerable privileged program.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from contextlib import contextmanager
 from swupd.format import filehash
 from swupd.format.errors import DiskFullError, TreeIOError
 from swupd.format.fullfile import Meta
+
+CAPABILITY = "security.capability"
+_PRIVILEGE_BITS = stat.S_ISUID | stat.S_ISGID
 
 
 def _err(e: OSError, what: str) -> Exception:
@@ -125,11 +133,16 @@ class Tree:
 
         Directory descriptors are cached, so a walk of thousands of files opens each directory
         once; any removal or replacement of a directory drops the cache."""
+        yield self.at(path)
+
+    def at(self, path: str) -> tuple[int, str]:
+        """What `parent` yields, for callers that walk many paths (the descriptor stays the
+        tree's: never closed by the caller)."""
         if self._stale:
             self.forget_dirs()
             self._stale = False
         head, _, name = path.strip("/").rpartition("/")
-        yield self._open_dir(head, path), name
+        return self._open_dir(head, path), name
 
     def lstat(self, path: str) -> os.stat_result | None:
         try:
@@ -246,9 +259,7 @@ class Tree:
                     except OSError as e:
                         if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                             raise
-                        kept = f".deleted.{aside}.{name}"
-                        os.rename(name, kept, src_dir_fd=pfd, dst_dir_fd=pfd)
-                        return kept
+                        return _move_aside(pfd, name, aside)
                 else:
                     os.unlink(name, dir_fd=pfd)
         except (FileNotFoundError, TreeIOError):
@@ -257,6 +268,82 @@ class Tree:
         except OSError as e:
             raise _err(e, f"removing {path}") from None
         return None
+
+    def disarm(self, path: str, keep_hash: str) -> None:
+        """Take setuid, setgid and capabilities off the regular file at `path` before it is
+        replaced or removed; nothing if it is gone, not a regular file, or already hashes to
+        `keep_hash` (the object that replaces it, moved in before a crash)."""
+        if keep_hash and self.hash(path) == keep_hash:
+            return
+        try:
+            with self.parent(path) as (pfd, name):
+                if not stat.S_ISREG(os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode):
+                    return
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=pfd)
+                try:
+                    _disarm_fd(fd)
+                finally:
+                    os.close(fd)
+        except (FileNotFoundError, TreeIOError):
+            return
+        except OSError as e:
+            raise _err(e, f"disarming {path}") from None
+
+    def aside(self, path: str, tag: str) -> str | None:
+        """Rename a file, link or special file at `path` to `.deleted.<tag>.<name>` and return
+        that name; nothing when the path is absent or already a directory (made by the action
+        this one clears the way for, before a crash)."""
+        try:
+            with self.parent(path) as (pfd, name):
+                try:
+                    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return None
+                if stat.S_ISDIR(st.st_mode):
+                    return None
+                return _move_aside(pfd, name, tag)
+        except (FileNotFoundError, TreeIOError):
+            return None
+        except OSError as e:
+            raise _err(e, f"moving {path} aside") from None
+
+
+def privileged(fd: int, st: os.stat_result) -> bool:
+    """An open regular file that grants privilege when run: setuid, setgid or capabilities."""
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    if st.st_mode & _PRIVILEGE_BITS:
+        return True
+    try:
+        os.getxattr(fd, CAPABILITY)
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP):
+            return False
+        raise
+    return True
+
+
+def _disarm_fd(fd: int) -> None:
+    st = os.fstat(fd)
+    if st.st_mode & _PRIVILEGE_BITS:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~_PRIVILEGE_BITS)
+    try:
+        os.removexattr(fd, CAPABILITY)
+    except OSError as e:
+        if e.errno not in (errno.ENODATA, errno.ENOTSUP):
+            raise
+
+
+def _move_aside(dfd: int, name: str, tag: str) -> str:
+    """Rename `name` to the first free `.deleted.<tag>[-n].<name>` in the same directory."""
+    for n in range(1000):
+        kept = f".deleted.{tag}.{name}" if n == 0 else f".deleted.{tag}-{n}.{name}"
+        try:
+            os.stat(kept, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(name, kept, src_dir_fd=dfd, dst_dir_fd=dfd)
+            return kept
+    raise OSError(errno.EEXIST, "no free name to move it aside")
 
 
 def _unlink_any(dfd: int, name: str) -> None:

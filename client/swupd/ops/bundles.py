@@ -36,7 +36,10 @@ def bundle_add(sess: Session, names: list[str]) -> tuple[list[str], TxReport | N
     wanted = {e.hash for e in change.install}
     sources = [pack_source(b, new[b], 0, wanted) for b in added]
     del old, new
-    return added, execute(sess, change, cur, mom.timestamp, sources, local)
+    rep = execute(sess, change, cur, mom.timestamp, sources, local)
+    for path in rep.kept_config:
+        sess.out.warning(f"{path} was changed locally and is left as it is")
+    return added, rep
 
 
 def dependents(sess: Session, mom, installed: set[str], name: str) -> list[str]:

@@ -27,6 +27,7 @@ from swupd.format.manifest import Entry, Type
 
 from .. import faults, ownership
 from ..apply import journal as jn
+from ..apply import preflight
 from ..apply.plan import Change
 from ..state import sync_filesystem, write_atomic
 from ..store.objects import ObjectStore
@@ -164,6 +165,13 @@ def execute(
     actions += [["rm", p, ""] for p in change.remove]
     # The floor rises with the commit: every manifest this version needs has passed by now.
     actions.append(["record", {**sess.trusted.commit_info(version, timestamp), "hooks": True}])
+    # Every target as it is now, before the commit point: what stands in the way is cleared by
+    # actions of the journal, what cannot be changed stops the transaction here.
+    try:
+        actions = preflight.check(sess.tree, actions, {e.path: e.hash for e in change.install})
+    except TreeIOError:
+        recover_stage(sess, store)
+        raise
     journal = jn.Journal(version, stage_dir, actions, aside=str(int(time.time())))
     jn.write(sess.state, journal)
     rep.moved_aside = replay(sess, journal)
@@ -185,6 +193,8 @@ def replay(sess: Session, journal: jn.Journal) -> list[str]:
         sess.trusted.commit(info, durable=False)
 
     kept = jn.run(sess.state, sess.tree, journal, record, lambda d, t: sess.out.progress("Applying", d, t))
+    for path in kept:
+        sess.out.warning(f"content no manifest lists was moved out of the way, to {path}")
     # The tree's renames and removals become durable together, before the journal is dropped.
     sync_filesystem(sess.s.root)
     if os.stat(sess.s.root).st_dev != os.stat(sess.state.path).st_dev:

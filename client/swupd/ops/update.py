@@ -28,8 +28,17 @@ class TreeDisk:
         return self.tree.hash(path)
 
     def is_dir(self, path: str) -> bool:
+        return self.kind(path) == "d"
+
+    def kind(self, path: str) -> str:
         st = self.tree.lstat(path)
-        return st is not None and stat.S_ISDIR(st.st_mode)
+        if st is None:
+            return ""
+        if stat.S_ISDIR(st.st_mode):
+            return "d"
+        if stat.S_ISREG(st.st_mode):
+            return "f"
+        return "l" if stat.S_ISLNK(st.st_mode) else "s"
 
 
 def _entries(manifests: dict[str, Manifest]) -> dict:

@@ -24,10 +24,12 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    config: list[str] = field(default_factory=list)  # changed by the administrator: kept
     fixed: TxReport | None = None
 
     @property
     def clean(self) -> bool:
+        """Nothing to repair; configuration changed locally is the administrator's, not damage."""
         return not (self.missing or self.modified or self.extra)
 
 
@@ -68,6 +70,7 @@ def verify(sess: Session, fix: bool, picky: bool, bundles: set[str] | None = Non
     for e in change.install:
         (rep.missing if disk.hash(e.path) == ZERO_HASH else rep.modified).append(e.path)
     rep.extra = list(change.remove) + [p for p, keep in change.pre_remove if not keep]
+    rep.config = sorted(change.kept_config)
     if picky:
         known = {p for p, e in entries.items() if e.present}
         extras = [p for p in _picky_extras(sess, known) if not is_state(p)]
