@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 from swupd.format import latest as latest_fmt
 from swupd.format import manifest as mf
-from swupd.format import signing
 from swupd.format.errors import (
     CompatError,
     ExpiredError,
@@ -31,6 +30,7 @@ from swupd.format.manifest import Entry, Manifest
 
 from ..config import Settings
 from ..state import StateDir, TrustRecord
+from .keys import KeyRing
 
 
 class TrustedSet:
@@ -42,13 +42,14 @@ class TrustedSet:
         self.record = state.trust()
         self.current = current_version
         self.started = time.time() if now is None else now
+        self.keys = KeyRing(settings.keys, state.sub("keys"), settings.limits)
 
     def effective_now(self, floor: int = 0) -> int:
         """The update start time, but never before a signed build time already trusted."""
         return int(max(self.started, self.record.latest_timestamp, floor))
 
     def latest(self, data: bytes, sig: bytes, allow_older: bool = False) -> latest_fmt.Latest:
-        signing.verify(data, sig, self.s.keys, self.s.limits)
+        self.keys.verify(data, sig)
         rec = latest_fmt.loads(data, self.s.limits)
         if rec.format != self.s.format:
             raise FormatError(f"latest is for format {rec.format}, this device uses {self.s.format}")
@@ -71,7 +72,7 @@ class TrustedSet:
     def mom(self, version: int, data: bytes, sig: bytes, allow_older: bool = False) -> Manifest:
         if len(data) > self.s.limits.max_mom_bytes:
             raise SizeLimitError("Manifest.MoM too large")
-        signing.verify(data, sig, self.s.keys, self.s.limits)
+        self.keys.verify(data, sig)
         mom = mf.loads(data, is_mom=True, limits=self.s.limits)
         if mom.version != version:
             raise FormatError(f"Manifest.MoM of version {version} says it is version {mom.version}")
