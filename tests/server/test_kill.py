@@ -182,12 +182,14 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_to_the_main_process_stops_the_workers(big, keys, signum):
+def test_a_signal_to_the_main_process_stops_the_workers(big, keys, signum, tmp_path):
     """SIGTERM or SIGINT to the build's main process alone (as CI runners and systemd send it)
     while its workers are busy: within seconds no process of the build is left, the stage
     directory is gone, the lock is free and `latest` is unchanged; one line says why."""
-    www, root = big
-    version = reader.Www(www, keys.raw).latest(1).version + 1
+    root = big[1]
+    www = str(tmp_path / "www")  # a stream without the big tree, so that its fullfiles are all new
+    create(www, exampletree.make_tree(str(tmp_path / "small"), 1), 1, keys.private)
+    version = 2
     files = os.path.join(_stage(www, version), str(version), "files")
     proc = subprocess.Popen(
         [SERVER, *create_args(www, root, version, keys.private)],
