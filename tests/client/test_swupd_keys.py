@@ -153,3 +153,55 @@ def test_learned_keys_last_only_as_long_as_the_key_that_introduced_them(rotation
         assert dev.swupd("verify", url=srv.url()).rc == 0
         r = dev.swupd("verify", url=srv.url(), key=rotation.forger[1])
         assert r.rc == 4, (r.rc, r.err)
+
+
+def _chain_of_keys(www: Path, stream: ck.Stream, length: int) -> None:
+    """Introductions of `length` new keys, each signed by the one before it (the first by the
+    release key), and `latest` signed by the last key alone."""
+    from swupd.format import signing
+
+    signer = signing.load_private(stream.private)
+    for _ in range(length):
+        key = signing.generate()
+        intro = www / "keys" / f"{key.public.keyid}.pub"
+        intro.parent.mkdir(exist_ok=True)
+        intro.write_bytes(key.public.dumps())
+        Path(f"{intro}.sig").write_bytes(signing.sign(intro.read_bytes(), [signer]))
+        signer = key
+    latest = www / "version/format1/latest"
+    Path(f"{latest}.sig").write_bytes(signing.sign(latest.read_bytes(), [signer]))
+
+
+@pytest.mark.parametrize("length", [8, 9])
+def test_a_chain_of_introductions_is_followed_up_to_its_limit(
+    v10_all: Device, clone_device, private_www: Path, private_server: FaultServer, stream: ck.Stream, length: int
+) -> None:
+    """Limits.max_key_chain (8) introductions are followed; a ninth is not."""
+    _chain_of_keys(private_www, stream, length)
+    dev = clone_device(v10_all, private_server.url())
+    r = dev.swupd("check-update")
+    if length <= 8:
+        assert r.rc == 0, r.err
+        assert len(_learned(dev)) == length
+    else:
+        assert r.rc == 4, (r.rc, r.err)
+        assert _learned(dev) == set()
+        assert len([e for e in private_server.log if e.path.startswith("/keys/") and e.path.endswith(".pub")]) == 8
+
+
+def test_an_introduction_of_another_key_than_its_name_is_refused(
+    v10_all: Device, clone_device, private_www: Path, private_server: FaultServer, stream: ck.Stream
+) -> None:
+    """keys/<id>.pub must hold the key with that id, even when a trusted key signed it."""
+    from swupd.format import signing
+
+    _chain_of_keys(private_www, stream, 1)
+    (intro,) = (private_www / "keys").glob("*.pub")
+    other = signing.generate().public.dumps()
+    intro.write_bytes(other)
+    Path(f"{intro}.sig").write_bytes(signing.sign(other, [signing.load_private(stream.private)]))
+    dev = clone_device(v10_all, private_server.url())
+    r = dev.swupd("check-update")
+    assert r.rc == 4, (r.rc, r.err)
+    assert _learned(dev) == set()
+    assert private_server.requests(f"/keys/{intro.name}")  # looked at, and not taken
