@@ -50,7 +50,8 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         if cfg.version <= highest:
             raise UsageError(f"version {cfg.version} is not above the latest published version {highest}")
         deltas.source_versions(history, cfg)
-        # Checked before any work: a wrong key must not cost a whole build.
+        # Checked before any work: a wrong key must not cost a whole build. In a rotation the
+        # old keys sign this version too, so that devices verify it before they learn the new.
         key_plan = keys.plan(history, highest, cfg.signing_keys, cfg.rotate_keys)
         cfg.signing_keys = key_plan.signers
 
