@@ -29,6 +29,9 @@
 #   SWUPD_PUBLIC_KEYS = "/secure/path/release.pub"       # installed into the image
 # Without SWUPD_SIGNING_KEY the build stops. For a first experiment only, SWUPD_DEV_SIGNING =
 # "1" signs with the layer's published development key (files/dev-signing), with a warning.
+# A stream keeps its key: to move it to a new key, build once with SWUPD_SIGNING_KEY = the new
+# key, SWUPD_ROTATE_KEY = the old one (which introduces the new key to devices) and both public
+# keys in SWUPD_PUBLIC_KEYS; later builds need only the new key.
 #
 # Device side: the image gets the `swupd-client` package; `swupd update`, `swupd bundle-add`,
 # `swupd verify --fix` and the rest then work against SWUPD_VERSION_URL/SWUPD_CONTENT_URL.
@@ -77,6 +80,9 @@ SWUPD_STREAM[doc] = "Identity of the update stream (letters, digits and . _ + -)
 SWUPD_SIGNING_KEY ??= ""
 SWUPD_SIGNING_KEY[doc] = "Private Ed25519 key file that signs the stream (swupd-server keygen)."
 
+SWUPD_ROTATE_KEY ??= ""
+SWUPD_ROTATE_KEY[doc] = "Private key that signed the stream so far, for the build that rotates to a new SWUPD_SIGNING_KEY."
+
 SWUPD_PUBLIC_KEYS ??= ""
 SWUPD_PUBLIC_KEYS[doc] = "Public key files devices trust; empty: the signing key's own public key."
 
@@ -106,17 +112,36 @@ SWUPD_DEV_KEY = "${SWUPD_LAYERDIR}/files/dev-signing/development.key"
 # One rootfs holds every bundle; each bundle is then given its packages' paths.
 IMAGE_INSTALL:append = " ${SWUPD_CLIENT_PACKAGE} ${@swupd_bundle_packages(d)}"
 
+def swupd_private_key(d, var):
+    """The private key file a variable names, or a fatal error naming the variable: a missing
+    file, a public key, or a key others may read would only fail later, in swupd-server."""
+    import stat
+    key = d.getVar(var)
+    if not os.path.isfile(key):
+        bb.fatal("%s = '%s' does not exist" % (var, key))
+    with open(key) as f:
+        tag = (f.read(64).split() or [""])[0]
+    if tag == "ed25519-public":
+        bb.fatal("%s = '%s' is a public key: set it to the private key (swupd-server keygen --private)" % (var, key))
+    mode = stat.S_IMODE(os.stat(key).st_mode)
+    if mode & 0o077:
+        bb.fatal("%s = '%s' has mode %04o: others may read it; make it its owner's alone (chmod 600)" % (var, key, mode))
+    return key
+
 def swupd_signing_key(d):
     """The private key file to sign with, or a fatal error naming the variable to set."""
-    key = d.getVar("SWUPD_SIGNING_KEY")
-    if key:
-        if not os.path.isfile(key):
-            bb.fatal("SWUPD_SIGNING_KEY = '%s' does not exist" % key)
-        return key
+    if d.getVar("SWUPD_SIGNING_KEY"):
+        return swupd_private_key(d, "SWUPD_SIGNING_KEY")
     if d.getVar("SWUPD_DEV_SIGNING") == "1":
+        import shutil
         bb.warn("signing %s with the published DEVELOPMENT key (SWUPD_DEV_SIGNING = \"1\"); "
                 "devices built this way trust a key anyone has" % d.getVar("PN"))
-        return d.getVar("SWUPD_DEV_KEY")
+        # A checked-out file is readable by all, which swupd-server refuses for a private key.
+        copy = os.path.join(d.getVar("WORKDIR"), "swupd-development.key")
+        bb.utils.mkdirhier(os.path.dirname(copy))
+        shutil.copyfile(d.getVar("SWUPD_DEV_KEY"), copy)
+        os.chmod(copy, 0o600)
+        return copy
     bb.fatal("SWUPD_SIGNING_KEY is not set: set it to a private key made with "
              "'swupd-server keygen --private KEY --public KEY.pub' (and SWUPD_PUBLIC_KEYS to the .pub), "
              "or set SWUPD_DEV_SIGNING = \"1\" to use the layer's development key for a first test")
@@ -208,13 +233,17 @@ python do_swupd_update () {
         cmd += ["--deltas", d.getVar("SWUPD_DELTAPACK_COUNT")]
     if d.getVar("SWUPD_STRICT_ELF") == "1":
         cmd.append("--strict")
+    if d.getVar("SWUPD_ROTATE_KEY"):
+        cmd += ["--rotate-key", swupd_private_key(d, "SWUPD_ROTATE_KEY")]
     bb.note("running: %s" % " ".join(cmd))
     r = subprocess.run(cmd, capture_output=True, text=True)
     for line in r.stdout.splitlines():
         (bb.warn if "warning:" in line else bb.note)(line.strip())
     if r.returncode != 0:
-        bb.fatal("swupd-server could not publish OS_VERSION %s into %s: %s"
-                 % (d.getVar("OS_VERSION"), www, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode))
+        reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode
+        if "--rotate-key" in str(reason):
+            reason = "%s (in a build: SWUPD_ROTATE_KEY)" % reason
+        bb.fatal("swupd-server could not publish OS_VERSION %s into %s: %s" % (d.getVar("OS_VERSION"), www, reason))
     r = subprocess.run([d.getVar("SWUPD_SERVER"), "report", "--www", www], capture_output=True, text=True)
     if r.returncode != 0:
         bb.warn("swupd-server report failed: %s" % r.stderr.strip())
@@ -224,6 +253,6 @@ do_swupd_update[doc] = "Publishes the finished rootfs as version OS_VERSION of t
 do_swupd_update[fakeroot] = "1"
 do_swupd_update[lockfiles] = "${DEPLOY_DIR_SWUPD}/swupd.lock"
 do_swupd_update[depends] += "${SWUPD_SERVER_DEPENDS}"
-do_swupd_update[vardeps] += "OS_VERSION SWUPD_BUNDLES SWUPD_FILE_BLACKLIST SWUPD_DELTAPACK_VERSIONS SWUPD_DELTAPACK_COUNT SWUPD_FORMAT SWUPD_COMPAT SWUPD_STREAM SWUPD_SIGNING_KEY SWUPD_DEV_SIGNING SWUPD_STRICT_ELF SWUPD_EXPIRY_DAYS"
+do_swupd_update[vardeps] += "OS_VERSION SWUPD_BUNDLES SWUPD_FILE_BLACKLIST SWUPD_DELTAPACK_VERSIONS SWUPD_DELTAPACK_COUNT SWUPD_FORMAT SWUPD_COMPAT SWUPD_STREAM SWUPD_SIGNING_KEY SWUPD_ROTATE_KEY SWUPD_DEV_SIGNING SWUPD_STRICT_ELF SWUPD_EXPIRY_DAYS"
 do_swupd_update[vardepsexclude] += "BB_NUMBER_THREADS"
 addtask swupd_update after do_image_complete before do_build

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -48,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEYFILE",
         help="private key; repeat to sign with several keys",
+    )
+    c.add_argument(
+        "--rotate-key",
+        action="append",
+        default=[],
+        metavar="OLD_KEYFILE",
+        help="private key that signed the previous version: it introduces new --signing-key keys to devices",
     )
     c.add_argument("--format", type=_positive, default=DEFAULT_FORMAT, help="format number (default %(default)s)")
     c.add_argument("--compat", default="", metavar="ID", help="compatibility id devices check (the machine)")
@@ -130,6 +138,7 @@ def _create(args: argparse.Namespace) -> int:
         bundles_file=args.bundles,
         version=args.os_version,
         signing_keys=[signing.load_private(k) for k in args.signing_key],
+        rotate_keys=[signing.load_private(k) for k in args.rotate_key],
         format=args.format,
         compat=args.compat,
         stream=args.stream,
@@ -171,6 +180,8 @@ def _refresh(args: argparse.Namespace) -> int:
     from swupd.format.latest import Latest
 
     from .config import build_timestamp
+    from .history import History
+    from .keys import check_signers
     from .publish import locked, published, write_latest
 
     keys = [signing.load_private(k) for k in args.signing_key]
@@ -178,6 +189,7 @@ def _refresh(args: argparse.Namespace) -> int:
         old = published(args.www, args.format)
         if old is None:
             raise UsageError(f"no published version of format {args.format} in {args.www}")
+        check_signers(History(args.www), old.version, keys)
         # Never below the published pointer (see format/latest.py), whatever SOURCE_DATE_EPOCH
         # says; the expiry counts from the time of signing.
         now = max(build_timestamp(), old.timestamp)
@@ -198,19 +210,50 @@ COMMANDS = {
 }
 
 
+class Stopped(BaseException):
+    """SIGINT or SIGTERM reached the main process: unwind, so that the stage's workers are
+    killed, the stage directory removed and the lock released on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    # The clean-up that follows is not to be interrupted by a second signal.
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    previous = {}
     try:
+        try:
+            for s in STOP_SIGNALS:
+                previous[s] = signal.signal(s, _stop)
+        except ValueError:
+            pass  # not the main thread (an embedding program): signals stay as they are
         return COMMANDS[args.command](args)
     except SwupdError as e:
         print(f"swupd-server: {e}", file=sys.stderr)
         return e.exit_code
+    except Stopped as e:
+        print(f"swupd-server: stopped by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("swupd-server: interrupted", file=sys.stderr)
         return 130
     except OSError as e:
         print(f"swupd-server: {e.filename or ''}: {e.strerror}", file=sys.stderr)
         return 1
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ class BuildConfig:
     bundles_file: str
     version: int
     signing_keys: list[PrivateKey]
+    # Keys that signed the previous version and introduce new signing keys (a rotation).
+    rotate_keys: list[PrivateKey] = field(default_factory=list)
     format: int = DEFAULT_FORMAT
     compat: str = ""
     # The stream's identity ("": the one it has, see streams.py); `change_stream` allows a new

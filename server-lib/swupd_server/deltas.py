@@ -21,6 +21,7 @@ from swupd.format.errors import SwupdError, UsageError
 from swupd.format.fullfile import read as read_fullfile
 from swupd.format.manifest import Entry, Manifest, Type
 
+from . import workers
 from .config import BuildConfig
 from .fullfiles import FullfileReport
 from .history import History
@@ -228,11 +229,8 @@ def build(
             results[key] = known
     ordered = sorted(((k, j) for k, j in jobs.items() if k not in results), key=lambda kv: -kv[1][2])
     if cfg.jobs > 1 and len(ordered) > 4:
-        from concurrent.futures import ProcessPoolExecutor  # only when a pool is needed
-
-        with ProcessPoolExecutor(cfg.jobs) as pool:
-            made = pool.map(_make_one, [j for _, j in ordered], chunksize=1)
-            results.update(zip([k for k, _ in ordered], made, strict=True))
+        made = workers.map(_make_one, [j for _, j in ordered], cfg.jobs)
+        results.update(zip([k for k, _ in ordered], made, strict=True))
     else:
         results.update((k, _make_one(j)) for k, j in ordered)
     for key, job in jobs.items():

@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass
 
 from . import bundles as bl
-from . import cachefile
+from . import cachefile, workers
 from .scan import Item
 
 DEFAULT_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib32", "/usr/lib32")
@@ -126,10 +126,7 @@ def read_all(items: dict[str, Item], jobs: int = 1, cache_path: str | None = Non
     todo = [p for p in candidates if items[p].hash not in cache]
     sources = [items[p].source for p in todo]
     if jobs > 1 and len(sources) > 256:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs) as pool:
-            parsed = list(pool.map(_read_elf, sources, chunksize=64))
+        parsed = workers.map(_read_elf, sources, jobs, chunksize=64)
     else:
         parsed = [_read_elf(s) for s in sources]
     for p, r in zip(todo, parsed, strict=True):

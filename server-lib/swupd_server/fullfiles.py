@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from swupd.format import fullfile, layout
 
+from . import workers
 from .config import BuildConfig
 from .history import History
 from .manifests import ManifestReport
@@ -100,10 +101,7 @@ def build(
             out.paths[e.hash] = dest
     jobs.sort(key=lambda j: -j[2].size)  # big files first keeps all workers busy to the end
     if cfg.jobs > 1 and len(jobs) > 16:
-        from concurrent.futures import ProcessPoolExecutor  # only when a pool is needed
-
-        with ProcessPoolExecutor(cfg.jobs) as pool:
-            sizes = list(pool.map(_write_one, jobs, chunksize=8))
+        sizes = workers.map(_write_one, jobs, cfg.jobs, chunksize=8)
     else:
         sizes = [_write_one(j) for j in jobs]
     out.written = len(jobs)

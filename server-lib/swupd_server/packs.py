@@ -20,7 +20,7 @@ from typing import BinaryIO
 from swupd.format import layout
 from swupd.format.manifest import Manifest
 
-from . import segments
+from . import segments, workers
 from .config import BuildConfig
 from .deltas import DeltaReport, PackPlan
 from .fullfiles import FullfileReport
@@ -209,10 +209,7 @@ def build(
     ]
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
     if cfg.jobs > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor  # only when a pool is needed
-
-        with ProcessPoolExecutor(min(cfg.jobs, len(jobs))) as pool:
-            results = dict(zip(order, pool.map(_write, [args[i] for i in order]), strict=True))
+        results = dict(zip(order, workers.map(_write, [args[i] for i in order], min(cfg.jobs, len(jobs))), strict=True))
     else:
         results = {i: _write(args[i]) for i in order}
     for i, (info, _, _) in enumerate(jobs):

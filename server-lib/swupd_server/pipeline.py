@@ -10,7 +10,7 @@ from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
 
 from . import bundles as bl
-from . import deltas, elfcheck, fullfiles, manifests, packs, publish, scan, sign, streams
+from . import deltas, elfcheck, fullfiles, keys, manifests, packs, publish, scan, sign, streams
 from .config import BuildConfig
 from .history import History
 
@@ -52,6 +52,10 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         publish.check_order(cfg.www, cfg.format, (cfg.version, cfg.timestamp))
         cfg.stream = streams.check(history, cfg)
         deltas.source_versions(history, cfg)
+        # Checked before any work: a wrong key must not cost a whole build. In a rotation the
+        # old keys sign this version too, so that devices verify it before they learn the new.
+        key_plan = keys.plan(history, highest, cfg.signing_keys, cfg.rotate_keys)
+        cfg.signing_keys = key_plan.signers
 
         t = time.monotonic()
         items = scan.scan(cfg.rootfs, cfg.jobs, cfg.cache("scan.cache"))
@@ -78,8 +82,8 @@ def create_update(cfg: BuildConfig) -> BuildReport:
             mreport = manifests.build(items, bundle_specs, claimed, history, cfg)
             report.add("manifests", t, mreport.summary())
             t = time.monotonic()
-            sreport = sign.build(mreport, stage, cfg)
-            report.add("sign", t, sreport.summary())
+            sreport = sign.build(mreport, stage, cfg, key_plan.introductions)
+            report.add("sign", t, "; ".join(filter(None, [sreport.summary(), key_plan.summary()])))
             t = time.monotonic()
             freport = fullfiles.build(mreport, items, history, stage, cfg)
             report.add("fullfiles", t, freport.summary())

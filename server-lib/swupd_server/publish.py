@@ -19,6 +19,7 @@ from swupd.format import latest as latest_fmt
 from swupd.format import layout, signing
 from swupd.format.errors import BuildError, FormatError
 
+from . import workers
 from .config import BuildConfig
 
 LOCK = ".lock"
@@ -28,14 +29,16 @@ LOCK = ".lock"
 def locked(www: str) -> Iterator[None]:
     """Hold the stream's lock for the duration of a build."""
     os.makedirs(www, exist_ok=True)
-    fd = os.open(os.path.join(www, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(os.path.join(www, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise BuildError(f"another build holds the lock on {www}") from None
+        workers.keep_from_workers(fd)
         yield
     finally:
+        workers.release(fd)
         os.close(fd)
 
 
@@ -150,6 +153,12 @@ def publish(stage: str, cfg: BuildConfig, record: latest_fmt.Latest) -> PublishR
             for f in files:
                 os.replace(os.path.join(root, f), os.path.join(cfg.www, rel, f))
                 count += 1
+    # Key introductions, before any `latest` can point at a version that needs them.
+    keys = os.path.join(stage, layout.KEYS_DIR)
+    for name in sorted(os.listdir(keys)) if os.path.isdir(keys) else []:
+        os.makedirs(os.path.join(cfg.www, layout.KEYS_DIR), exist_ok=True)
+        os.replace(os.path.join(keys, name), os.path.join(cfg.www, layout.KEYS_DIR, name))
+        count += 1
     for _, _, files in os.walk(os.path.join(stage, own)):
         count += len(files)
     target = os.path.join(cfg.www, own)

@@ -18,7 +18,7 @@ from swupd.format.fullfile import Meta
 from swupd.format.manifest import Type
 from swupd.format.paths import check_path, parents
 
-from . import cachefile
+from . import cachefile, workers
 
 OS_RELEASE = "/usr/lib/os-release"
 
@@ -160,10 +160,7 @@ def _hash_items(items: list[Item], jobs: int) -> None:
     args = [(i.source, i.mode, i.uid, i.gid, i.size, i.linkname) for i in items]
     try:
         if jobs > 1 and len(items) > 256:
-            from concurrent.futures import ProcessPoolExecutor  # only when a pool is needed
-
-            with ProcessPoolExecutor(jobs) as pool:
-                results = list(pool.map(_hash_one, args, chunksize=64))
+            results = workers.map(_hash_one, args, jobs, chunksize=64)
         else:
             results = [_hash_one(a) for a in args]
     except OSError as e:

@@ -1,8 +1,9 @@
 """Build stage 5: signatures over the MoM and the `latest` pointer; the manifests written out.
 
-Only these two are signed; the MoM pins every bundle manifest's hash, and manifests pin every
-file's hash, so a signature over the MoM authenticates the whole version. Each bundle manifest
-is also written compressed, for devices to fetch; its hash is checked after decompression.
+Only these two are signed (and the introductions of new keys, see keys.py); the MoM pins
+every bundle manifest's hash, and manifests pin every file's hash, so a signature over the MoM
+authenticates the whole version. Each bundle manifest is also written compressed, for devices
+to fetch; its hash is checked after decompression.
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ def latest_record(cfg: BuildConfig, stream: str) -> latest_fmt.Latest:
     return latest_fmt.Latest(cfg.version, cfg.format, cfg.timestamp, cfg.expires, stream)
 
 
-def build(report: ManifestReport, stage: str, cfg: BuildConfig) -> SignReport:
+def build(report: ManifestReport, stage: str, cfg: BuildConfig, introductions: dict[str, bytes]) -> SignReport:
+    """`introductions`: key introductions to publish with this version (keys.plan)."""
     vdir = os.path.join(stage, layout.version_dir(cfg.version))
     os.makedirs(vdir, exist_ok=True)
+    for rel, data in introductions.items():
+        os.makedirs(os.path.join(stage, os.path.dirname(rel)), exist_ok=True)
+        with open(os.path.join(stage, rel), "wb") as f:
+            f.write(data)
     with open(os.path.join(stage, layout.mom(cfg.version)), "wb") as f:
         f.write(report.mom_data)
     with open(os.path.join(stage, layout.sig(layout.mom(cfg.version))), "wb") as f:

@@ -221,3 +221,41 @@ def test_development_signing_is_explicit_and_loud(make_builddir, bitbake, fakero
     assert r.returncode == 0, describe(r)
     assert "DEVELOPMENT key" in r.stdout + r.stderr
     assert os.path.isfile(deploy / "www/10/Manifest.MoM.sig")
+
+
+def test_signing_keys_are_checked_and_a_rotation_is_named(stream, tmp_path):
+    """A public key as SWUPD_SIGNING_KEY stops the build naming the variable; a new key without
+    SWUPD_ROTATE_KEY stops it naming that one; with it, the build introduces the new key."""
+    assert stream["second"].returncode == 0, describe(stream["second"])
+    top, www, pub = stream["top"], stream["www"], stream["pub"]
+    old_key = stream["base"] / "release.key"
+    new_key, new_pub = tmp_path / "next.key", tmp_path / "next.pub"
+    subprocess.run([BIN / "swupd-server", "keygen", "--private", new_key, "--public", new_pub], check=True)
+    try:
+        bbtest.append_local_conf(top, f'OS_VERSION = "40"\nSWUPD_SIGNING_KEY = "{pub}"\n')
+        r = bbtest.bitbake(top, IMAGE)
+        assert r.returncode != 0
+        assert f"SWUPD_SIGNING_KEY = '{pub}' is a public key" in r.stdout + r.stderr, describe(r)
+        bbtest.append_local_conf(top, f'SWUPD_SIGNING_KEY = "{new_key}"\nSWUPD_PUBLIC_KEYS = "{pub} {new_pub}"\n')
+        r = bbtest.bitbake(top, IMAGE)
+        assert r.returncode != 0
+        assert "SWUPD_ROTATE_KEY" in r.stdout + r.stderr, describe(r)
+        assert not (www / "40").exists()
+        bbtest.append_local_conf(top, f'SWUPD_ROTATE_KEY = "{old_key}"\n')
+        r = bbtest.bitbake(top, IMAGE)
+        assert r.returncode == 0, describe(r)
+        sys.path.insert(0, str(TOP / "client"))
+        from swupd.format import layout, signing
+
+        old, new = signing.load_public(str(pub)), signing.load_public(str(new_pub))
+        intro = www / layout.key_introduction(new.keyid)
+        assert intro.read_bytes() == new_pub.read_bytes()
+        signing.verify(intro.read_bytes(), (www / layout.sig(layout.key_introduction(new.keyid))).read_bytes(), [old])
+        for key in (old, new):
+            signing.verify((www / "40/Manifest.MoM").read_bytes(), (www / "40/Manifest.MoM.sig").read_bytes(), [key])
+        keys = rootfs(top) / "usr/share/defaults/swupd/keys"
+        assert sorted(p.read_bytes() for p in keys.iterdir()) == sorted([pub.read_bytes(), new_pub.read_bytes()])
+    finally:
+        bbtest.append_local_conf(
+            top, f'SWUPD_SIGNING_KEY = "{old_key}"\nSWUPD_PUBLIC_KEYS = "{pub}"\nSWUPD_ROTATE_KEY = ""\n'
+        )

@@ -484,7 +484,7 @@ def sign(private_key_file: str, data: bytes) -> bytes:
     import nacl.signing
 
     with open(private_key_file) as f:
-        key = nacl.signing.SigningKey(bytes.fromhex(f.read().strip()))
+        key = nacl.signing.SigningKey(bytes.fromhex(f.read().split()[-1]))
     keyid = hashlib.sha256(bytes(key.verify_key)).hexdigest()[:16]
     return f"ed25519 {keyid} {key.sign(data).signature.hex()}\n".encode()
 

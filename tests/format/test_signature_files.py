@@ -106,13 +106,54 @@ def test_key_files(tmp_path, two):
     signing.write_private(k, private)
     assert stat.S_IMODE(os.stat(private).st_mode) == 0o600
     with open(private, "rb") as f:
-        assert f.read() == k.seed.hex().encode() + b"\n"
+        assert f.read() == b"ed25519-private " + k.seed.hex().encode() + b"\n"
     assert signing.load_private(private) == k
+    assert not signing.load_private(private).untyped
     public = tmp_path / "k.pub"
     public.write_bytes(k.public.dumps())
+    assert public.read_bytes() == b"ed25519-public " + k.public.raw.hex().encode() + b"\n"
     assert signing.load_public(str(public)) == k.public
     with pytest.raises(FileExistsError):
         signing.write_private(k, private)
+
+
+def test_a_public_key_is_no_private_key_and_the_reverse(tmp_path, two):
+    """Both kinds are 32 bytes; the tag tells them apart, and each loader refuses the other."""
+    k, _ = two
+    public = tmp_path / "k.pub"
+    public.write_bytes(k.public.dumps())
+    public.chmod(0o600)
+    with pytest.raises(FormatError, match="is a public key"):
+        signing.load_private(str(public))
+    private = str(tmp_path / "k")
+    signing.write_private(k, private)
+    with pytest.raises(FormatError, match="is a private key"):
+        signing.load_public(private)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_private_key_others_may_read_is_refused(tmp_path, two, mode):
+    k, _ = two
+    private = tmp_path / "k"
+    signing.write_private(k, str(private))
+    private.chmod(mode)
+    with pytest.raises(FormatError, match=f"mode {mode:04o}"):
+        signing.load_private(str(private))
+    private.chmod(0o400)
+    assert signing.load_private(str(private)) == k
+
+
+def test_untyped_key_files_of_earlier_releases(tmp_path, two):
+    """64 bare hex digits still load: as a public key, and as a private key marked untyped,
+    which the build side must prove before it signs (swupd_server/keys.py)."""
+    k, _ = two
+    bare = tmp_path / "bare"
+    bare.write_bytes(k.public.raw.hex().encode() + b"\n")
+    assert signing.load_public(str(bare)) == k.public
+    bare.write_bytes(k.seed.hex().encode() + b"\n")
+    bare.chmod(0o600)
+    loaded = signing.load_private(str(bare))
+    assert loaded == k and loaded.untyped
 
 
 @pytest.mark.parametrize("content", [b"", b"00" * 31 + b"\n", b"ZZ" * 32 + b"\n", b"00" * 33 + b"\n", b"0" * 2000])

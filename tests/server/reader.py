@@ -438,10 +438,13 @@ def keyid(public: bytes) -> str:
 
 
 def load_key(path: str) -> bytes:
+    """The 32 bytes of a key file: a tag (`ed25519-private` or `ed25519-public`), a space, 64
+    hex digits and a newline."""
     with open(path, "rb") as f:
         text = f.read()
-    check(bool(re.fullmatch(rb"[0-9a-f]{64}\n", text)), f"key file {path} is not 64 hex digits and a newline")
-    return bytes.fromhex(text[:64].decode())
+    m = re.fullmatch(rb"ed25519-(?:private|public) ([0-9a-f]{64})\n", text)
+    check(m is not None, f"key file {path} is not a tag and 64 hex digits")
+    return bytes.fromhex(m[1].decode())
 
 
 def signature_lines(sig: bytes) -> list[tuple[str, bytes]]:

@@ -9,6 +9,8 @@ normal build must succeed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import os
 import random
@@ -153,3 +155,84 @@ def test_next_build_removes_a_killed_builds_stage(stream, tmp_path):
     assert cli(*create_args(www, stream.rootfs[20], 31, stream.keys.private)).rc == 0
     assert reader.Www(www, stream.keys.raw).latest(1).version == 31
     assert not glob.glob(os.path.join(www, ".stage-*")), os.listdir(www)
+
+
+def _group(pgid: int) -> list[int]:
+    """Live processes of a process group (zombies excepted)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(name))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in glob.glob(f"/proc/{pid}/task/*/children"):
+        with contextlib.suppress(OSError), open(task) as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_signal_to_the_main_process_stops_the_workers(big, keys, signum, tmp_path):
+    """SIGTERM or SIGINT to the build's main process alone (as CI runners and systemd send it)
+    while its workers are busy: within seconds no process of the build is left, the stage
+    directory is gone, the lock is free and `latest` is unchanged; one line says why. After
+    SIGKILL the main process can do nothing, but its workers die with it all the same and hold
+    no lock (the next build removes the stage)."""
+    root = big[1]
+    www = str(tmp_path / "www")  # a stream without the big tree, so that its fullfiles are all new
+    create(www, exampletree.make_tree(str(tmp_path / "small"), 1), 1, keys.private)
+    version = 2
+    files = os.path.join(_stage(www, version), str(version), "files")
+    proc = subprocess.Popen(
+        [SERVER, *create_args(www, root, version, keys.private)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            busy = os.path.isdir(files) and len(os.listdir(files)) >= 20
+            if busy and len(_children(proc.pid)) >= 2:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the build ended before its workers were busy"
+        workers = _children(proc.pid)
+        os.kill(proc.pid, signum)
+        started = time.monotonic()
+        err = proc.communicate(timeout=30)[1]
+        took = time.monotonic() - started
+        deadline = time.monotonic() + 5
+        while _group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = _group(proc.pid)
+    finally:
+        if proc.poll() is None or _group(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    print(f"{signum.name}: {len(workers)} workers, stopped in {took:.2f}s")
+    assert not left, f"processes of the build still run: {left}"
+    assert took < 5, f"the build took {took:.1f}s to stop"
+    if signum == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 128 + signum, (proc.returncode, err)
+        assert err.strip() == f"swupd-server: stopped by {signum.name}", err
+        assert not glob.glob(os.path.join(www, ".stage-*")), os.listdir(www)
+    fd = os.open(os.path.join(www, ".lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if anything still holds it
+    finally:
+        os.close(fd)
+    assert _check_invariants(www, keys.raw, version) == version - 1

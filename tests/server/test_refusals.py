@@ -21,6 +21,25 @@ def _bundles(tmp_path, text: str) -> str:
     return str(path)
 
 
+def _key(tmp_path, source: str, mode: int = 0o600, text: str | None = None) -> str:
+    """A copy of a key file with `mode`, or a file of `text`."""
+    path = tmp_path / f"key-{mode:o}-{len(os.listdir(tmp_path))}"
+    path.write_text(text if text is not None else open(source).read())
+    path.chmod(mode)
+    return str(path)
+
+
+def _untyped(path: str) -> str:
+    """The key file's digits alone, as releases before typed key files wrote them."""
+    return open(path).read().split()[-1] + "\n"
+
+
+def _new_key(tmp_path, name: str = "new") -> str:
+    private = str(tmp_path / f"{name}.key")
+    assert cli("keygen", "--private", private, "--public", private + ".pub").rc == 0
+    return private
+
+
 CASES = {
     "version-equal": (lambda s, t: {"version": 20}, "not above"),
     "version-below": (lambda s, t: {"version": 15}, "not above"),
@@ -36,6 +55,26 @@ CASES = {
     "rootfs-missing": (lambda s, t: {"rootfs": str(t / "no-such-rootfs")}, "no-such-rootfs"),
     "malformed-toml": (lambda s, t: {"bundles": _bundles(t, '[bundle.app\npaths = ["/opt"\n')}, "TOML"),
     "missing-key": (lambda s, t: {"key": str(t / "absent.key")}, "absent.key"),
+    "public-key-as-signing-key": (lambda s, t: {"key": _key(t, s.keys.public)}, "is a public key"),
+    "untyped-public-key-as-signing-key": (
+        lambda s, t: {"key": _key(t, "", text=_untyped(s.keys.public))},
+        "is the stream's public key (it signed version 20)",
+    ),
+    "untyped-key-that-signed-nothing": (
+        lambda s, t: {"key": _key(t, "", text=_untyped(_new_key(t)))},
+        "untyped key, which may as well be a public key",
+    ),
+    "group-readable-key": (lambda s, t: {"key": _key(t, s.keys.private, 0o640)}, "mode 0640"),
+    "world-readable-key": (lambda s, t: {"key": _key(t, s.keys.private, 0o644)}, "mode 0644"),
+    "another-key": (lambda s, t: {"key": _new_key(t)}, "to rotate, pass --rotate-key"),
+    "rotation-without-the-old-key": (
+        lambda s, t: {"key": _new_key(t), "extra": ["--rotate-key", _new_key(t, "other")]},
+        "did not sign version 20",
+    ),
+    "rotation-with-the-public-old-key": (
+        lambda s, t: {"key": _new_key(t), "extra": ["--rotate-key", _key(t, s.keys.public)]},
+        "is a public key",
+    ),
     "unknown-delta-version": (lambda s, t: {"extra": ["--delta-versions", "10 15"]}, "15"),
     "unknown-delta-version-only": (lambda s, t: {"extra": ["--delta-versions", "7"]}, "7"),
 }
@@ -54,6 +93,21 @@ def test_refused(case, stream, target, tmp_path):
     assert r.out == ""
     assert_same_snapshot(before, snapshot(target))
     assert not [n for n in os.listdir(target) if n.startswith(".stage")]
+
+
+def test_an_untyped_private_key_that_signed_the_stream_still_signs(stream, target, tmp_path):
+    """Key files of earlier releases keep working where the stream proves what they are."""
+    key = _key(tmp_path, "", text=_untyped(stream.keys.private))
+    r = cli(*create_args(target, stream.rootfs[20], 30, key))
+    assert r.rc == 0, r.err
+
+
+def test_a_new_stream_refuses_an_untyped_key(stream, tmp_path):
+    key = _key(tmp_path, "", text=_untyped(stream.keys.private))
+    www = str(tmp_path / "fresh")
+    r = cli(*create_args(www, stream.rootfs[10], 10, key))
+    assert "ed25519-private" in r.one_line_error()
+    assert not os.path.exists(os.path.join(www, "10"))
 
 
 def test_refusals_leave_a_www_that_builds(stream, target, tmp_path):

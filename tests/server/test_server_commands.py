@@ -9,7 +9,7 @@ import time
 
 import nacl.signing
 import reader
-from buildutil import cli, cli_process, copy_www, create
+from buildutil import assert_same_snapshot, cli, cli_process, copy_www, create, create_args, snapshot
 
 
 def test_keygen_writes_a_key_pair(tmp_path):
@@ -47,20 +47,55 @@ def test_refresh_latest_without_a_version_fails(stream, tmp_path):
     assert "no published version" in r.one_line_error()
 
 
-def test_two_signing_keys_for_a_rotation(stream, tmp_path):
-    """Built with an old and a new key, both signatures verify, each line on its own."""
-    new_private, new_public = str(tmp_path / "new"), str(tmp_path / "new.pub")
-    assert cli("keygen", "--private", new_private, "--public", new_public).rc == 0
+def _keygen(directory, name: str) -> tuple[str, str]:
+    private, public = str(directory / name), str(directory / f"{name}.pub")
+    assert cli("keygen", "--private", private, "--public", public).rc == 0
+    return private, public
+
+
+def _signers(www: str, rel: str) -> list[str]:
+    with open(os.path.join(www, rel + ".sig"), "rb") as f:
+        return sorted(kid for kid, _ in reader.signature_lines(f.read()))
+
+
+def test_a_rotation_introduces_the_new_key(stream, tmp_path):
+    """30 rotates to a new key: signed by both, with the new public key published at
+    keys/<keyid>.pub, signed by the old key; 40 is signed by the new key alone, and the old key
+    can no longer sign the stream without a rotation back."""
+    new_private, new_public = _keygen(tmp_path, "new")
+    old_raw, new_raw = stream.keys.raw, reader.load_key(new_public)
+    old_id, new_id = reader.keyid(old_raw), reader.keyid(new_raw)
     www = copy_www(stream.www, str(tmp_path / "www"))
-    create(www, stream.rootfs[20], 30, stream.keys.private, stream.bundles, "--signing-key", new_private)
-    new_raw = reader.load_key(new_public)
-    for public in (stream.keys.raw, new_raw):
+    r = create(www, stream.rootfs[20], 30, new_private, stream.bundles, "--rotate-key", stream.keys.private)
+    assert f"introduces {new_id}" in r.out
+    for public in (old_raw, new_raw):
         w = reader.Www(www, public)
         assert w.mom(30).version == 30
         assert w.latest(1).version == 30
-    with open(os.path.join(www, "30", "Manifest.MoM.sig"), "rb") as f:
-        ids = [kid for kid, _ in reader.signature_lines(f.read())]
-    assert sorted(ids) == sorted([reader.keyid(stream.keys.raw), reader.keyid(new_raw)])
+    assert _signers(www, "30/Manifest.MoM") == sorted([old_id, new_id])
+    intro = os.path.join(www, "keys", f"{new_id}.pub")
+    with open(intro, "rb") as f, open(intro + ".sig", "rb") as g:
+        data, sig = f.read(), g.read()
+    assert data == open(new_public, "rb").read()
+    reader.verify(data, sig, old_raw)
+    assert _signers(www, "keys/" + f"{new_id}.pub") == [old_id]
+
+    create(www, stream.rootfs[10], 40, new_private, stream.bundles)
+    assert _signers(www, "40/Manifest.MoM") == [new_id]
+    assert _signers(www, "version/format1/latest") == [new_id]
+    before = snapshot(www)
+    r = cli(*create_args(www, stream.rootfs[20], 50, stream.keys.private))
+    assert f"signed by key {new_id} (version 40)" in r.one_line_error()
+    assert_same_snapshot(before, snapshot(www))
+
+
+def test_refresh_latest_keeps_the_stream_key(stream, tmp_path):
+    other, _ = _keygen(tmp_path, "other")
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    before = snapshot(www)
+    r = cli("refresh-latest", "--www", www, "--signing-key", other)
+    assert "--rotate-key" in r.one_line_error()
+    assert_same_snapshot(before, snapshot(www))
 
 
 def test_refresh_latest_never_orders_below_the_published_pointer(stream, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ disagree about where something lives. All names are relative to the version or c
 
 from __future__ import annotations
 
+from .errors import FormatError
 from .paths import check_bundle_name
 
 MOM = "Manifest.MoM"
@@ -65,6 +66,18 @@ def pack_delta_member(from_hash: str, to_hash: str) -> str:
     """Name of a delta inside a pack: short enough for a plain ustar header (prefix and name),
     so a device parses one header block per member and no pax record."""
     return f"delta/{from_hash}/{to_hash}"
+
+
+KEYS_DIR = "keys"
+
+
+def key_introduction(kid: str) -> str:
+    """A signing key's introduction: its public key file, signed (`.sig`) by a key that signed
+    the stream before it. The key id comes from signature lines a server sent, so it is checked
+    before it becomes part of a URL."""
+    if len(kid) != 16 or any(c not in "0123456789abcdef" for c in kid):
+        raise FormatError(f"key id {kid[:40]!r} is not 16 lowercase hex digits")
+    return f"{KEYS_DIR}/{kid}.pub"
 
 
 def report_dir() -> str:

@@ -26,6 +26,10 @@ class Limits:
     max_sig_bytes: int = 16 * 1024
     max_signatures: int = 16
     max_key_bytes: int = 1024
+    # Key introductions a device follows to reach a key it trusts (a chain of rotations), and
+    # learned keys it keeps; each costs one small download or file and one signature check.
+    max_key_chain: int = 8
+    max_learned_keys: int = 32
     max_xattr_bytes: int = 64 * 1024
     # Deltas hold the old file in memory on both sides; larger files travel as fullfiles.
     max_delta_source_bytes: int = 16 * 1024 * 1024

@@ -1,6 +1,11 @@
 """Ed25519 keys and detached signature files.
 
-Key files are text: 64 hex digits and a newline, the 32-byte seed (private) or public key.
+Key files are one line of text, a tag naming the kind of key and 64 hex digits:
+`ed25519-private <seed>` or `ed25519-public <public key>`. Both kinds are 32 bytes, so without
+the tag nothing tells them apart; files of the untyped form (64 hex digits alone) that earlier
+releases wrote still load as public keys, and as private keys only where the build side can
+prove what they are (see swupd_server/keys.py). A private key file must be readable by its
+owner alone.
 A signature file `X.sig` holds one line per signature, `ed25519 <keyid> <128 hex digits>`, where
 keyid is the first 16 hex digits of SHA-256 of the public key. Several lines let a stream be
 signed by an old and a new key during a rotation. Verification works on the exact bytes as
@@ -11,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 
 import nacl.exceptions
 import nacl.signing
@@ -20,6 +26,8 @@ from .errors import FormatError, SignatureError
 from .limits import LIMITS, Limits
 
 ALGORITHM = "ed25519"
+PRIVATE_TAG = "ed25519-private"
+PUBLIC_TAG = "ed25519-public"
 
 
 def _hex(text: str, nbytes: int, what: str) -> bytes:
@@ -43,19 +51,23 @@ class PublicKey:
         return keyid(self.raw)
 
     def dumps(self) -> bytes:
-        return self.raw.hex().encode() + b"\n"
+        return f"{PUBLIC_TAG} {self.raw.hex()}\n".encode()
 
 
 @dataclass(frozen=True)
 class PrivateKey:
     seed: bytes
+    # Read from an untyped file: a public key file looks the same, so the build side must
+    # prove it is a private key before signing with it.
+    untyped: bool = field(default=False, compare=False)
+    path: str = field(default="", compare=False)
 
     @property
     def public(self) -> PublicKey:
         return PublicKey(bytes(nacl.signing.SigningKey(self.seed).verify_key))
 
     def dumps(self) -> bytes:
-        return self.seed.hex().encode() + b"\n"
+        return f"{PRIVATE_TAG} {self.seed.hex()}\n".encode()
 
     def sign_line(self, data: bytes) -> str:
         """One signature line over `data`."""
@@ -67,23 +79,52 @@ def generate() -> PrivateKey:
     return PrivateKey(bytes(nacl.signing.SigningKey.generate()))
 
 
+def parse_key(text: str, what: str) -> tuple[str, bytes]:
+    """(tag, 32 bytes) of a key file's text; the tag is "" for the untyped form."""
+    parts = text.split()
+    if len(parts) == 2 and parts[0] in (PRIVATE_TAG, PUBLIC_TAG):
+        return parts[0], _hex(parts[1], 32, what)
+    if len(parts) == 1:
+        return "", _hex(parts[0], 32, what)
+    raise FormatError(f"{what} is not a key file ({PRIVATE_TAG} or {PUBLIC_TAG} and 64 hex digits)")
+
+
+def loads_public(data: bytes, what: str) -> PublicKey:
+    """A public key from a key file's bytes; a private key is refused by its tag."""
+    tag, raw = parse_key(data.decode("ascii", "replace"), what)
+    if tag == PRIVATE_TAG:
+        raise FormatError(f"{what} is a private key, not a public key (swupd-server public-key makes one)")
+    return PublicKey(raw)
+
+
 def load_public(path: str, limits: Limits = LIMITS) -> PublicKey:
-    return PublicKey(_hex(_read_small(path, limits.max_key_bytes), 32, f"public key {path}"))
+    return loads_public(_read_small(path, limits.max_key_bytes)[0], f"public key {path}")
 
 
 def load_private(path: str, limits: Limits = LIMITS) -> PrivateKey:
-    return PrivateKey(_hex(_read_small(path, limits.max_key_bytes), 32, f"private key {path}"))
+    """A private key file, refused when it holds a public key or others may read it."""
+    data, mode = _read_small(path, limits.max_key_bytes)
+    tag, raw = parse_key(data.decode("ascii", "replace"), f"private key {path}")
+    if tag == PUBLIC_TAG:
+        raise FormatError(f"{path} is a public key; signing needs the private key (swupd-server keygen --private)")
+    if mode & 0o077:
+        raise FormatError(
+            f"private key {path} has mode {mode:04o}: others may read it; make it its owner's alone (chmod 600)"
+        )
+    return PrivateKey(raw, untyped=not tag, path=path)
 
 
-def _read_small(path: str, cap: int) -> str:
+def _read_small(path: str, cap: int) -> tuple[bytes, int]:
+    """The bytes of a small file and its permission bits (of the file read, links followed)."""
     try:
         with open(path, "rb") as f:
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
             data = f.read(cap + 1)
     except OSError as e:
         raise FormatError(f"cannot read key {path}: {e.strerror}") from None
     if len(data) > cap:
         raise FormatError(f"key file {path} is too large")
-    return data.decode("ascii", "replace")
+    return data, mode
 
 
 def write_private(key: PrivateKey, path: str) -> None:

@@ -41,6 +41,7 @@ class Session:
         self.fetcher = fetcher
         self.out = out
         self.trusted = TrustedSet(settings, state, self.current_version())
+        self.trusted.keys.fetch = self._key_introduction
         self._moms: dict[int, Manifest] = {}
         # A bundle unchanged between two versions is one manifest: an update reads it once.
         # Held weakly, so dropping the manifests before a download still frees them.
@@ -82,6 +83,12 @@ class Session:
         data = self.fetcher.fetch_bytes(self._url(self.s.versionurl, rel), lim.max_latest_bytes)
         sig = self.fetcher.fetch_bytes(self._url(self.s.versionurl, layout.sig(rel)), lim.max_sig_bytes)
         return self.trusted.latest(data, sig, allow_older)
+
+    def _key_introduction(self, kid: str) -> tuple[bytes, bytes]:
+        """A signing key's introduction and its signatures (see trust/keys.py)."""
+        rel, lim = layout.key_introduction(kid), self.s.limits
+        data = self.fetcher.fetch_bytes(self._url(self.s.contenturl, rel), lim.max_key_bytes)
+        return data, self.fetcher.fetch_bytes(self._url(self.s.contenturl, layout.sig(rel)), lim.max_sig_bytes)
 
     def mom(self, version: int, allow_older: bool = False) -> Manifest:
         if version in self._moms:

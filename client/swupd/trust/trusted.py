@@ -34,7 +34,6 @@ from typing import Any
 
 from swupd.format import latest as latest_fmt
 from swupd.format import manifest as mf
-from swupd.format import signing
 from swupd.format.errors import (
     CompatError,
     ExpiredError,
@@ -49,6 +48,7 @@ from swupd.format.manifest import Entry, Manifest
 
 from ..config import Settings
 from ..state import StateDir, TrustRecord
+from .keys import KeyRing
 
 
 class TrustedSet:
@@ -60,6 +60,7 @@ class TrustedSet:
         self.record = state.trust()
         self.current = current_version
         self.started = time.time() if now is None else now
+        self.keys = KeyRing(settings.keys, state.sub("keys"), settings.limits)
         self.pointer: latest_fmt.Latest | None = None
         self._moms: dict[int, Manifest] = {}
 
@@ -82,7 +83,7 @@ class TrustedSet:
             raise CompatError(f"{what} belongs to stream {got!r}, this device follows {self.stream!r}")
 
     def latest(self, data: bytes, sig: bytes, allow_older: bool = False) -> latest_fmt.Latest:
-        signing.verify(data, sig, self.s.keys, self.s.limits)
+        self.keys.verify(data, sig)
         rec = latest_fmt.loads(data, self.s.limits)
         if rec.format != self.s.format:
             raise FormatError(f"latest is for format {rec.format}, this device uses {self.s.format}")
@@ -111,7 +112,7 @@ class TrustedSet:
     def mom(self, version: int, data: bytes, sig: bytes, allow_older: bool = False) -> Manifest:
         if len(data) > self.s.limits.max_mom_bytes:
             raise SizeLimitError("Manifest.MoM too large")
-        signing.verify(data, sig, self.s.keys, self.s.limits)
+        self.keys.verify(data, sig)
         mom = mf.loads(data, is_mom=True, limits=self.s.limits)
         if mom.version != version:
             raise FormatError(f"Manifest.MoM of version {version} says it is version {mom.version}")

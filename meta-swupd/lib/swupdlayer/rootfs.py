@@ -37,8 +37,8 @@ def client_config(
     os.makedirs(keys)
     for i, key in enumerate(public_keys):
         name = os.path.basename(key)
-        if not name.endswith(".pub"):
-            name = f"key{i}.pub"
+        if not name.endswith(".pub") or os.path.exists(os.path.join(keys, name)):
+            name = f"key{i}.pub"  # two keys of one name (release.pub of two key pairs) both stay
         shutil.copyfile(key, os.path.join(keys, name))
         os.chmod(os.path.join(keys, name), 0o644)
 
