@@ -127,7 +127,7 @@ def _resign(www: str, rel: str, data: bytes, key: str) -> None:
 
     with open(os.path.join(www, rel), "wb") as f:
         f.write(data)
-    seed = bytes.fromhex(open(key).read().strip())
+    seed = reader.load_key(key)
     signer = nacl.signing.SigningKey(seed)
     line = f"ed25519 {reader.keyid(bytes(signer.verify_key))} {signer.sign(data).signature.hex()}\n"
     with open(os.path.join(www, rel + ".sig"), "w") as f:
