@@ -5,6 +5,7 @@ failed attempts in a row, whatever phase of a request it stalls in."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -157,3 +158,31 @@ def test_overrides() -> None:
                 "read_timeout=inf", "connect_timeout=0"):  # fmt: skip
         with pytest.raises(UsageError, match=r"SWUPD_NET|must be positive"):
             with_overrides(NetConfig(), bad)
+
+
+def test_the_documented_bound_follows_from_the_defaults() -> None:
+    """README states the defaults and the worst case; both must be what NetConfig does, and the
+    worst case, with half a minute left for start-up and local work, within 3 minutes."""
+    readme = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    start = readme.index("**Bounded time.**")
+    text = " ".join(readme[start : readme.index("\n- **", start)].split())
+    d = NetConfig()
+    for said in (
+        f"connect within {d.connect_timeout:g} s",
+        f"receive something at least every {d.read_timeout:g} s",
+        f"over every {d.speed_window:g} s window, at least {d.min_speed / 1024:g} KiB/s",
+        f"a file gets {d.retries} retries",
+        f"after {d.max_failures} failed attempts in a row",
+        f"or {d.give_up_after:g} s of network work without progress",
+        f"or {d.min_speed * d.speed_window / 1024:g} KiB of one transfer",
+        f"({d.worst_case_seconds():g} s of network work plus start-up and local work)",
+    ):
+        assert said in text, said
+    minutes = int(re.search(r"ends an update within (\d+) minutes", text)[1])
+    assert minutes <= 3
+    assert d.worst_case_seconds() + 30 <= minutes * 60
+    # Without the run's patience, one URL alone could take longer than the bound.
+    one_url = (d.retries + 1) * (d.connect_timeout + d.read_timeout) + sum(
+        min(d.backoff_max, d.backoff_base * 2**i) for i in range(d.retries)
+    )
+    assert one_url > minutes * 60
