@@ -10,6 +10,7 @@ from swupd.format.manifest import Manifest
 
 from ..apply.plan import diff, union
 from ..store.objects import ObjectStore
+from . import space
 from .obtain import obtain, pack_source
 from .session import Session
 from .transaction import TxReport, execute
@@ -85,6 +86,7 @@ def update(sess: Session, version: int | None = None, download_only: bool = Fals
     del old, new, old_u, new_u
     if download_only:
         store = ObjectStore(sess.state.sub("objects"))
+        space.check(sess, store, change, local, install=False)
         obtain(sess, store, {e.hash: e for e in change.install}, sources, local)
         return cur, target, None
     rep = execute(sess, change, target, new_mom.timestamp, sources, local)
