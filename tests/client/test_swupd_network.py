@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import clientkit as ck
@@ -157,3 +159,39 @@ def test_failures_in_a_row_end_the_update(device: Device, content: FaultServer, 
 def test_net_settings_are_checked(device: Device) -> None:
     r = device.swupd_process("update", env=net_env(give_up_after="soon"))
     assert r.rc == 2 and "SWUPD_NET" in r.error_line()
+
+
+# -- no needless downloads -----------------------------------------------------------------------
+
+
+def test_files_already_in_place_are_not_downloaded(device: Device, content: FaultServer, stream: ck.Stream) -> None:
+    """Some of version 20's new files were already placed on the device, bytes and metadata
+    (copied from the build's input): they are neither fetched nor staged, the rest is, and the
+    device ends exactly at version 20 with a clean verify. Packs are missing, so the server's
+    log shows each object the client fetched."""
+    before = device.tree()
+    for p in PACKS + [p.replace("-from-10", "-from-0") for p in PACKS]:
+        content.fail(404, times=None, path=p)
+    new = ck.new_entries(stream.www, 10, 20)
+    uses = Counter(e.hash for e in new.values())
+    candidates = [
+        e for p, e in sorted(new.items())
+        if e.kind == "F" and uses[e.hash] == 1 and not ck.is_generated(p) and not ck.is_state(p)
+        and os.path.isdir(os.path.join(device.root, os.path.dirname(p).lstrip("/")))
+        and not os.path.isdir(os.path.join(device.root, p.lstrip("/")))
+    ]  # fmt: skip
+    placed = candidates[::2]
+    assert len(placed) >= 2 and len(candidates) > len(placed)
+    for e in placed:
+        dest = os.path.join(device.root, e.path.lstrip("/"))
+        subprocess.run(["cp", "-a", "--remove-destination", os.path.join(stream.rootfs[20], e.path.lstrip("/")), dest],
+                       check=True)  # fmt: skip
+        assert ck.obj_hash(ck.read_obj(dest)) == e.hash
+    r = device.swupd("update")
+    assert r.rc == 0, r.err
+    fetched = {e.path for e in content.log if e.path.startswith("/20/files/") and e.status == 200}
+    assert not {f"/20/files/{e.hash}.tar" for e in placed} & fetched
+    assert {f"/20/files/{e.hash}.tar" for e in candidates if e not in placed} <= fetched
+    ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+    r = device.swupd("verify")
+    assert r.rc == 0 and ": 0 missing, 0 modified, 0 extra" in r.out, r.out + r.err

@@ -6,7 +6,7 @@ import os
 import stat
 
 from swupd.format.errors import RollbackError, UsageError
-from swupd.format.manifest import Manifest
+from swupd.format.manifest import Entry, Manifest, Type
 
 from ..apply.plan import diff, union
 from ..store.objects import ObjectStore
@@ -14,6 +14,8 @@ from . import space
 from .obtain import obtain, pack_source
 from .session import Session
 from .transaction import TxReport, execute
+
+_KIND = {Type.FILE: stat.S_IFREG, Type.DIRECTORY: stat.S_IFDIR, Type.SYMLINK: stat.S_IFLNK}
 
 
 class TreeDisk:
@@ -28,6 +30,16 @@ class TreeDisk:
     def is_dir(self, path: str) -> bool:
         st = self.tree.lstat(path)
         return st is not None and stat.S_ISDIR(st.st_mode)
+
+    def holds(self, path: str, entry: Entry) -> bool:
+        """True if `path` already is `entry`'s object. An lstat first, so that only an object of
+        its type (and, for files and links, of its signed size) costs a hash."""
+        st = self.tree.lstat(path)
+        if st is None or _KIND.get(entry.type) != stat.S_IFMT(st.st_mode):
+            return False
+        if entry.type != Type.DIRECTORY and st.st_size != entry.size:
+            return False
+        return self.tree.hash(path) == entry.hash
 
 
 def _entries(manifests: dict[str, Manifest]) -> dict:
