@@ -26,13 +26,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, TypeVar
 
 import requests
-import requests.adapters
 import urllib3.exceptions
 
 from swupd.format.errors import DiskFullError, NetworkError, NotFoundError, SizeLimitError, TreeIOError, UsageError
 
 from .netconfig import NetConfig
-from .patience import POOL_CLASSES, Patience
+from .patience import Adapter, Patience
 
 __all__ = ["Fetcher", "ManyProgress", "NetConfig", "Progress"]
 
@@ -112,20 +111,6 @@ def _sync_dir(path: str) -> None:
         os.close(fd)
 
 
-class _Adapter(requests.adapters.HTTPAdapter):
-    """Connections whose sockets the run's patience can shut down, HTTP(S)-proxied ones included."""
-
-    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
-
-    def proxy_manager_for(self, proxy, **kwargs):  # type: ignore[no-untyped-def]
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if not proxy.lower().startswith("socks"):  # SOCKS proxies bring connection classes of their own
-            manager.pool_classes_by_scheme = POOL_CLASSES
-        return manager
-
-
 class Fetcher:
     """Downloads with caps, retries and resume; one instance is safe to share between threads."""
 
@@ -137,7 +122,7 @@ class Fetcher:
         self.patience = Patience(self.config.give_up_after, self.config.max_failures)
         # We retry ourselves (with resume); the adapter must not retry behind our back.
         parallel = self.config.max_parallel
-        adapter = _Adapter(pool_connections=parallel, pool_maxsize=parallel, max_retries=0)
+        adapter = Adapter(pool_connections=parallel, pool_maxsize=parallel, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.max_redirects = 10

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
 
@@ -58,6 +59,20 @@ class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
 
 POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
 """For `PoolManager.pool_classes_by_scheme`: pools whose connections can be cut off."""
+
+
+class Adapter(requests.adapters.HTTPAdapter):
+    """Connections whose sockets the run's patience can shut down, HTTP(S)-proxied ones included."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
+
+    def proxy_manager_for(self, proxy, **kwargs):  # type: ignore[no-untyped-def]
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS proxies bring connection classes of their own
+            manager.pool_classes_by_scheme = POOL_CLASSES
+        return manager
 
 
 class Patience:
