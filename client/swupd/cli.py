@@ -26,6 +26,8 @@ from .format.errors import SwupdError, UsageError
 from .output import Output
 from .state import StateDir
 from .transport.fetcher import Fetcher, NetConfig
+from .transport.netconfig import ENV as NET_ENV
+from .transport.netconfig import with_overrides
 
 NO_SERVER = {"info", "bundle-list", "clean", "autoupdate", "mirror"}
 # Commands that still answer while an interrupted transaction cannot be finished (disk full).
@@ -142,7 +144,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     state = StateDir(settings.statedir)
     state.lock()
     try:
-        with Tree(settings.root) as tree, Fetcher(NetConfig()) as fetcher:
+        with Tree(settings.root) as tree, Fetcher(with_overrides(NetConfig(), os.environ.get(NET_ENV, ""))) as fetcher:
             sess = Session(settings, state, tree, fetcher, out)
             sess.run_scripts = not args.no_scripts
             pending = jn.pending(state)

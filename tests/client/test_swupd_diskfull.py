@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,3 +78,29 @@ def test_update_that_does_not_fit_on_the_root_file_system(
     assert "Traceback" not in r.err
     assert not Path(dev.state, "journal").exists(), "the update failed after its commit point"
     assert ck.diff_snapshots(snap, dev.snapshot()) == "", "the live tree changed"
+
+
+@pytest.mark.parametrize("small", ["state", "root"])
+def test_an_update_that_cannot_fit_is_refused_before_downloading(
+    tmpfs, v10_all: Device, stream: ck.Stream, content: FaultServer, tmp_path: Path, small: str
+) -> None:
+    """The state directory (downloads, objects) or the root file system (copies of the new
+    files, the state directory being elsewhere) lacks room: exit 13 with the need and what is
+    free, after the signed metadata and before any pack or fullfile is asked for."""
+    mnt = tmpfs("small", "64m")
+    where = {"state": (tmp_path / "root", mnt / "state"), "root": (mnt / "root", tmp_path / "state")}[small]
+    dev = Device(ck.clone(v10_all.root, str(where[0])), ck.clone(v10_all.state, str(where[1])), content.url(), stream)
+    snap = dev.snapshot()
+    resize(mnt, used(mnt) + 1536 * 1024)  # room for the manifests, not for the content
+    r = dev.swupd_process("update")
+    assert r.rc == 13, (r.rc, r.out, r.err)
+    fetched = [e.path for e in content.log if "/pack-" in e.path or "/files/" in e.path]
+    assert fetched == [], fetched
+    line = r.error_line()
+    assert re.search(rf"no space left for the update on the file system of {where[1 if small == 'state' else 0]}.*"
+                     r": it needs \d+ bytes .*, \d+ are free", line), line  # fmt: skip
+    assert ck.diff_snapshots(snap, dev.snapshot()) == ""
+    assert content.requests("/20/Manifest.MoM"), "refused before the metadata said what the update needs"
+    resize(mnt, 64 << 20)
+    r = dev.swupd_process("update")
+    assert r.rc == 0, r.err

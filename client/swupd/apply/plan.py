@@ -100,6 +100,7 @@ def _depth(path: str) -> int:
 class Disk(Protocol):
     def hash(self, path: str) -> str: ...
     def is_dir(self, path: str) -> bool: ...
+    def holds(self, path: str, entry: Entry) -> bool: ...
 
     def kind(self, path: str) -> str:
         """"d", "f" (regular file), "l" (link), "s" (special), or "" (absent or unreachable)."""
@@ -130,6 +131,11 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
         guarded = is_state(path) or is_config(path)
         current = disk.hash(path) if (verify or guarded) else None
         if current == e.hash:
+            continue
+        # Already in place (placed by hand, or by an earlier run): the hash covers the metadata
+        # too, so there is nothing to fetch or stage. With nothing installed (os-install into an
+        # empty directory) there is nothing to look at.
+        if current is None and old and disk.holds(path, e):
             continue
         if current not in (None, ZERO_HASH):
             if is_state(path):

@@ -43,6 +43,8 @@ class Limits:
     # Pack members are imported by up to this many processes (never more than the CPUs this
     # process may run on); 1 keeps the client in one process.
     max_import_processes: int = 4
+    # Free space a transaction leaves on each file system it writes to, beyond what it counts.
+    min_free_bytes: int = 1 << 20
 
 
 LIMITS = Limits()

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, field
 
 from swupd.format import layout
-from swupd.format.errors import DiskFullError, HashMismatchError, NotFoundError, SwupdError, TreeIOError
+from swupd.format.errors import DiskFullError, HashMismatchError, NetworkError, NotFoundError, SwupdError, TreeIOError
 from swupd.format.fullfile import TAR_OVERHEAD, Meta
 from swupd.format.manifest import Entry, Manifest
 
@@ -184,6 +184,8 @@ def _fetch(sess, rel, cap, mine, download, rep) -> tuple[str, PackJob] | None:
     except (DiskFullError, TreeIOError):
         raise
     except SwupdError as e:
+        if sess.fetcher.patience.reason:  # the run gave up on the server: fullfiles would fare no better
+            raise
         sess.out.warning(f"pack {rel} unusable ({e}); using fullfiles")
         return None
     rep.bytes += size
@@ -240,6 +242,9 @@ def _fullfiles(sess: Session, store: ObjectStore, missing: dict[str, Entry], dow
         finally:
             if os.path.exists(dest):
                 os.unlink(dest)
+    reason = sess.fetcher.patience.reason
+    if failures and reason:  # the cause, not each file's symptom
+        raise NetworkError(f"{len(failures)} file(s) not fetched: {reason}; giving up on the server")
     if failures:
         first = failures[0]
         if isinstance(first, SwupdError):

@@ -31,6 +31,7 @@ from ..apply import preflight
 from ..apply.plan import Change
 from ..state import sync_filesystem, write_atomic
 from ..store.objects import ObjectStore
+from . import space
 from .obtain import ObtainReport, PackSource, obtain
 from .session import Session
 
@@ -90,36 +91,6 @@ def recover_stage(sess: Session, store: ObjectStore) -> int:
     return recovered
 
 
-def _check_space(sess: Session, change: Change, stage_dir: str) -> None:
-    """Refuse, before the commit point, a transaction whose files would not fit.
-
-    Staged objects reach the tree by rename when the state directory shares the target's file
-    system; any other file system (a separate /boot, or a state directory elsewhere) needs room
-    for a copy of every file installed there."""
-    stage_dev = os.stat(stage_dir).st_dev
-    need: dict[int, int] = {}
-    where: dict[int, str] = {}
-    dev_of: dict[str, int] = {}
-    for e in change.install:
-        if e.type == Type.DIRECTORY:
-            continue
-        parent = os.path.dirname(e.path)
-        dev = dev_of.get(parent)
-        if dev is None:
-            host = sess.tree.host_path(parent)
-            while not os.path.isdir(host) and host != sess.s.root:
-                host = os.path.dirname(host)
-            dev = dev_of[parent] = os.stat(host).st_dev
-            where.setdefault(dev, host)
-        if dev != stage_dev:
-            need[dev] = need.get(dev, 0) + e.size + 4096
-    for dev, size in need.items():
-        st = os.statvfs(where[dev])
-        free = st.f_bavail * st.f_frsize
-        if free < size + (1 << 20):
-            raise DiskFullError(f"{where[dev]} has {free} bytes free, the update needs {size}; nothing was changed")
-
-
 def _sync_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         sync_filesystem(path)
@@ -142,6 +113,7 @@ def execute(
     wanted: dict[str, Entry] = {e.hash: e for e in change.install}
     try:
         recover_stage(sess, store)
+        space.check(sess, store, change, local)
         rep.obtained = obtain(sess, store, wanted, sources, local)
         stage_dir = os.path.join(sess.state.sub("stage"), str(version))
         os.makedirs(stage_dir, mode=0o700)
@@ -150,7 +122,6 @@ def execute(
         early.start()
         try:
             installs = _stage(sess, store, change, stage_dir)
-            _check_space(sess, change, stage_dir)
         finally:
             early.join()
         # ...and one barrier after them makes every staged object durable before the

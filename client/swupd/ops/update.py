@@ -8,14 +8,17 @@ import stat
 
 from swupd.format.errors import RollbackError, SwupdError, UsageError
 from swupd.format.latest import Latest
-from swupd.format.manifest import Manifest
+from swupd.format.manifest import Entry, Manifest, Type
 
 from .. import ownership
 from ..apply.plan import diff, union
 from ..store.objects import ObjectStore
+from . import space
 from .obtain import obtain, pack_source
 from .session import Session
 from .transaction import TxReport, execute
+
+_KIND = {Type.FILE: stat.S_IFREG, Type.DIRECTORY: stat.S_IFDIR, Type.SYMLINK: stat.S_IFLNK}
 
 
 class TreeDisk:
@@ -39,6 +42,16 @@ class TreeDisk:
         if stat.S_ISREG(st.st_mode):
             return "f"
         return "l" if stat.S_ISLNK(st.st_mode) else "s"
+
+    def holds(self, path: str, entry: Entry) -> bool:
+        """True if `path` already is `entry`'s object. An lstat first, so that only an object of
+        its type (and, for files and links, of its signed size) costs a hash."""
+        st = self.tree.lstat(path)
+        if st is None or _KIND.get(entry.type) != stat.S_IFMT(st.st_mode):
+            return False
+        if entry.type != Type.DIRECTORY and st.st_size != entry.size:
+            return False
+        return self.tree.hash(path) == entry.hash
 
 
 def _entries(manifests: dict[str, Manifest]) -> dict:
@@ -109,6 +122,7 @@ def update(sess: Session, version: int | None = None, download_only: bool = Fals
     del old, new, old_u, new_u
     if download_only:
         store = ObjectStore(sess.state.sub("objects"))
+        space.check(sess, store, change, local, install=False)
         obtain(sess, store, {e.hash: e for e in change.install}, sources, local)
         return cur, target, None
     rep = execute(sess, change, target, new_mom.timestamp, sources, local)

@@ -1,11 +1,12 @@
-"""HTTP(S) and file:// downloads with size caps, retries, resume and a minimum-speed check.
+"""HTTP(S) and file:// downloads with size caps, retries, resume, a minimum-speed check and a
+run-wide limit on work without progress (patience.py).
 
 Modelled on python-tuf ngclient's `RequestsFetcher`: the fetcher only moves bytes. Every byte
 comes from an untrusted server over a slow, lossy link, so the fetcher's duties are to keep a
 hostile or broken server from exhausting memory, disk or time (a hard cap on length, a minimum
-speed, bounded retries) and to make progress on a bad network (resume with `Range`). It never
-parses what it fetches and writes only to the destinations it is handed (in the client's state
-directory); the caller verifies content against signed hashes and sizes.
+speed, bounded retries, one patience for the whole run) and to make progress on a bad network
+(resume with `Range`). It never parses what it fetches and writes only to the destinations it
+is handed (in the client's state directory); the caller verifies content against signed hashes and sizes.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
 import requests
-import requests.adapters
 import urllib3.exceptions
 
-from swupd import __version__
 from swupd.format.errors import DiskFullError, NetworkError, NotFoundError, SizeLimitError, TreeIOError, UsageError
+
+from .netconfig import NetConfig
+from .patience import Adapter, Patience
+
+__all__ = ["Fetcher", "ManyProgress", "NetConfig", "Progress"]
 
 Progress = Callable[[int, int | None], None]
 """`progress(bytes_done, total_or_None)`, called from the downloading thread."""
@@ -46,25 +49,6 @@ _CONTENT_RANGE = re.compile(r"bytes (\d{1,20})-(\d{1,20})/(\d{1,20}|\*)", re.ASC
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d{1,20})", re.ASCII)
 _NET_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class NetConfig:
-    """How patient the client is with the network; the defaults suit a slow, lossy link."""
-
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    # A transfer that delivers less than min_speed bytes/s over a whole window is abandoned and
-    # retried: read_timeout alone never fires on a server that drips one byte every few seconds.
-    min_speed: int = 1024
-    speed_window: float = 30.0
-    # Retries after the first attempt. An attempt that moved at least one window's worth of
-    # minimum-speed bytes resets the count, so a long download on a flaky link can finish.
-    retries: int = 4
-    backoff_base: float = 1.0
-    backoff_max: float = 30.0
-    max_parallel: int = 4
-    user_agent: str = f"swupd/{__version__}"
 
 
 class _Retry(Exception):
@@ -135,10 +119,10 @@ class Fetcher:
         self.received = 0  # body bytes of every fetch, retries and resumes included
         self._count_lock = threading.Lock()
         self._session = requests.Session()
+        self.patience = Patience(self.config.give_up_after, self.config.max_failures)
         # We retry ourselves (with resume); the adapter must not retry behind our back.
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=self.config.max_parallel, pool_maxsize=self.config.max_parallel, max_retries=0
-        )
+        parallel = self.config.max_parallel
+        adapter = Adapter(pool_connections=parallel, pool_maxsize=parallel, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.max_redirects = 10
@@ -148,6 +132,7 @@ class Fetcher:
 
     def close(self) -> None:
         """Drop pooled connections."""
+        self.patience.close()
         self._session.close()
 
     def __enter__(self) -> Fetcher:
@@ -268,27 +253,45 @@ class Fetcher:
         return scheme
 
     def _with_retries(self, url: str, attempt: Callable[[], _T]) -> _T:
-        """Run `attempt` until it succeeds, backing off between failures that may be transient."""
-        cfg = self.config
+        """Run `attempt` until it succeeds, backing off between failures that may be transient,
+        unless the run has given up on the server."""
+        cfg, patience = self.config, self.patience
         useful = max(1, int(cfg.min_speed * cfg.speed_window))
         failures = attempts = 0
-        while True:
-            attempts += 1
-            try:
-                return attempt()
-            except _Retry as e:
-                failures = 1 if e.received >= useful else failures + 1
-                if failures > cfg.retries:
-                    raise NetworkError(f"cannot fetch {_shown(url)}: {e.reason} ({attempts} attempts)") from None
-                delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** (failures - 1))
-                time.sleep(delay * random.uniform(0.5, 1.0))  # jitter: devices must not retry in step
+        with patience.busy():
+            while True:
+                self._check_patience(url)
+                attempts += 1
+                try:
+                    with patience.attempt():
+                        result = attempt()
+                except _Retry as e:
+                    patience.failed()
+                    self._check_patience(url)  # the watchdog's cut shows up as a broken transfer
+                    failures = 1 if e.received >= useful else failures + 1
+                    if failures > cfg.retries:
+                        raise NetworkError(f"cannot fetch {_shown(url)}: {e.reason} ({attempts} attempts)") from None
+                    delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** (failures - 1))
+                    patience.pause(delay * random.uniform(0.5, 1.0))  # jitter: devices must not retry in step
+                    continue
+                except NetworkError:
+                    self._check_patience(url)
+                    raise
+                self._check_patience(url)  # a body cut off by the watchdog may look whole
+                patience.progress()
+                return result
+
+    def _check_patience(self, url: str) -> None:
+        reason = self.patience.reason
+        if reason is not None:
+            raise NetworkError(f"cannot fetch {_shown(url)}: {reason}; giving up on the server")
 
     def _request(self, method: str, url: str, headers: dict[str, str] | None = None) -> requests.Response:
         cfg = self.config
+        # No connection attempt outlasts the run's patience (the watchdog cuts off the rest).
+        connect = min(cfg.connect_timeout, max(0.01, self.patience.remaining()))
         try:
-            return self._session.request(
-                method, url, headers=headers, stream=True, timeout=(cfg.connect_timeout, cfg.read_timeout)
-            )
+            return self._session.request(method, url, headers=headers, stream=True, timeout=(connect, cfg.read_timeout))
         except requests.exceptions.SSLError as e:  # a certificate will not get better by retrying
             raise NetworkError(f"cannot fetch {_shown(url)}: TLS failed ({_one_line(e, 120)})") from None
         except requests.ConnectTimeout:
@@ -341,6 +344,7 @@ class Fetcher:
         # check below runs even on a drip (urllib3 >= 2; older ones fall back to small reads).
         read1 = getattr(raw, "read1", None)
         window_start, window_bytes = time.monotonic(), 0
+        useful, unmarked = max(1, int(cfg.min_speed * cfg.speed_window)), 0
         while True:
             try:
                 chunk = read1(_CHUNK, decode_content=False) if read1 else raw.read(4096, decode_content=False)
@@ -354,6 +358,10 @@ class Fetcher:
             done += len(chunk)
             self._count(len(chunk))
             window_bytes += len(chunk)
+            unmarked += len(chunk)
+            if unmarked >= useful:  # enough to show the server is of use: the run stays patient
+                self.patience.progress()
+                unmarked = 0
             if on_progress is not None:
                 on_progress(done)
             now = time.monotonic()
