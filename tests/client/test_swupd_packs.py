@@ -138,17 +138,21 @@ def test_malicious_fullfile(
     assert not Path(attacked.state, "journal").exists()
 
 
-def test_symlink_fullfile_pointing_elsewhere(attacked: Device, private_www: Path, stream: ck.Stream, tmp_path: Path):
-    """A symlink object whose target was changed: the target is hashed, so it is refused."""
+@pytest.mark.parametrize(("target", "code"), [("/etc/pwd", 5), ("/etc/shadow", 6)])
+def test_symlink_fullfile_pointing_elsewhere(
+    attacked: Device, private_www: Path, stream: ck.Stream, tmp_path: Path, target: str, code: int
+) -> None:
+    """A symlink object whose target was changed: the target is hashed, so it is refused; one
+    of another length than the manifest's size is refused before it is hashed."""
     drop_packs(private_www)
     e = ck.entries(stream.www, 20, {"os-core"})["/usr/share/data/kind"]
-    assert e.kind == "L"
+    assert e.kind == "L" and e.size == len("/etc/pwd")
     (private_www / f"20/files/{e.hash}.tar").write_bytes(
-        ck.zstd(ck.tar_bytes([ck.member(e.hash, kind=tarfile.SYMTYPE, linkname="/etc/shadow")]))
+        ck.zstd(ck.tar_bytes([ck.member(e.hash, kind=tarfile.SYMTYPE, linkname=target)]))
     )
     snap = attacked.snapshot()
     r = run_confined(attacked, tmp_path)
-    assert r.rc == 5, (r.rc, r.err)
+    assert r.rc == code, (r.rc, r.err)
     assert ck.diff_snapshots(snap, attacked.snapshot()) == ""
     objects = Path(attacked.state, "objects").glob("*/*")
     assert not [p for p in objects if p.is_symlink() and "shadow" in os.readlink(p)]
