@@ -117,12 +117,12 @@ def import_pack(
         else:
             tar = ustar.Reader(whole)
         while (member := tar.next(_PACK_NAMES, _PACK_TYPES, cap)) is not None:
+            name = member.name
             if member.type != ustar.REGULAR:
                 continue
             index += 1
             if claim is not None and not claim(index):
                 continue
-            name = member.name
             try:
                 if _import_member(store, tar, member, wanted, source_of, limits):
                     if name.startswith("delta/"):
