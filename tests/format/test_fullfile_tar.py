@@ -144,6 +144,16 @@ def test_xattr_records_must_be_canonical():
             _read(raw)
 
 
+def test_side_members_are_capped_before_they_are_read():
+    """An xattrs member above 64 KiB, or a target member above 4096 bytes, is refused from its
+    header: the stream holds nothing after it to read."""
+    for name, size, max_size in ((H + ".xattrs", 65 * 1024, 3), (H + ".target", 5000, 8000)):
+        src = io.BytesIO(ustar.header(name, ustar.REGULAR, 0o600, size=size) + b"\1" * size)
+        with pytest.raises((FormatError, SizeLimitError)):
+            fullfile.read_object(ustar.Reader(src), H, fullfile._ALL_TYPES, max_size)
+        assert src.tell() == ustar.BLOCK
+
+
 # --- the ustar reader ---------------------------------------------------------------------
 
 
