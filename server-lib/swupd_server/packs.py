@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import errno
 import os
-import tarfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from swupd.format import layout
+from swupd.format import layout, ustar
 from swupd.format.manifest import Manifest
 
 from . import segments, workers
@@ -79,12 +78,7 @@ def _copy_range(src: str, offset: int, length: int, out: BinaryIO) -> None:
 
 
 def _dirs(mtime: int) -> bytes:
-    out = b""
-    for d in ("delta", "staged"):
-        info = tarfile.TarInfo(d)
-        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, mtime
-        out += info.tobuf(tarfile.USTAR_FORMAT, "ascii", "strict")
-    return out
+    return b"".join(ustar.header(d, ustar.DIRECTORY, 0o700, 0, 0, 0, mtime) for d in ("delta/", "staged/"))
 
 
 @dataclass
@@ -119,7 +113,7 @@ def _write(job: _Job) -> tuple[int, int, int]:
             raw = sum(spans.values())
             segments.write_frame(out, pieces, raw, job.level)
             frames.append(segments.Frame(start, out.tell() - start, raw, spans))
-        end = bytes(2 * tarfile.BLOCKSIZE)  # tar's end-of-archive marker
+        end = ustar.END
         segments.write_frame(out, [end], len(end), job.level)
     os.replace(dest + ".tmp", dest)
     segments.remember(job.cache_dir, job.rel, dest, frames)

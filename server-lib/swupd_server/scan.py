@@ -12,7 +12,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from swupd.format import filehash
+from swupd.format import filehash, ustar
 from swupd.format.errors import BuildError, FormatError, UsageError
 from swupd.format.fullfile import Meta
 from swupd.format.manifest import Type
@@ -21,6 +21,9 @@ from swupd.format.paths import check_path, parents
 from . import cachefile, workers
 
 OS_RELEASE = "/usr/lib/os-release"
+# Recorded with the scan stamps: hashes kept under another way of hashing (xattrs once entered
+# the hash NUL-terminated) are not reused.
+_HASHING = "xattr-records"
 
 
 @dataclass
@@ -88,6 +91,8 @@ def _walk(root: str) -> tuple[list[Item], list[str]]:
                 check_path(path)
             except FormatError as e:
                 raise BuildError(f"unusable path in rootfs: {e}") from None
+            if max(st.st_uid, st.st_gid) > ustar.MAX_ID or st.st_size > ustar.MAX_SIZE:
+                raise BuildError(f"{path}: owner ids or size beyond what a fullfile's ustar header holds")
             item = Item(path, mode, st.st_uid, st.st_gid, st.st_size, int(st.st_mtime), source=de.path)
             item.stamp = _stamp(st)
             if stat.S_ISLNK(mode):
@@ -127,6 +132,7 @@ def _save_stamps(path: str | None, items: list[Item]) -> None:
         for i in items
         if i.stamp
     }
+    data[""] = _HASHING
     cachefile.save(path, data)
 
 
@@ -143,6 +149,8 @@ def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]
         shown = ", ".join(special[:10]) + (f" and {len(special) - 10} more" if len(special) > 10 else "")
         raise BuildError(f"rootfs holds device nodes, sockets or FIFOs, which updates cannot carry: {shown}")
     known = cachefile.load(cache_path)
+    if known.get("") != _HASHING:
+        known = {}
     todo = []
     for item in items:
         rec = known.get(item.path)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import zstandard
+from swupd.format import ustar
 from swupd.format.compression import MAX_WINDOW
 
 from . import cachefile
@@ -35,7 +36,7 @@ from . import cachefile
 MAX_SEGMENT = 4 * 1024 * 1024
 WASTE = 0.03  # share of a copied frame's bytes that may be members the pack does not need
 _MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
-_BLOCK = tarfile.BLOCKSIZE
+_BLOCK = ustar.BLOCK
 _MEMBER_MTIME = 0  # the device ignores member times; a constant keeps frames build-independent
 _READ = 1 << 20
 
@@ -51,10 +52,8 @@ class Frame:
 
 
 def _header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o644, _MEMBER_MTIME
     # Member names are ASCII and fit ustar's prefix and name fields: no pax record to parse.
-    return info.tobuf(tarfile.USTAR_FORMAT, "ascii", "strict")
+    return ustar.header(name, ustar.REGULAR, 0o644, 0, 0, size, _MEMBER_MTIME)
 
 
 def _members_of(raw: bytes) -> dict[str, int] | None:

@@ -249,13 +249,10 @@ def diff_snapshots(before: dict, after: dict) -> str:
 
 
 def _xattr_blob(xattrs) -> bytes:
-    if not xattrs:
-        return b""
-    names = sorted(os.fsencode(n) for n, _ in xattrs)
-    values = dict((os.fsencode(n), v) for n, v in xattrs)
-    return b"".join(n + b"\0" for n in names) + b"".join(
-        values[n] if values[n].endswith(b"\0") else values[n] + b"\0" for n in names
-    )
+    """Nothing for no xattrs; else per xattr, names sorted bytewise, u16 LE name length,
+    u32 LE value length, name, value."""
+    named = sorted((os.fsencode(n), v) for n, v in xattrs)
+    return b"".join(struct.pack("<HI", len(n), len(v)) + n + v for n, v in named)
 
 
 def obj_hash(o: Obj) -> str:

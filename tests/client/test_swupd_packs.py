@@ -138,17 +138,21 @@ def test_malicious_fullfile(
     assert not Path(attacked.state, "journal").exists()
 
 
-def test_symlink_fullfile_pointing_elsewhere(attacked: Device, private_www: Path, stream: ck.Stream, tmp_path: Path):
-    """A symlink object whose target was changed: the target is hashed, so it is refused."""
+@pytest.mark.parametrize(("target", "code"), [("/etc/pwd", 5), ("/etc/shadow", 6)])
+def test_symlink_fullfile_pointing_elsewhere(
+    attacked: Device, private_www: Path, stream: ck.Stream, tmp_path: Path, target: str, code: int
+) -> None:
+    """A symlink object whose target was changed: the target is hashed, so it is refused; one
+    of another length than the manifest's size is refused before it is hashed."""
     drop_packs(private_www)
     e = ck.entries(stream.www, 20, {"os-core"})["/usr/share/data/kind"]
-    assert e.kind == "L"
+    assert e.kind == "L" and e.size == len("/etc/pwd")
     (private_www / f"20/files/{e.hash}.tar").write_bytes(
-        ck.zstd(ck.tar_bytes([ck.member(e.hash, kind=tarfile.SYMTYPE, linkname="/etc/shadow")]))
+        ck.zstd(ck.tar_bytes([ck.member(e.hash, kind=tarfile.SYMTYPE, linkname=target)]))
     )
     snap = attacked.snapshot()
     r = run_confined(attacked, tmp_path)
-    assert r.rc == 5, (r.rc, r.err)
+    assert r.rc == code, (r.rc, r.err)
     assert ck.diff_snapshots(snap, attacked.snapshot()) == ""
     objects = Path(attacked.state, "objects").glob("*/*")
     assert not [p for p in objects if p.is_symlink() and "shadow" in os.readlink(p)]
@@ -283,6 +287,30 @@ def test_pack_import_split_over_processes(stream: ck.Stream, tmp_path: Path) -> 
     assert result.rejected == [] and result.objects == len(wanted)
     assert all(store.has(h) for h in wanted)
     assert store.fresh >= set(wanted)
+
+
+def test_a_pack_unreadable_from_a_header_on_is_reported_once(stream: ck.Stream, tmp_path: Path) -> None:
+    """Every process meets a bad header at the same place: the members before it are stored,
+    the refusal is reported once."""
+    from swupd.store.objects import ObjectStore
+    from swupd.store.parallel import PackJob, import_pack_files
+
+    pack, wanted = _zero_pack_wanted(stream)
+    with open(pack, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        members = [m for m in t.getmembers() if m.isreg()]
+    cut = members[len(members) // 2]
+    bad = bytearray(raw[cut.offset : cut.offset + 512])
+    bad[148:156] = b"0000000\0"  # a wrong checksum
+    broken = tmp_path / "pack.tar"
+    broken.write_bytes(ck.zstd(raw[: cut.offset] + bytes(bad) + raw[cut.offset + 512 :]))
+    store = ObjectStore(str(tmp_path / "objects"))
+    [result] = import_pack_files(store, [PackJob(str(broken), 1 << 30, wanted)], lambda h, cap: None, processes=2)
+    assert len(result.rejected) == 1 and "checksum" in result.rejected[0], result.rejected
+    before = {m.name.removeprefix("staged/").removesuffix(".tar") for m in members[: len(members) // 2]}
+    assert result.objects == len(before & set(wanted)) > 0
+    assert all(store.has(h) for h in before & set(wanted))
 
 
 def test_several_packs_imported_by_one_set_of_processes(stream: ck.Stream, tmp_path: Path) -> None:

@@ -78,9 +78,58 @@ def test_metadata_is_part_of_the_hash():
 
 
 def test_xattr_blob():
+    """docs/format.md: per xattr, names sorted bytewise, u16 LE name length, u32 LE value
+    length, name, value; nothing for no xattrs."""
     assert filehash.xattr_blob({}) == b""
     blob = filehash.xattr_blob({"user.b": b"2", "user.a": b"1\0"})
-    assert blob == b"user.a\0user.b\0" + b"1\0" + b"2\0"
+    assert blob == b"\x06\x00" + b"\x02\x00\x00\x00" + b"user.a1\0" + b"\x06\x00\x01\x00\x00\x00user.b2"
+
+
+def _file_hash(xattrs: dict[str, bytes]) -> str:
+    return filehash.hash_bytes(b"content", 0o100644, xattrs=xattrs)
+
+
+def test_xattr_sets_of_the_same_bytes_hash_apart():
+    """A NUL at the end of a value, or names and values shifted from one xattr to another,
+    change the hash: each set of xattrs has its own."""
+    assert _file_hash({"a": b"x"}) != _file_hash({"a": b"x\0"})
+    # Under NUL-terminated names, then values, both of these are b"a\0b\0x\0y\0".
+    assert _file_hash({"a": b"x", "b": b"y"}) != _file_hash({"a": b"b\0x\0y"})
+    assert _file_hash({"a": b"x\0"}) != _file_hash({})
+    assert _file_hash({"a": b""}) != _file_hash({"a": b"\0"}) != _file_hash({})
+
+
+def _near_collisions() -> list[dict[str, bytes]]:
+    """Every set of up to three xattrs drawn from short names and values made of the bytes
+    that delimit fields (NUL) or could be confused with names, plus the sets that move bytes
+    between a name, its value and the next name."""
+    import itertools
+
+    names = ["a", "b", "ab", "a\udc80"]
+    values = [b"", b"\0", b"\0\0", b"x", b"x\0", b"\0x", b"b", b"b\0", b"a\0b", b"x\0y\0", b"\x06\x00"]
+    # Values that hold the rest of a two-xattr set: {a: "", b: ""}, {a: "x", b: "x"}.
+    values += [b"b\0\0\0", b"b\0x\0x"]
+    sets: list[dict[str, bytes]] = [{}]
+    for count in (1, 2, 3):
+        for chosen in itertools.combinations(names, count):
+            for vals in itertools.product(values, repeat=count):
+                sets.append(dict(zip(chosen, vals, strict=True)))
+    return sets
+
+
+def test_different_xattr_sets_never_collide():
+    """No two different sets of xattrs give the same blob (so the same hash), over a
+    systematic family of near-collisions; and the blob reads back as the set it encodes."""
+    from swupd.format import xattrs as records
+
+    seen: dict[bytes, dict[str, bytes]] = {}
+    hashes: set[str] = set()
+    for xs in _near_collisions():
+        blob = filehash.xattr_blob(xs)
+        assert seen.setdefault(blob, xs) == xs, f"{xs} and {seen[blob]} share a blob"
+        assert records.load(blob) == xs
+        hashes.add(_file_hash(xs))
+    assert len(hashes) == len(seen) > 9000
 
 
 def test_xattrs_of_real_files(tmp_path):

@@ -1,10 +1,10 @@
 """An independent reader of published update content, for the build-side tests.
 
 Written from the format as documented (docs/format.md and the module docstrings), using only
-tarfile, zstandard, hmac/hashlib, bsdiff4.core and PyNaCl. It deliberately imports nothing from
-`swupd` or `swupd_server`: the tests check the bytes in `www/` against the documented format,
-not the code against itself. Paths are handled as bytes throughout, so names that are not UTF-8
-survive exactly.
+Python's tarfile (to read what the device reads with its own parser), zstandard, hmac/hashlib,
+bsdiff4.core and PyNaCl. It deliberately imports nothing from `swupd` or `swupd_server`: the
+tests check the bytes in `www/` against the documented format, not the code against itself.
+Paths are handled as bytes throughout, so names that are not UTF-8 survive exactly.
 """
 
 from __future__ import annotations
@@ -46,13 +46,29 @@ def check(condition: bool, message: str) -> None:
 # --- the swupd file hash -------------------------------------------------------------------
 
 
+def xattr_records(xattrs: dict[bytes, bytes]) -> bytes:
+    """Per xattr, names sorted bytewise: u16 LE name length, u32 LE value length, name, value."""
+    return b"".join(struct.pack("<HI", len(n), len(xattrs[n])) + n + xattrs[n] for n in sorted(xattrs))
+
+
+def parse_xattr_records(blob: bytes, what: str) -> dict[bytes, bytes]:
+    out: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(blob):
+        check(pos + 6 <= len(blob), f"{what}: xattr record truncated")
+        nlen, vlen = struct.unpack_from("<HI", blob, pos)
+        pos += 6
+        check(pos + nlen + vlen <= len(blob), f"{what}: xattr record truncated")
+        name = blob[pos : pos + nlen]
+        check(bool(name) and (not out or name > max(out)), f"{what}: xattr names empty, repeated or unsorted")
+        out[name] = blob[pos + nlen : pos + nlen + vlen]
+        pos += nlen + vlen
+    return out
+
+
 def xattr_blob(xattrs: dict[bytes, bytes]) -> bytes:
-    """Names sorted bytewise, each NUL-terminated, then the values in that order, NUL-terminated."""
-    if not xattrs:
-        return b""
-    names = sorted(xattrs)
-    values = [xattrs[n] if xattrs[n].endswith(b"\0") else xattrs[n] + b"\0" for n in names]
-    return b"".join(n + b"\0" for n in names) + b"".join(values)
+    """What the hash covers of the xattrs: nothing for none, else their records."""
+    return xattr_records(xattrs) if xattrs else b""
 
 
 def swupd_hash(kind: str, mode: int, uid: int, gid: int, data: bytes, xattrs: dict[bytes, bytes] | None = None) -> str:
@@ -209,20 +225,33 @@ def unzstd(blob: bytes) -> bytes:
 
 
 def read_fullfile(blob: bytes, digest: str) -> Obj:
-    """A fullfile: a zstd-compressed POSIX tar with one member named by the hash."""
+    """A fullfile: a zstd-compressed plain-ustar tar. Its object is the member named by the
+    hash; before it, `<hash>.xattrs` (0600, root) holds the xattr records when there are any,
+    or `<hash>.target` a symlink's target when it passes 100 bytes."""
     raw = unzstd(blob)
-    check(raw[257:263] == b"ustar\0", f"fullfile {digest} is not a POSIX tar")
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
         members = tar.getmembers()
-        check(len(members) == 1, f"fullfile {digest} holds {len(members)} members")
-        m = members[0]
+        for m in members:
+            check(not m.pax_headers, f"fullfile {digest}: member {m.name!r} has a pax header")
+            check(m.uname == "" and m.gname == "", f"fullfile {digest} carries user/group names")
+            header = raw[m.offset : m.offset + 512]
+            check(header[257:265] == b"ustar\x0000", f"fullfile {digest}: a header that is not plain ustar")
+        check(1 <= len(members) <= 2, f"fullfile {digest} holds {len(members)} members")
+        m = members[-1]
         check(m.name == digest, f"fullfile {digest} holds member {m.name!r}")
-        check(m.uname == "" and m.gname == "", f"fullfile {digest} carries user/group names")
-        xattrs = {
-            k[len("SCHILY.xattr.") :].encode("utf-8", "surrogateescape"): v.encode("utf-8", "surrogateescape")
-            for k, v in m.pax_headers.items()
-            if k.startswith("SCHILY.xattr.")
-        }
+        xattrs: dict[bytes, bytes] = {}
+        link = m.linkname.encode("utf-8", "surrogateescape")
+        if len(members) == 2:
+            side = members[0]
+            check(side.isreg() and (side.mode, side.uid, side.gid) == (0o600, 0, 0), f"fullfile {digest}: side member")
+            data = tar.extractfile(side).read()  # type: ignore[union-attr]
+            if side.name == digest + ".xattrs":
+                check(not m.issym() and bool(data), f"fullfile {digest}: xattrs for a symlink, or none")
+                xattrs = parse_xattr_records(data, f"fullfile {digest}")
+            else:
+                check(side.name == digest + ".target", f"fullfile {digest} holds member {side.name!r}")
+                check(m.issym() and link == b"" and len(data) > 100, f"fullfile {digest}: misplaced target")
+                link = data
         common = {"uid": m.uid, "gid": m.gid, "xattrs": xattrs, "mtime": int(m.mtime)}
         if m.isreg():
             f = tar.extractfile(m)
@@ -232,8 +261,8 @@ def read_fullfile(blob: bytes, digest: str) -> Obj:
         if m.isdir():
             return Obj("D", m.mode, **common)
         if m.issym():
-            check(not xattrs, f"fullfile {digest}: a symlink with xattrs")
-            return Obj("L", 0o777, link=m.linkname.encode("utf-8", "surrogateescape"), **common)
+            check(len(link) <= 100 or len(members) == 2, f"fullfile {digest}: long target in a link name")
+            return Obj("L", 0o777, link=link, **common)
     raise FormatViolation(f"fullfile {digest} holds a member of forbidden type {m.type!r}")
 
 

@@ -107,3 +107,19 @@ def test_a_damaged_cache_file_reads_as_empty(tmp_path):
     open(path, "wb").write(blob)
     assert cachefile.load(path) == {}
     assert cachefile.load(str(tmp_path / "missing")) == {}
+
+
+def test_hashes_cached_under_another_way_of_hashing_are_not_reused(tmp_path):
+    """Scan stamps recorded by a build that hashed xattrs otherwise (no marker of the way of
+    hashing) are not trusted: every object is hashed again."""
+    from swupd_server import cachefile, scan
+
+    root = exampletree.make_tree(str(tmp_path / "rootfs"), 1)
+    cache = str(tmp_path / "scan.cache")
+    items = scan.scan(root, 1, cache)
+    record = cachefile.load(cache)
+    stale = {p: [rec[0], "0" * 63 + "1", *rec[2:]] for p, rec in record.items() if p}
+    cachefile.save(cache, stale)
+    again = scan.scan(root, 1, cache)
+    assert {p: i.hash for p, i in again.items()} == {p: i.hash for p, i in items.items()}
+    assert cachefile.load(cache) == record

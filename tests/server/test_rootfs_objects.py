@@ -54,6 +54,10 @@ def odd(tmp_path_factory, keys):
     _file(root, "/srv/ünïcödé-名前.txt", "unicode ✓\n".encode())
     _file(root, RAW_NAME, b"a name that is not UTF-8\n")
     os.symlink(b"raw-\xff\xfe.bin", os.fsencode(root) + b"/srv/link-to-raw")
+    # Targets that fill ustar's 100-byte link name, and pass it (plain, and not UTF-8).
+    os.symlink("x" * 100, os.path.join(root, "srv/target-of-100"))
+    os.symlink("../" * 40 + "usr/bin/ls", os.path.join(root, "srv/target-of-130"))
+    os.symlink(b"/" + b"\xe9t\xe9/" * 60, os.fsencode(root) + b"/srv/target-not-utf8")
     _dir(root, RAW_DIR)
     _file(root, RAW_DIR + b"/inner.txt", b"inside a non-UTF-8 directory\n")
     _file(root, "/srv/no-perms", b"mode 000\n", 0o000)
@@ -119,6 +123,9 @@ def test_symlinks(odd):
         (b"/srv/dangling", b"does/not/exist"),
         (b"/srv/absolute", b"/usr/bin/ls"),
         (b"/srv/link-to-raw", b"raw-\xff\xfe.bin"),
+        (b"/srv/target-of-100", b"x" * 100),
+        (b"/srv/target-of-130", b"../" * 40 + b"usr/bin/ls"),
+        (b"/srv/target-not-utf8", b"/" + b"\xe9t\xe9/" * 60),
     ):
         e = entries[path]
         assert e.type == "L" and e.size == len(target)

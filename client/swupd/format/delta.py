@@ -1,8 +1,8 @@
 """Binary per-file deltas: one container, several codecs.
 
 A delta starts with the magic `SWDELTA1`, a codec byte, the old and new sizes (u64 LE), and the
-new object's mode, uid and gid (u32 LE) and xattrs (u32 LE length, then pax-like records), so
-the result can be hashed exactly as the manifest pins it. Then comes the codec's payload:
+new object's mode, uid and gid (u32 LE) and xattrs (u32 LE length, then the records of
+`xattrs.py`), so the result can be hashed exactly as the manifest pins it. Then comes the codec's payload:
 - codec 1, `zstd-dict`: a zstd frame compressed with the old file as a raw-content dictionary;
   fastest to apply.
 - codec 2, `bsdiff`: the compressed lengths of three zstd frames (3 x u64 LE), then the frames:
@@ -26,7 +26,7 @@ from typing import BinaryIO
 import bsdiff4.core
 import zstandard
 
-from . import compression
+from . import compression, xattrs
 from .errors import FormatError, SizeLimitError
 from .fullfile import Meta
 from .limits import LIMITS, Limits
@@ -54,29 +54,8 @@ def _window_log(old_len: int, new_len: int) -> int:
     return max(10, min(_MAX_WINDOW_LOG, (old_len + new_len).bit_length()))
 
 
-def _xattrs_dump(xattrs: dict[str, bytes]) -> bytes:
-    out = bytearray()
-    for name, value in sorted(xattrs.items()):
-        raw = name.encode("utf-8", "surrogateescape")
-        out += struct.pack("<HI", len(raw), len(value)) + raw + value
-    return bytes(out)
-
-
-def _xattrs_load(blob: bytes) -> dict[str, bytes]:
-    out, pos = {}, 0
-    while pos < len(blob):
-        nlen, vlen = struct.unpack_from("<HI", blob, pos)
-        pos += 6
-        name, value = blob[pos : pos + nlen], blob[pos + nlen : pos + nlen + vlen]
-        if len(name) != nlen or len(value) != vlen:
-            raise FormatError("delta xattrs truncated")
-        out[name.decode("utf-8", "surrogateescape")] = value
-        pos += nlen + vlen
-    return out
-
-
 def _head(codec: int, old: bytes, new: bytes, meta: Meta) -> bytes:
-    blob = _xattrs_dump(meta.xattrs)
+    blob = xattrs.dump(meta.xattrs)
     return _HEADER.pack(MAGIC, codec, len(old), len(new), meta.mode, meta.uid, meta.gid, len(blob)) + blob
 
 
@@ -129,11 +108,8 @@ def header(delta: bytes, limits: Limits = LIMITS) -> tuple[int, int, Meta, int]:
         raise FormatError("delta target is not a regular file")
     if codec == BSDIFF and max(old_len, new_len) > limits.max_bsdiff_bytes:
         raise SizeLimitError("bsdiff delta for a file larger than bsdiff may be used for")
-    try:
-        xattrs = _xattrs_load(delta[_HEADER.size : _HEADER.size + xlen])
-    except (struct.error, UnicodeDecodeError):
-        raise FormatError("delta xattrs malformed") from None
-    return codec, old_len, Meta(mode, uid, gid, 0, new_len, "", xattrs), _HEADER.size + xlen
+    records = xattrs.load(memoryview(delta)[_HEADER.size : _HEADER.size + xlen])
+    return codec, old_len, Meta(mode, uid, gid, 0, new_len, "", records), _HEADER.size + xlen
 
 
 def apply(old: bytes, delta: bytes, limits: Limits = LIMITS) -> tuple[Meta, bytes]:

@@ -8,7 +8,9 @@ update, and `verify` catches it.
 
 Unlike swupd (which leaves xattrs out unless built with an option), the hash covers the xattrs
 that define behaviour (file capabilities, ACLs, IMA/EVM, user and trusted attributes); only
-`security.selinux` is left out, since the device's policy assigns it.
+`security.selinux` is left out, since the device's policy assigns it. They enter the hash as
+length-prefixed records, not as swupd's NUL-terminated names and values, which let different
+sets of xattrs hash alike.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import os
 import stat
 import struct
 from typing import BinaryIO
+
+from . import xattrs as xattr_records
 
 ZERO_HASH = "0" * 64
 _CHUNK = 1024 * 1024
@@ -35,15 +39,10 @@ def stat_block(mode: int, uid: int, gid: int, size: int) -> bytes:
 
 
 def xattr_blob(xattrs: dict[str, bytes]) -> bytes:
-    """Names sorted bytewise, each NUL-terminated, then each value NUL-terminated."""
-    if not xattrs:
-        return b""
-    names = sorted((os.fsencode(n) for n in xattrs), key=bytes)
-    blob = b"".join(n + b"\0" for n in names)
-    for n in names:
-        value = xattrs[os.fsdecode(n)]
-        blob += value if value.endswith(b"\0") else value + b"\0"
-    return blob
+    """The records of `xattrs.py`: lengths before names and values, so that no two sets of
+    xattrs give the same blob; empty for none, as swupd's, so objects without xattrs hash as
+    swupd hashes them."""
+    return xattr_records.dump(xattrs) if xattrs else b""
 
 
 def _key(mode: int, uid: int, gid: int, size: int, xattrs: dict[str, bytes] | None) -> bytes:

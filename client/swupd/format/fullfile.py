@@ -1,26 +1,37 @@
-"""Fullfiles: one file, directory or symlink as a single-member tar, then compressed.
+"""Fullfiles: one file, directory or symlink as a small plain-ustar tar, then compressed.
 
-The member is named by the object's hash and carries mode, numeric uid/gid, mtime and xattrs
-(as `SCHILY.xattr.*` pax records), so unpacking it reproduces exactly what the hash covers.
-User and group names are left empty: ids are numeric everywhere, which avoids the mismatches
-swupd met when a host mapped names to other ids.
+The object's member is named by its hash and carries mode, numeric uid/gid and mtime, so
+unpacking it reproduces what the hash covers. User and group names are left empty: ids are
+numeric everywhere, which avoids the mismatches swupd met when a host mapped names to other
+ids. What a plain ustar header cannot hold travels in one regular member before it:
+`<hash>.xattrs`, the object's xattrs as the records of `xattrs.py`, or `<hash>.target`, a
+symlink's target when it is longer than the 100 bytes of ustar's link name. Symlinks carry no
+xattrs, so a fullfile has at most two members, and `tar -x` still unpacks it.
+
+Readers take exactly these names, in this order, with the sizes the caller allows (`ustar.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import stat
-import tarfile
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import zstandard
 
-from . import compression
+from . import compression, ustar, xattrs
 from .errors import FormatError, SizeLimitError
+from .limits import LIMITS, Limits
 
-# Tar framing for one member: header, pax records, padding and the two end blocks.
-TAR_OVERHEAD = 64 * 1024
+# Tar framing of an object beside its data: headers, a side member (xattrs or a symlink's
+# target), padding, the end blocks and the record padding other tar writers add.
+TAR_OVERHEAD = LIMITS.max_xattr_bytes + 16 * 1024
+# What a fullfile may have after its end blocks: the zeros that pad a tar to whole records.
+_MAX_TRAILER = 10240
+_LINK_FIELD = 100
 
 
 @dataclass
@@ -36,31 +47,39 @@ class Meta:
     xattrs: dict[str, bytes] = field(default_factory=dict)
 
 
-def tarinfo(name: str, meta: Meta) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.mode = stat.S_IMODE(meta.mode)
-    info.uid, info.gid = meta.uid, meta.gid
-    info.uname = info.gname = ""
-    info.mtime = meta.mtime
-    if stat.S_ISDIR(meta.mode):
-        info.type = tarfile.DIRTYPE
-    elif stat.S_ISLNK(meta.mode):
-        info.type, info.linkname, info.mode = tarfile.SYMTYPE, meta.linkname, 0o777
-    elif stat.S_ISREG(meta.mode):
-        info.type, info.size = tarfile.REGTYPE, meta.size
-    else:
-        raise FormatError(f"unsupported file type for {name}")
-    if meta.xattrs:
-        info.pax_headers = {
-            "SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape") for k, v in sorted(meta.xattrs.items())
-        }
-    return info
+def _side(out: BinaryIO, name: str, data: bytes, mtime: int) -> None:
+    out.write(ustar.header(name, ustar.REGULAR, 0o600, 0, 0, len(data), mtime))
+    out.write(data + ustar.padding(len(data)))
 
 
 def write_tar(out: BinaryIO, name: str, meta: Meta, content: BinaryIO | None) -> None:
-    """Write an uncompressed single-member tar stream to `out`."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
-        tar.addfile(tarinfo(name, meta), content)
+    """Write an uncompressed fullfile tar stream to `out`, streaming a file's content."""
+    mode, mtime = stat.S_IMODE(meta.mode), meta.mtime
+    if meta.xattrs:
+        if stat.S_ISLNK(meta.mode):
+            raise FormatError(f"symlink {name} with xattrs")
+        _side(out, name + ".xattrs", xattrs.dump(meta.xattrs), mtime)
+    if stat.S_ISDIR(meta.mode):
+        out.write(ustar.header(name + "/", ustar.DIRECTORY, mode, meta.uid, meta.gid, 0, mtime))
+    elif stat.S_ISLNK(meta.mode):
+        target = meta.linkname.encode("utf-8", "surrogateescape")
+        link = meta.linkname
+        if len(target) > _LINK_FIELD:
+            _side(out, name + ".target", target, mtime)
+            link = ""
+        out.write(ustar.header(name, ustar.SYMLINK, 0o777, meta.uid, meta.gid, 0, mtime, link))
+    elif stat.S_ISREG(meta.mode):
+        out.write(ustar.header(name, ustar.REGULAR, mode, meta.uid, meta.gid, meta.size, mtime))
+        left = meta.size
+        while left and content is not None and (chunk := content.read(min(left, 1 << 20))):
+            out.write(chunk)
+            left -= len(chunk)
+        if left or (content is not None and content.read(1)):
+            raise FormatError(f"content of {name} is not the {meta.size} bytes announced")
+        out.write(ustar.padding(meta.size))
+    else:
+        raise FormatError(f"unsupported file type for {name}")
+    out.write(ustar.END)
 
 
 def write(out: BinaryIO, digest: str, meta: Meta, content: BinaryIO | None, codec: str, level: int) -> None:
@@ -82,45 +101,84 @@ def write(out: BinaryIO, digest: str, meta: Meta, content: BinaryIO | None, code
         raise ValueError(f"unknown compression {codec!r}")
 
 
-def read(src: BinaryIO, digest: str, max_size: int) -> tuple[Meta, bytes]:
-    """Read a fullfile whole; checks the single member's name and type, not its hash."""
+_ALL_TYPES = frozenset({ustar.REGULAR, ustar.DIRECTORY, ustar.SYMLINK})
+
+
+def read_object(
+    tar: ustar.Reader, digest: str, types: Collection[str], max_size: int, limits: Limits = LIMITS
+) -> tuple[Meta, BinaryIO | None]:
+    """Read a fullfile's members up to the object's data: its metadata, and for a regular file
+    its content as a stream of exactly its size (the caller reads it, then calls `finish`).
+    `types` are the ustar types the object may have; `max_size` caps a file's bytes and a
+    symlink's target. Checks names, types, order and sizes, not the hash. Errors name what is
+    wrong, not the fullfile: the caller does."""
+    types = frozenset(types)
+    obj = {digest, digest + "/"}
+    side = {digest + ".xattrs"} if types != {ustar.SYMLINK} else set()
+    if ustar.SYMLINK in types and max_size > _LINK_FIELD:
+        side.add(digest + ".target")
+    cap = max(max_size, limits.max_xattr_bytes if digest + ".xattrs" in side else 0)
+    h = tar.next(obj | side, types | ({ustar.REGULAR} if side else set()), cap)
+    if h is None:
+        raise FormatError("holds no member")
+    found: dict[str, bytes] = {}
+    target = None
+    if h.name == digest + ".xattrs":
+        if h.type != ustar.REGULAR or not 0 < h.size <= limits.max_xattr_bytes:
+            raise SizeLimitError("carries too many xattrs")
+        found = xattrs.load(tar.read())
+        h = tar.next(obj, types - {ustar.SYMLINK}, max_size)
+    elif h.name == digest + ".target":
+        if h.type != ustar.REGULAR or not _LINK_FIELD < h.size <= min(max_size, limits.max_path_bytes):
+            raise FormatError("holds a malformed symlink target")
+        target = tar.read()
+        if b"\0" in target:
+            raise FormatError("holds a malformed symlink target")
+        h = tar.next({digest}, {ustar.SYMLINK}, 0)
+    if h is None or h.type not in types:
+        raise FormatError("does not hold its own member")
+    if h.size > max_size:
+        raise SizeLimitError("larger than its signed size")
+    if h.type == ustar.SYMLINK:
+        if target is not None:
+            if h.linkname:
+                raise FormatError("gives its symlink two targets")
+            link = target.decode("utf-8", "surrogateescape")
+        else:
+            link = h.linkname
+        if not link:
+            raise FormatError("holds a symlink without a target")
+        if len(link.encode("utf-8", "surrogateescape")) > max_size:
+            raise SizeLimitError("symlink target longer than its signed size")
+        return Meta(stat.S_IFLNK | 0o777, h.uid, h.gid, h.mtime, 0, link), None
+    if h.type == ustar.DIRECTORY:
+        return Meta(stat.S_IFDIR | stat.S_IMODE(h.mode), h.uid, h.gid, h.mtime, 0, "", found), None
+    meta = Meta(stat.S_IFREG | stat.S_IMODE(h.mode), h.uid, h.gid, h.mtime, h.size, "", found)
+    return meta, tar.content()
+
+
+def finish(tar: ustar.Reader, digest: str) -> None:
+    """After the object: the end of the archive, and nothing but tar's padding after it."""
+    if tar.next((), (), 0) is not None:
+        raise FormatError("holds more than one object")
+    tar.trailer(_MAX_TRAILER)
+
+
+def read(src: BinaryIO, digest: str, max_size: int, types: Collection[str] = _ALL_TYPES) -> tuple[Meta, bytes]:
+    """Read a fullfile whole; checks its members' names, types and sizes, not its hash."""
     stream = compression.open_decompressed(src, max_size + TAR_OVERHEAD)
-    try:
-        with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
-            info = tar.next()
-            if info is None or info.name.rstrip("/") != digest:
-                raise FormatError(f"fullfile {digest} does not hold its own member")
-            meta = Meta(
-                mode=_mode(info),
-                uid=info.uid,
-                gid=info.gid,
-                mtime=int(info.mtime),
-                size=info.size,
-                linkname=info.linkname if info.issym() else "",
-                xattrs={
-                    k[len("SCHILY.xattr.") :]: v.encode("utf-8", "surrogateescape")
-                    for k, v in info.pax_headers.items()
-                    if k.startswith("SCHILY.xattr.")
-                },
-            )
-            if info.size > max_size:
-                raise SizeLimitError(f"fullfile {digest} larger than its signed size")
-            data = b""
-            if info.isreg():
-                f = tar.extractfile(info)
-                data = f.read() if f else b""
-            if tar.next() is not None:
-                raise FormatError(f"fullfile {digest} holds more than one member")
-    except tarfile.TarError as e:
-        raise FormatError(f"fullfile {digest} is not a valid tar: {e}") from None
+    tar = ustar.Reader(stream)
+    with named(f"fullfile {digest}"):
+        meta, content = read_object(tar, digest, types, max_size)
+        data = content.read() if content is not None else b""
+        finish(tar, digest)
     return meta, data
 
 
-def _mode(info: tarfile.TarInfo) -> int:
-    if info.isdir():
-        return stat.S_IFDIR | info.mode
-    if info.issym():
-        return stat.S_IFLNK | 0o777
-    if info.isreg():
-        return stat.S_IFREG | info.mode
-    raise FormatError(f"fullfile member {info.name} has a forbidden type")
+@contextlib.contextmanager
+def named(what: str) -> Iterator[None]:
+    """Errors met reading a fullfile, with the fullfile named in front."""
+    try:
+        yield
+    except (FormatError, SizeLimitError) as e:
+        raise type(e)(f"{what}: {e}") from None

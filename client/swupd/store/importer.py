@@ -1,27 +1,26 @@
 """Turning downloaded fullfiles and packs into verified objects.
 
-Archives are read member by member from a bounded decompressing stream; `extractall` is never
-used. Only members that are expected are looked at: a fullfile must hold exactly one member,
-named by the hash the manifest asks for, of the type the manifest says, no larger than its
-signed size; links, devices and anything else in an archive header are refused, never created.
-A delta is applied only against a source whose hash is known, and its result is stored only if
-it hashes to its name. Nothing here writes outside the object store.
+Archives are read member by member with the project's own plain-ustar reader (`ustar.py`),
+from a bounded decompressing stream or from bytes in memory; no general tar parser is used.
+Only members that are expected are looked at: a fullfile must hold exactly the members its
+layout allows, named by the hash the manifest asks for, of the type the manifest says, no
+larger than its signed size; a pack only its two directories, fullfiles and deltas. A header
+of any other name or type (links, devices, pax or GNU records) ends the reading of the archive
+before its data is read. A delta is applied only against a source whose hash is known, and its
+result is stored only if it hashes to its name. Nothing here writes outside the object store.
 """
 
 from __future__ import annotations
 
-import io
 import re
-import stat
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from swupd.format import compression
+from swupd.format import compression, fullfile, ustar
 from swupd.format import delta as deltas
 from swupd.format.errors import FormatError, HashMismatchError, SizeLimitError
-from swupd.format.fullfile import TAR_OVERHEAD, Meta
+from swupd.format.fullfile import TAR_OVERHEAD
 from swupd.format.limits import LIMITS, Limits
 from swupd.format.manifest import Entry, Type
 
@@ -29,8 +28,10 @@ from .objects import ObjectStore
 
 _STAGED = re.compile(r"staged/([0-9a-f]{64})\.tar\Z")
 _DELTA = re.compile(r"delta/([0-9a-f]{64})/([0-9a-f]{64})\Z")
-_PLAIN = (tarfile.REGTYPE, tarfile.AREGTYPE)  # members with their data right after the header
-_TYPES = {Type.FILE: tarfile.REGTYPE, Type.DIRECTORY: tarfile.DIRTYPE, Type.SYMLINK: tarfile.SYMTYPE}
+# Every name a pack may hold, and the types they may have.
+_PACK_NAMES = re.compile(r"(?:delta/|staged/|staged/[0-9a-f]{64}\.tar|delta/[0-9a-f]{64}/[0-9a-f]{64})")
+_PACK_TYPES = frozenset({ustar.REGULAR, ustar.DIRECTORY})
+_TYPES = {Type.FILE: {ustar.REGULAR}, Type.DIRECTORY: {ustar.DIRECTORY}, Type.SYMLINK: {ustar.SYMLINK}}
 
 
 def fullfile_cap(size: int) -> int:
@@ -41,35 +42,19 @@ def fullfile_cap(size: int) -> int:
 
 def import_fullfile(store: ObjectStore, src: BinaryIO, entry: Entry, limits: Limits = LIMITS) -> None:
     """Verify one fullfile stream against its manifest entry and store the object."""
-    stream = compression.open_decompressed(src, entry.size + TAR_OVERHEAD)
-    try:
-        with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape") as tar:
-            info = tar.next()
-            if info is None or info.name.rstrip("/") != entry.hash:
-                raise FormatError(f"fullfile for {entry.path} does not hold its own member")
-            if info.type != _TYPES.get(entry.type) and not (entry.type == Type.FILE and info.type == tarfile.AREGTYPE):
-                raise FormatError(f"fullfile for {entry.path} holds a {info.type!r} member, expected {entry.type.name}")
-            if info.isreg() and info.size != entry.size:
-                raise SizeLimitError(f"fullfile for {entry.path} is {info.size} bytes, the manifest says {entry.size}")
-            xattrs = {
-                k[len("SCHILY.xattr.") :]: v.encode("utf-8", "surrogateescape")
-                for k, v in info.pax_headers.items()
-                if k.startswith("SCHILY.xattr.")
-            }
-            if sum(len(k) + len(v) for k, v in xattrs.items()) > limits.max_xattr_bytes:
-                raise SizeLimitError(f"fullfile for {entry.path} carries too many xattrs")
-            if info.issym():
-                meta = Meta(stat.S_IFLNK | 0o777, info.uid, info.gid, 0, 0, info.linkname)
-                store.add(entry.hash, meta, None)
-            elif info.isdir():
-                store.add(entry.hash, Meta(stat.S_IFDIR | info.mode, info.uid, info.gid, xattrs=xattrs), None)
-            else:
-                meta = Meta(stat.S_IFREG | info.mode, info.uid, info.gid, int(info.mtime), info.size, "", xattrs)
-                store.add(entry.hash, meta, tar.extractfile(info))
-            if tar.next() is not None:
-                raise FormatError(f"fullfile for {entry.path} holds more than one member")
-    except tarfile.TarError as e:
-        raise FormatError(f"fullfile for {entry.path} is not a valid tar: {e}") from None
+    types = _TYPES.get(entry.type)
+    if types is None:
+        raise FormatError(f"no fullfile for {entry.path}, which is not a file, directory or symlink")
+    tar = ustar.Reader(compression.open_decompressed(src, entry.size + TAR_OVERHEAD))
+    with fullfile.named(f"fullfile for {entry.path}"):
+        meta, content = fullfile.read_object(tar, entry.hash, types, entry.size, limits)
+        size = len(meta.linkname.encode("utf-8", "surrogateescape")) if entry.type == Type.SYMLINK else meta.size
+        if size != entry.size:
+            raise SizeLimitError(f"{size} bytes, the manifest says {entry.size}")
+        if entry.type != Type.FILE:
+            meta.mtime = 0
+        store.add(entry.hash, meta, content)
+        fullfile.finish(tar, entry.hash)
 
 
 @dataclass
@@ -123,52 +108,39 @@ def import_pack(
     the interpreter lock."""
     out = PackResult()
     index = -1
+    name = ""
     try:
         whole = compression.read_small(src, min(cap, limits.max_pack_in_memory))
         if whole is None:
             src.seek(0)
-            stream = compression.open_decompressed(src, cap)
-            tar = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
+            tar = ustar.Reader(compression.open_decompressed(src, cap))
         else:
-            tar = tarfile.open(fileobj=io.BytesIO(whole), mode="r:", encoding="utf-8", errors="surrogateescape")
-        with tar:
-            for info in tar:
-                if info.type not in _PLAIN:
-                    continue
-                index += 1
-                if claim is not None and not claim(index):
-                    continue
-                name = info.name
-                try:
-                    if _import_member(store, tar, info, whole, wanted, source_of, limits):
-                        if name.startswith("delta/"):
-                            out.deltas += 1
-                        else:
-                            out.objects += 1
-                except _BAD_MEMBER as e:
-                    out.rejected.append(f"{name}: {e}")
-    except tarfile.TarError as e:
-        out.rejected.append(f"pack is not a valid tar: {e}")
+            tar = ustar.Reader(whole)
+        while (member := tar.next(_PACK_NAMES, _PACK_TYPES, cap)) is not None:
+            name = member.name
+            if member.type != ustar.REGULAR:
+                continue
+            index += 1
+            if claim is not None and not claim(index):
+                continue
+            try:
+                if _import_member(store, tar, member, wanted, source_of, limits):
+                    if name.startswith("delta/"):
+                        out.deltas += 1
+                    else:
+                        out.objects += 1
+            except _BAD_MEMBER as e:
+                out.rejected.append(f"{name}: {e}")
     except (FormatError, SizeLimitError) as e:
-        out.rejected.append(f"pack unreadable: {e}")
+        where = f" after {name}" if name else ""
+        out.rejected.append(f"pack unreadable{where}: {e}")
     return out
-
-
-def _content(tar: tarfile.TarFile, info: tarfile.TarInfo, whole: bytes | None) -> BinaryIO:
-    """A member's data: sliced from the unpacked pack when there is one, else streamed."""
-    if whole is None:
-        return tar.extractfile(info) or io.BytesIO()
-    end = info.offset_data + info.size
-    if end > len(whole):
-        raise FormatError("cut short")
-    return io.BytesIO(whole[info.offset_data : end])
 
 
 def _import_member(
     store: ObjectStore,
-    tar: tarfile.TarFile,
-    info: tarfile.TarInfo,
-    whole: bytes | None,
+    tar: ustar.Reader,
+    member: ustar.Header,
     wanted: dict[str, Entry],
     source_of: Callable[[str, int], bytes | None],
     limits: Limits,
@@ -176,25 +148,27 @@ def _import_member(
     """Import one pack member if it provides a wanted object this process has not stored yet;
     True if it did. (`wanted` holds only objects missing from the store when the import began;
     another process meeting the same object twice in a pack just replaces it by its equal.)"""
-    m = _STAGED.match(info.name)
+    m = _STAGED.match(member.name)
     if m:
         entry = wanted.get(m[1])
-        if entry is None or m[1] in store.fresh or info.size > fullfile_cap(entry.size):
+        if entry is None or m[1] in store.fresh:
             return False
-        import_fullfile(store, _content(tar, info, whole), entry, limits)
+        if member.size > fullfile_cap(entry.size):
+            raise SizeLimitError("larger than its object's fullfile could be")
+        import_fullfile(store, tar.content(), entry, limits)
         return True
-    m = _DELTA.match(info.name)
+    m = _DELTA.match(member.name)
     if not m:
         return False
     entry = wanted.get(m[2])
     if entry is None or m[2] in store.fresh or entry.size > limits.max_delta_source_bytes:
         return False
-    if info.size > 2 * entry.size + TAR_OVERHEAD:
+    if member.size > 2 * entry.size + TAR_OVERHEAD:
         raise FormatError("larger than its target could need")
     old = source_of(m[1], limits.max_delta_source_bytes)
     if old is None:
         return False
-    blob = _content(tar, info, whole).read()
+    blob = tar.read()
     held = [old]
     del old
     _import_delta(store, held, blob, entry, limits)

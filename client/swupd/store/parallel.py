@@ -208,5 +208,7 @@ def _merge(results: list[PackResult], store: ObjectStore, report: dict | None) -
     for result, got in zip(results, report["packs"], strict=True):
         result.objects += int(got["objects"])
         result.deltas += int(got["deltas"])
-        result.rejected += [str(x) for x in got["rejected"]]
+        # A member is reported by the process that took it; an archive that cannot be read on
+        # is met by every process, and reported once.
+        result.rejected += [str(x) for x in got["rejected"] if str(x) not in result.rejected]
     store.fresh.update(str(x) for x in report["fresh"])
