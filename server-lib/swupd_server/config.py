@@ -70,13 +70,14 @@ class BuildConfig:
         return os.path.join(self.cache_dir, *parts)
 
     def delta_cache(self, from_hash: str, to_hash: str) -> str:
-        """Cached per delta settings: other codecs or limits give other deltas."""
+        """Cached per format and delta settings: other codecs or limits give other deltas, and
+        a version of one format reuses no content of another."""
         import hashlib
 
         from swupd.format.delta import PAYLOAD_REVISION
 
         settings = f"{PAYLOAD_REVISION}/{self.delta_codecs}/{self.delta_level}/{self.limits.max_bsdiff_bytes}"
-        settings += f"/{self.limits.max_delta_source_bytes}/{self.limits.min_delta_target_bytes}"
+        settings += f"/{self.format}/{self.limits.max_delta_source_bytes}/{self.limits.min_delta_target_bytes}"
         tag = hashlib.sha256(settings.encode()).hexdigest()[:12]
         return self.cache("deltas", tag, f"{from_hash}-{to_hash}")
 

@@ -66,7 +66,7 @@ class DeltaReport:
 
 def source_versions(history: History, cfg: BuildConfig) -> list[int]:
     """The earlier versions to make delta packs from, as asked or the last `cfg.deltas`."""
-    same = [v for v in history.versions if v < cfg.version and history.mom(v).format == cfg.format]
+    same = [v for v in history.versions_of(cfg.format) if v < cfg.version]
     if cfg.delta_versions is None:
         return same[-cfg.deltas :] if cfg.deltas > 0 else []
     missing = [v for v in cfg.delta_versions if v not in same]

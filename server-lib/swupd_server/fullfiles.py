@@ -1,7 +1,7 @@
 """Build stage 2: content-addressed fullfiles for every object new in this version.
 
-A fullfile is written once per hash and version directory; content that an earlier version
-already published under the same hash is linked, not compressed again. Compression runs in
+A fullfile is written once per hash and version directory; content that an earlier version of
+the same format already published under the same hash is linked, not compressed again. Compression runs in
 worker processes and streams, so large files never sit whole in memory.
 """
 
@@ -63,10 +63,10 @@ def _link_or_copy(src: str, dest: str) -> None:
         shutil.copyfile(src, dest)
 
 
-def existing_index(history: History) -> dict[str, str]:
-    """hash -> an already published fullfile with that hash."""
+def existing_index(history: History, fmt: int) -> dict[str, str]:
+    """hash -> an already published fullfile of format `fmt` with that hash."""
     index: dict[str, str] = {}
-    for v in history.versions:
+    for v in history.versions_of(fmt):
         d = history.path(layout.files_dir(v))
         if os.path.isdir(d):
             for name in os.listdir(d):
@@ -79,7 +79,7 @@ def build(
     report: ManifestReport, items: dict[str, Item], history: History, stage: str, cfg: BuildConfig
 ) -> FullfileReport:
     out = FullfileReport()
-    existing = existing_index(history)
+    existing = existing_index(history, cfg.format)
     os.makedirs(os.path.join(stage, layout.files_dir(cfg.version)), exist_ok=True)
     jobs, seen = [], set()
     for result in report.bundles.values():

@@ -57,6 +57,12 @@ class History:
                 found.append(int(name))
         return sorted(found)
 
+    def versions_of(self, fmt: int) -> list[int]:
+        """Published versions of format `fmt`, ascending: the only ones whose content (fullfiles,
+        deltas, packs) a version of that format may reuse. A new format may lay out or hash
+        content otherwise, and its devices refuse what an older format wrote."""
+        return [v for v in self.versions if self.mom(v).format == fmt]
+
     def latest(self, fmt: int) -> int:
         """The version `version/format<fmt>/latest` points at, 0 if none."""
         try:

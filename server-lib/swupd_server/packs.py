@@ -120,10 +120,10 @@ def _write(job: _Job) -> tuple[int, int, int]:
     return os.path.getsize(dest), len(todo.copy), len(todo.fresh)
 
 
-def _previous(history: History, version: int, bundle: str, from_version: int) -> str | None:
-    """The same bundle's pack from the same version in the newest earlier version that has one
-    (relative to www)."""
-    for v in reversed(history.versions):
+def _previous(history: History, fmt: int, version: int, bundle: str, from_version: int) -> str | None:
+    """The same bundle's pack from the same version in the newest earlier version of the same
+    format that has one (relative to www)."""
+    for v in reversed(history.versions_of(fmt)):
         if from_version < v < version:
             rel = layout.pack(v, bundle, from_version)
             if os.path.isfile(history.path(rel)):
@@ -196,7 +196,7 @@ def build(
             cfg.timestamp,
             level,
             cfg.www,
-            _previous(history, cfg.version, info.bundle, info.from_version),
+            _previous(history, cfg.format, cfg.version, info.bundle, info.from_version),
             cfg.cache_dir,
         )
         for info, members, level in jobs

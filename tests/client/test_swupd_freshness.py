@@ -246,3 +246,114 @@ def test_a_configured_stream_is_held_to(device: Device) -> None:
     assert ck.diff_snapshots(snap, device.snapshot()) == ""
     (etc / "stream").unlink()
     assert device.swupd("update").rc == 0
+
+
+# -- a new format reuses nothing of the older one ----------------------------------------------
+
+LONG_TARGET = "a-target-longer-than-ustar-link-field/" * 4 + "same.txt"
+
+
+def _old_symlink_fullfile(digest: str) -> bytes:
+    """The fullfile the previous release wrote for a long-target symlink: a pax tar (the target
+    in a `linkpath` record), which devices of this format refuse."""
+    import tarfile
+
+    info, _ = ck.member(digest, kind=tarfile.SYMTYPE, mode=0o777, linkname=LONG_TARGET, uid=0, gid=0)
+    return ck.zstd(ck.tar_bytes([(info, None)]))
+
+
+def _replace_pack_member(pack: Path, name: str, data: bytes) -> bool:
+    """Replace member `name` of a pack in place, frame by frame (the frames a later build may
+    copy stay frames); whether the pack held it."""
+    import io
+    import tarfile
+
+    import zstandard
+
+    blob, frames, found = pack.read_bytes(), [], False
+    while blob:
+        obj = zstandard.ZstdDecompressor().decompressobj()
+        raw = obj.decompress(blob)
+        blob = obj.unused_data
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            members = [(i, tar.extractfile(i).read() if i.isreg() else None) for i in tar]
+        if any(i.name == name for i, _ in members):
+            found, out = True, b""
+            for info, content in members:
+                if info.name == name:
+                    info.size, content = len(data), data
+                out += info.tobuf(tarfile.USTAR_FORMAT, "ascii", "strict")
+                if content is not None:
+                    out += content + bytes(-len(content) % 512)
+            raw = out
+        frames.append(zstandard.ZstdCompressor(level=3, write_content_size=True).compress(raw))
+    pack.write_bytes(b"".join(frames))
+    return found
+
+
+def _device_reads_everything(www: Path, version: int) -> int:
+    """Read every fullfile, and every staged pack member a device of `version` may want, under
+`version` as the device does; how many."""
+    import io
+    import tarfile
+
+    import zstandard
+    from swupd.format import fullfile
+
+    sizes = {e.hash: e.size for e in ck.entries(str(www), version, ck.ALL_BUNDLES).values()}
+    read = 0
+    for f in sorted((www / str(version) / "files").glob("*.tar")):
+        with open(f, "rb") as src:
+            fullfile.read(src, f.name[:-4], sizes[f.name[:-4]])
+        read += 1
+    for pack in sorted((www / str(version)).glob("pack-*.tar")):
+        raw = zstandard.ZstdDecompressor().stream_reader(pack.read_bytes(), read_across_frames=True).read()
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            for info in tar:
+                digest = info.name[len("staged/") : -len(".tar")]
+                if info.isreg() and info.name.startswith("staged/") and digest in sizes:  # others are skipped
+                    fullfile.read(tar.extractfile(info), digest, sizes[digest])
+                    read += 1
+    return read
+
+
+def test_a_new_format_reuses_no_content_of_the_older(
+    stream: ck.Stream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/format.md, "Moving to a new format": format 1 as the previous release published it
+    (MoMs and latest without a stream identity, a long-target symlink's fullfile a pax tar, in
+    files/ and in the packs), then format 2. No fullfile, pack frame or delta of format 1 is
+    reused: a device installs and updates in format 2, and verify finds nothing wrong."""
+    rootfs = {}
+    for v in (10, 20, 30):
+        rootfs[v] = ck.clone(stream.rootfs[v], str(tmp_path / f"rootfs-{v}"))
+        os.symlink(LONG_TARGET, os.path.join(rootfs[v], "usr/share/data/long-link"))
+    www = tmp_path / "www"
+    for v in (10, 20):
+        build(monkeypatch, www, rootfs[v], v, stream)
+    link = ck.entries(str(www), 20, ck.ALL_BUNDLES)["/usr/share/data/long-link"]
+    assert link.version == 10
+    old = _old_symlink_fullfile(link.hash)
+    (www / "10" / "files" / f"{link.hash}.tar").write_bytes(old)
+    packs = [p for v in (10, 20) for p in (www / str(v)).glob("pack-*.tar")]
+    assert sum(_replace_pack_member(p, f"staged/{link.hash}.tar", old) for p in packs) >= 2
+    for rel in ("10/Manifest.MoM", "20/Manifest.MoM", LATEST):
+        _strip_stream(www, rel, stream)
+
+    build(monkeypatch, www, rootfs[20], 30, stream, "--format", "2")
+    assert _device_reads_everything(www, 30) > 0
+    with FaultServer(www) as srv:
+        dev = Device(str(tmp_path / "dev" / "root"), str(tmp_path / "dev" / "state"), srv.url(), stream)
+        r = ck.run("os-install", dev.root, "--statedir", dev.state, "--url", srv.url(), "--key", stream.key,
+                   "--format", "2", "--compat", ck.COMPAT, "--bundles", ",".join(ck.ALL_BUNDLES[1:]))  # fmt: skip
+        assert r.rc == 0, r.err
+        assert os.readlink(os.path.join(dev.root, "usr/share/data/long-link")) == LONG_TARGET
+        build(monkeypatch, www, rootfs[30], 40, stream, "--format", "2")
+        assert _device_reads_everything(www, 40) > 0
+        opts = dev.opts()
+        opts[opts.index("--format") + 1] = "2"
+        r = ck.run("update", *opts)
+        assert r.rc == 0, r.err
+        assert dev.version() == 40
+        r = ck.run("verify", *opts)
+        assert r.rc == 0, r.err
