@@ -222,6 +222,9 @@ def test_only_the_installed_version_may_lack_the_stream_identity(
         _strip_stream(private_www, f"{v}/Manifest.MoM", stream)
     dev = clone_device(v10_all, private_server.url())
     shutil.rmtree(Path(dev.state, "manifests"))  # the device holds the MoM as published then
+    # ... and the trust record an earlier client kept, which names no stream.
+    old = trust(dev)
+    Path(dev.state, "trust.json").write_text(json.dumps({k: old[k] for k in ("highest_version", "latest_timestamp")}))
     r = dev.swupd("verify")
     assert r.rc == 0, r.err
     snap = dev.snapshot()
@@ -357,3 +360,28 @@ def test_a_new_format_reuses_no_content_of_the_older(
         assert dev.version() == 40
         r = ck.run("verify", *opts)
         assert r.rc == 0, r.err
+
+
+def test_a_device_that_installed_a_stream_takes_no_version_without_one(
+    v10_all: Device, clone_device, stream: ck.Stream, private_www: Path, private_server: FaultServer,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """The key once signed another stream, before streams had an identity, and that stream has
+    a version of the same number as the one the device runs. Once the device has installed its
+    version from its own stream, that other MoM (whose format and version would pass for a
+    version installed before streams had one) is refused, even with no MoM cached: a repair
+    must not turn the device into the other stream."""
+    other = tmp_path / "other-www"
+    build(monkeypatch, other, stream.rootfs[30], 20, stream)
+    _strip_stream(other, "20/Manifest.MoM", stream)
+    dev = clone_device(v10_all, private_server.url())
+    assert dev.swupd("update").rc == 0
+    assert trust(dev)["stream"] == ck.mom(str(private_www), 20).header["stream"]
+    assert dev.swupd("clean", "--all").rc == 0
+    shutil.rmtree(private_www / "20")
+    shutil.copytree(other / "20", private_www / "20")
+    snap = dev.snapshot()
+    for command in ("repair", "verify"):
+        r = dev.swupd(command)
+        assert r.rc == 9 and "version 20 names no stream" in r.error_line(), (command, r.err)
+    assert ck.diff_snapshots(snap, dev.snapshot()) == ""

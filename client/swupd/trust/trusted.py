@@ -22,7 +22,8 @@ passes its expiry.
 Every MoM and `latest` carries its stream's identity and the MoM its compat id. The device
 holds to those of its configuration or, when it names none, to those of the version it last
 installed; anything else is another device's content (exit 9). Only the MoM of the version the
-device runs may lack the identity: it was installed before streams had one.
+device runs may lack the identity, and only while the device has installed no version that had
+one: it was installed before streams had one.
 """
 
 from __future__ import annotations
@@ -126,6 +127,12 @@ class TrustedSet:
             self._check_stream(mom.stream, f"version {version}")
         elif version != self.current:
             raise FormatError(f"version {version} names no stream; its server predates stream identities")
+        elif self.record.stream:
+            # The installed version came from a stream: a MoM of that number without one is
+            # another stream's, signed with the same key before streams had an identity.
+            raise CompatError(
+                f"version {version} names no stream, this device installed it from {self.record.stream!r}"
+            )
         if not allow_older and version < self.current:
             raise RollbackError(f"version {version} is below the installed version {self.current}")
         self._moms[version] = mom
