@@ -128,3 +128,25 @@ def test_skippable_frames_are_passed_over():
     assert compression.decompress(blob, 1 << 20) == b"firstsecond"
     with pytest.raises(FormatError, match="truncated"):
         compression.decompress(cctx.compress(b"first") + skip[:-1], 1 << 20)
+
+
+def test_xz_reading_holds_little_of_the_input():
+    """A stretch that expands a lot does not make the reader take in more input than the
+    decoder uses: the compressed bytes after it are not gathered in memory."""
+    import lzma
+    import tracemalloc
+
+    tail = os.urandom(8 << 20)
+    comp = lzma.LZMACompressor(preset=0)
+    blob = comp.compress(b"\0" * (256 << 20)) + comp.compress(tail) + comp.flush()
+    tracemalloc.start()
+    try:
+        reader = compression.open_decompressed(io.BytesIO(blob), 1 << 40)
+        total = 0
+        while chunk := reader.read(1 << 16):
+            total += len(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == (256 << 20) + len(tail)
+    assert peak < 4 << 20, peak  # the reader's buffer and a step's output, copied

@@ -85,7 +85,9 @@ class _XzReader(io.RawIOBase):
     def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
         try:
             while not self._buf and not self._dec.eof:
-                chunk = self._src.read(65536)
+                # More input only once the decoder has used what it holds: it keeps what it has
+                # not used, so reading on while output is capped would gather the stream.
+                chunk = self._src.read(65536) if self._dec.needs_input else b""
                 if not chunk and self._dec.needs_input:
                     raise FormatError("xz stream truncated")
                 self._buf = self._dec.decompress(chunk, max_length=len(buf))
