@@ -150,3 +150,15 @@ def test_xz_reading_holds_little_of_the_input():
         tracemalloc.stop()
     assert total == (256 << 20) + len(tail)
     assert peak < 4 << 20, peak  # the reader's buffer and a step's output, copied
+
+
+def test_xz_dictionaries_past_the_zstd_window_are_refused():
+    """An xz stream costs a device no more than a zstd one: its dictionary is held to the same
+    8 MiB, and what the build writes at any level stays within it."""
+    import lzma
+
+    for preset in (7, 9):
+        with pytest.raises(FormatError):
+            compression.decompress(lzma.compress(b"abc" * 1000, preset=preset), 1 << 20)
+    for level in (1, 6, 9, 19):
+        assert compression.decompress(compression.compress(DATA, "xz", level), len(DATA)) == DATA

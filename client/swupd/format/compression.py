@@ -3,8 +3,9 @@
 Fullfiles are zstd by default (fast to unpack on a small device), xz when a build asks for it;
 readers detect the codec from the first bytes, so a stream may mix them. Every decompressing
 reader is bounded: it fails once the output passes the size the caller allows, zstd frames
-that need a window above 8 MiB are refused, and a stream that ends inside a frame is an error,
-so a hostile stream cannot exhaust a device or pass for a shorter one.
+that need a window above 8 MiB and xz streams with a larger dictionary are refused, and a
+stream that ends inside a frame is an error, so a hostile stream cannot exhaust a device or
+pass for a shorter one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 MAX_WINDOW = 8 * 1024 * 1024
 _MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
-_XZ_MEMLIMIT = 64 * 1024 * 1024
+# xz's decoder needs its dictionary and 1 MiB: dictionaries are held to the zstd window, so an
+# xz stream costs a device no more than a zstd one.
+_XZ_MEMLIMIT = MAX_WINDOW + 1024 * 1024
 
 
 def compress(data: bytes, codec: str = "zstd", level: int = 19, max_window_log: int = _MAX_WINDOW_LOG) -> bytes:
@@ -33,7 +36,8 @@ def compress(data: bytes, codec: str = "zstd", level: int = 19, max_window_log: 
         )
         return zstandard.ZstdCompressor(compression_params=params).compress(data)
     if codec == "xz":
-        return lzma.compress(data, preset=min(level, 9))
+        # Presets 7 to 9 differ from 6 only by dictionaries past 8 MiB, which devices refuse.
+        return lzma.compress(data, preset=min(level, 6))
     if codec == "none":
         return data
     raise ValueError(f"unknown compression {codec!r}")
