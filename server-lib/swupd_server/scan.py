@@ -13,8 +13,10 @@ import stat
 from dataclasses import dataclass, field
 
 from swupd.format import filehash, ustar
+from swupd.format import xattrs as xattr_records
 from swupd.format.errors import BuildError, FormatError, UsageError
 from swupd.format.fullfile import Meta
+from swupd.format.limits import LIMITS
 from swupd.format.manifest import Type
 from swupd.format.paths import check_path, parents
 
@@ -160,6 +162,10 @@ def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]
         else:
             todo.append(item)
     _hash_items(todo, jobs)
+    for item in items:
+        # A device takes at most this much of them in a fullfile (and in a delta).
+        if item.xattrs and len(xattr_records.dump(item.xattrs)) > LIMITS.max_xattr_bytes:
+            raise BuildError(f"{item.path}: xattrs beyond the {LIMITS.max_xattr_bytes} bytes a fullfile carries")
     _save_stamps(cache_path, items)
     return {i.path: i for i in items}
 
