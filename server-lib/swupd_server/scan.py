@@ -64,7 +64,9 @@ class Item:
         return self.size
 
     def meta(self, clamp: int) -> Meta:
-        return Meta(self.mode, self.uid, self.gid, min(self.mtime, clamp), self.size, self.linkname, self.xattrs)
+        # Times before 1970 as 0: ustar's time field is unsigned, and the hash leaves times out.
+        mtime = max(0, min(self.mtime, clamp))
+        return Meta(self.mode, self.uid, self.gid, mtime, self.size, self.linkname, self.xattrs)
 
 
 def _stamp(st: os.stat_result) -> str:
