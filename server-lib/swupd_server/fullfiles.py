@@ -1,7 +1,8 @@
 """Build stage 2: content-addressed fullfiles for every object new in this version.
 
 A fullfile is written once per hash and version directory; content that an earlier version
-already published under the same hash is linked, not compressed again. Compression runs in
+already published under the same hash is linked, not compressed again, if devices read it (an
+earlier release wrote pax tars, which they refuse). Compression runs in
 worker processes and streams, so large files never sit whole in memory.
 """
 
@@ -12,7 +13,9 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 
-from swupd.format import fullfile, layout
+from swupd.format import compression, fullfile, layout, ustar
+from swupd.format.errors import FormatError, SizeLimitError
+from swupd.format.manifest import Entry, Type
 
 from . import workers
 from .config import BuildConfig
@@ -63,6 +66,21 @@ def _link_or_copy(src: str, dest: str) -> None:
         shutil.copyfile(src, dest)
 
 
+_TYPES = {Type.FILE: {ustar.REGULAR}, Type.DIRECTORY: {ustar.DIRECTORY}, Type.SYMLINK: {ustar.SYMLINK}}
+
+
+def _readable(path: str, e: Entry) -> bool:
+    """Whether devices take the published fullfile at `path` for `e`, judged by its headers
+    (read as a device reads them) up to the object's data."""
+    try:
+        with open(path, "rb") as f:
+            tar = ustar.Reader(compression.open_decompressed(f, e.size + fullfile.TAR_OVERHEAD))
+            fullfile.read_object(tar, e.hash, _TYPES[e.type], e.size)
+    except (OSError, KeyError, FormatError, SizeLimitError):
+        return False
+    return True
+
+
 def existing_index(history: History) -> dict[str, str]:
     """hash -> an already published fullfile with that hash."""
     index: dict[str, str] = {}
@@ -91,7 +109,7 @@ def build(
             seen.add(e.hash)
             item = items[e.path]
             dest = os.path.join(stage, layout.fullfile(cfg.version, e.hash))
-            if e.hash in existing:
+            if e.hash in existing and _readable(existing[e.hash], e):
                 _link_or_copy(existing[e.hash], dest)
                 out.linked += 1
             else:
