@@ -13,8 +13,10 @@ import stat
 from dataclasses import dataclass, field
 
 from swupd.format import filehash, ustar
+from swupd.format import xattrs as xattr_records
 from swupd.format.errors import BuildError, FormatError, UsageError
 from swupd.format.fullfile import Meta
+from swupd.format.limits import LIMITS
 from swupd.format.manifest import Type
 from swupd.format.paths import check_path, parents
 
@@ -62,7 +64,9 @@ class Item:
         return self.size
 
     def meta(self, clamp: int) -> Meta:
-        return Meta(self.mode, self.uid, self.gid, min(self.mtime, clamp), self.size, self.linkname, self.xattrs)
+        # Times before 1970 as 0: ustar's time field is unsigned, and the hash leaves times out.
+        mtime = max(0, min(self.mtime, clamp))
+        return Meta(self.mode, self.uid, self.gid, mtime, self.size, self.linkname, self.xattrs)
 
 
 def _stamp(st: os.stat_result) -> str:
@@ -160,6 +164,10 @@ def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]
         else:
             todo.append(item)
     _hash_items(todo, jobs)
+    for item in items:
+        # A device takes at most this much of them in a fullfile (and in a delta).
+        if item.xattrs and len(xattr_records.dump(item.xattrs)) > LIMITS.max_xattr_bytes:
+            raise BuildError(f"{item.path}: xattrs beyond the {LIMITS.max_xattr_bytes} bytes a fullfile carries")
     _save_stamps(cache_path, items)
     return {i.path: i for i in items}
 

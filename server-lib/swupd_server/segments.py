@@ -20,9 +20,8 @@ tree, the configuration and what `www/` holds.
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -30,6 +29,7 @@ from typing import BinaryIO
 import zstandard
 from swupd.format import ustar
 from swupd.format.compression import MAX_WINDOW
+from swupd.format.errors import FormatError, SizeLimitError
 
 from . import cachefile
 
@@ -39,6 +39,7 @@ _MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
 _BLOCK = ustar.BLOCK
 _MEMBER_MTIME = 0  # the device ignores member times; a constant keeps frames build-independent
 _READ = 1 << 20
+_MEMBER = re.compile(r"staged/[0-9a-f]{64}\.tar|delta/[0-9a-f]{64}/[0-9a-f]{64}")
 
 
 @dataclass
@@ -57,18 +58,18 @@ def _header(name: str, size: int) -> bytes:
 
 
 def _members_of(raw: bytes) -> dict[str, int] | None:
-    """The members of one frame's tar bytes, or None unless it is whole pack members only."""
+    """The members of one frame's tar bytes, read as a device reads them, or None unless it is
+    whole pack members only. (Only packs of the same format are read: see History.versions_of.)"""
     members: dict[str, int] = {}
+    tar, end = ustar.Reader(raw), 0
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8", errors="surrogateescape") as tar:
-            end = 0
-            for info in tar:
-                if not info.isreg() or not info.name.startswith(("staged/", "delta/")):
-                    return None
-                stop = info.offset_data + info.size + (-info.size) % _BLOCK
-                members[info.name] = stop - info.offset
-                end = stop
-    except tarfile.TarError:
+        while end < len(raw):
+            m = tar.next(_MEMBER, {ustar.REGULAR}, len(raw))
+            if m is None:
+                return None
+            members[m.name] = ustar.BLOCK + m.size + (-m.size) % _BLOCK
+            end += members[m.name]
+    except (FormatError, SizeLimitError):
         return None
     return members if members and end == len(raw) else None
 

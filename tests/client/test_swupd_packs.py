@@ -457,3 +457,29 @@ def test_an_object_cut_short_by_a_dead_import_process_is_fetched_again(tmp_path:
     assert not os.path.lexists(store.path(h_cut))
     store.add(h_cut, meta, cut)  # fetched again: nothing in the way
     assert filehash.hash_path(store.path(h_cut)) == h_cut
+
+
+@pytest.mark.parametrize("form", PACK_FORMS)
+def test_a_delta_larger_than_its_objects_fullfile_is_refused_from_its_header(tmp_path: Path, form: str) -> None:
+    """The build keeps a delta only if it is smaller than the object's fullfile, so a delta
+    member past the largest fullfile the object could have is refused before its source is
+    looked up or a byte of it is read (a genuine update never holds a larger one)."""
+    from swupd.format import ustar
+    from swupd.format.manifest import Entry, Type
+    from swupd.store.importer import fullfile_cap, import_pack
+    from swupd.store.objects import ObjectStore
+
+    old, new = "1" * 64, "2" * 64
+    wanted = {new: Entry("/big", Type.FILE, new, 20, 1 << 20)}
+    size = fullfile_cap(1 << 20) + 1
+    pack = tmp_path / "pack.tar"
+    with open(pack, "wb") as f:
+        f.write(ustar.header(f"delta/{old}/{new}", ustar.REGULAR, 0o644, size=size))
+        f.write(b"\xff" * size + ustar.padding(size) + ustar.END)
+    limits = _as_form(pack, form)
+    asked: list[str] = []
+    store = ObjectStore(str(tmp_path / "objects"))
+    with open(pack, "rb") as f:
+        result = import_pack(store, f, 1 << 30, wanted, lambda h, cap: asked.append(h), limits)
+    assert asked == []
+    assert len(result.rejected) == 1 and result.rejected[0].startswith(f"delta/{old}/{new}: larger than")

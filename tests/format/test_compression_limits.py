@@ -88,3 +88,77 @@ def test_stream_ending_inside_a_later_frame_is_truncated():
     blob = cctx.compress(b"first frame " * 100) + cctx.compress(os.urandom(5000))
     with pytest.raises(FormatError, match="truncated"):
         compression.decompress(blob[:-100], 1 << 20)
+
+
+def _rle_frame(blocks: int) -> bytes:
+    """A zstd frame (8 MiB window) of RLE blocks: four bytes of input make 128 KiB of output."""
+    out = bytearray(compression.ZSTD_MAGIC + bytes([0, (23 - 10) << 3]))
+    for i in range(blocks):
+        out += (int(i == blocks - 1) | 1 << 1 | (128 * 1024) << 3).to_bytes(3, "little") + b"\0"
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [_rle_frame(2000), compression.compress(b"\0" * (64 << 20), "zstd", 19)],
+    ids=["rle-blocks", "genuine-zeros"],
+)
+def test_a_step_of_decompression_holds_one_block(blob):
+    """However much a few input bytes expand to, reading holds no more than the reader's buffer
+    and a zstd block (128 KiB) of output at a time."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        reader = compression.open_decompressed(io.BytesIO(blob), 1 << 40)
+        total = 0
+        while chunk := reader.read(512):
+            total += len(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total >= 64 << 20
+    assert peak < 1024 * 1024 + 512 * 1024, peak
+
+
+def test_skippable_frames_are_passed_over():
+    cctx = zstandard.ZstdCompressor()
+    skip = b"\x5a\x2a\x4d\x18" + (10).to_bytes(4, "little") + b"0123456789"
+    blob = cctx.compress(b"first") + skip + cctx.compress(b"second") + skip
+    assert compression.decompress(blob, 1 << 20) == b"firstsecond"
+    with pytest.raises(FormatError, match="truncated"):
+        compression.decompress(cctx.compress(b"first") + skip[:-1], 1 << 20)
+
+
+def test_xz_reading_holds_little_of_the_input():
+    """A stretch that expands a lot does not make the reader take in more input than the
+    decoder uses: the compressed bytes after it are not gathered in memory."""
+    import lzma
+    import tracemalloc
+
+    tail = os.urandom(8 << 20)
+    comp = lzma.LZMACompressor(preset=0)
+    blob = comp.compress(b"\0" * (256 << 20)) + comp.compress(tail) + comp.flush()
+    tracemalloc.start()
+    try:
+        reader = compression.open_decompressed(io.BytesIO(blob), 1 << 40)
+        total = 0
+        while chunk := reader.read(1 << 16):
+            total += len(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == (256 << 20) + len(tail)
+    assert peak < 4 << 20, peak  # the reader's buffer and a step's output, copied
+
+
+def test_xz_dictionaries_past_the_zstd_window_are_refused():
+    """An xz stream costs a device no more than a zstd one: its dictionary is held to the same
+    8 MiB, and what the build writes at any level stays within it."""
+    import lzma
+
+    for preset in (7, 9):
+        with pytest.raises(FormatError):
+            compression.decompress(lzma.compress(b"abc" * 1000, preset=preset), 1 << 20)
+    for level in (1, 6, 9, 19):
+        assert compression.decompress(compression.compress(DATA, "xz", level), len(DATA)) == DATA

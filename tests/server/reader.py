@@ -284,16 +284,9 @@ def parse_delta(blob: bytes) -> Delta:
     check(magic == b"SWDELTA1", "delta without the SWDELTA1 magic")
     check(codec in (1, 2), f"delta of unknown codec {codec}")
     check(stat.S_ISREG(mode), "delta target is not a regular file")
-    pos, end = _DELTA_HEADER.size, _DELTA_HEADER.size + xlen
+    end = _DELTA_HEADER.size + xlen
     check(end <= len(blob), "delta xattr records truncated")
-    xattrs = {}
-    while pos < end:
-        check(pos + 6 <= end, "delta xattr record truncated")
-        nlen, vlen = struct.unpack_from("<HI", blob, pos)
-        pos += 6
-        check(pos + nlen + vlen <= end, "delta xattr record truncated")
-        xattrs[blob[pos : pos + nlen]] = blob[pos + nlen : pos + nlen + vlen]
-        pos += nlen + vlen
+    xattrs = parse_xattr_records(blob[_DELTA_HEADER.size : end], "delta")
     return Delta(codec, old_size, new_size, mode, uid, gid, xattrs, blob[end:])
 
 
@@ -322,16 +315,34 @@ def apply_delta(old: bytes, blob: bytes) -> Obj:
     return Obj("F", stat.S_IMODE(d.mode), d.uid, d.gid, new, xattrs=d.xattrs)
 
 
+def pack_frames(blob: bytes) -> list[bytes]:
+    """A pack's zstd frames, each checked for a window of at most 8 MiB and no larger than
+    the frame's content, decompressed."""
+    frames, pos = [], 0
+    while pos < len(blob):
+        params = zstandard.get_frame_parameters(blob[pos : pos + 18])
+        obj = zstandard.ZstdDecompressor(max_window_size=1 << 30).decompressobj()
+        out = obj.decompress(blob[pos:])
+        check(obj.eof, "pack ends inside a zstd frame")
+        window = params.window_size
+        check(window <= min(8 << 20, max(len(out), 1024)), f"pack frame of {len(out)} bytes, window {window}")
+        frames.append(out)
+        pos = len(blob) - len(obj.unused_data)
+    return frames
+
+
 def read_pack(path: str) -> dict[str, bytes]:
-    """Members of a pack by name. The container is a tar, compressed whole or not."""
+    """Members of a pack by name: a tar, compressed whole or as zstd frames."""
     with open(path, "rb") as f:
         blob = f.read()
     if blob.startswith(ZSTD_MAGIC):
-        blob = unzstd(blob)
+        blob = b"".join(pack_frames(blob))
     out: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:") as tar:
         for m in tar:
             check(not m.pax_headers, f"pack {path}: member {m.name!r} has a pax header (the spec says ustar)")
+            header = blob[m.offset : m.offset + 512]
+            check(header[257:265] == b"ustar\x0000", f"pack {path}: a header that is not plain ustar")
             if m.isdir():
                 check(m.name in ("delta", "staged"), f"pack {path}: unexpected directory {m.name!r}")
                 continue

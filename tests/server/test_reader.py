@@ -57,3 +57,43 @@ def test_reader_rejects_a_tampered_manifest(stream, tmp_path):
         f.write(data.replace(b"timestamp:", b"timestamp:\t0\nx:", 1))
     with pytest.raises(reader.FormatViolation):
         reader.Www(www, stream.keys.raw).bundles(20)
+
+
+def _pack(tmp_path, frames: list[bytes], window_log: int = 13) -> str:
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=window_log)
+    cctx = zstandard.ZstdCompressor(compression_params=params)
+    path = tmp_path / "pack.tar"
+    out = b""
+    for f in frames:  # written without their sizes, so that the window is the one asked for
+        cobj = cctx.compressobj()
+        out += cobj.compress(f) + cobj.flush()
+    path.write_bytes(out)
+    return str(path)
+
+
+def test_reader_rejects_pack_headers_that_are_not_plain_ustar_and_wide_windows(tmp_path):
+    name = "staged/" + "a" * 64 + ".tar"
+    for fmt, ok in ((tarfile.USTAR_FORMAT, True), (tarfile.GNU_FORMAT, False)):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as t:
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            t.addfile(info, io.BytesIO(b"abc"))
+        if ok:
+            assert reader.read_pack(_pack(tmp_path, [buf.getvalue()])) == {name: b"abc"}
+        else:
+            with pytest.raises(reader.FormatViolation, match="plain ustar"):
+                reader.read_pack(_pack(tmp_path, [buf.getvalue()]))
+    with pytest.raises(reader.FormatViolation, match="window"):
+        reader.read_pack(_pack(tmp_path, [os.urandom(1 << 20)], window_log=24))
+
+
+def test_reader_rejects_delta_xattr_records_out_of_order():
+    records = [b"\x01\x00\x01\x00\x00\x00b1", b"\x01\x00\x01\x00\x00\x00a2"]
+    for blob, ok in ((records[1] + records[0], True), (records[0] + records[1], False)):
+        delta = reader._DELTA_HEADER.pack(b"SWDELTA1", 1, 0, 0, stat.S_IFREG | 0o644, 0, 0, len(blob)) + blob
+        if ok:
+            assert reader.parse_delta(delta).xattrs == {b"a": b"2", b"b": b"1"}
+        else:
+            with pytest.raises(reader.FormatViolation, match="unsorted"):
+                reader.parse_delta(delta)

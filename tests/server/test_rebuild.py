@@ -7,7 +7,7 @@ import os
 
 import exampletree
 import reader
-from buildutil import all_entries, create
+from buildutil import EXAMPLE_BUNDLES, all_entries, create
 
 
 def test_in_place_changes_are_noticed(tmp_path, keys):
@@ -123,3 +123,66 @@ def test_hashes_cached_under_another_way_of_hashing_are_not_reused(tmp_path):
     again = scan.scan(root, 1, cache)
     assert {p: i.hash for p, i in again.items()} == {p: i.hash for p, i in items.items()}
     assert cachefile.load(cache) == record
+
+
+def _pax_fullfile(digest: str, target: str) -> bytes:
+    """A symlink's fullfile as earlier releases wrote it: a pax tar, the long target in a pax
+    record."""
+    import io
+    import tarfile
+
+    import zstandard
+
+    info = tarfile.TarInfo(digest)
+    info.type, info.linkname, info.mode, info.uname, info.gname = tarfile.SYMTYPE, target, 0o777, "", ""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        t.addfile(info)
+    return zstandard.ZstdCompressor().compress(buf.getvalue())
+
+
+def _replace_in_pack(path: str, member: str, blob: bytes) -> None:
+    """Rewrite a pack, `member` holding `blob`, as frames a later build copies from: the
+    directories, the members, the end."""
+    import io
+    import tarfile
+
+    import zstandard
+
+    with open(path, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    members = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        for m in t.getmembers():
+            if m.isreg():
+                data = blob if m.name == member else t.extractfile(m).read()  # type: ignore[union-attr]
+                m.size = len(data)
+                members.write(m.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % 512))
+    cctx = zstandard.ZstdCompressor()
+    with open(path, "wb") as f:
+        for frame in (raw[:1024], members.getvalue(), bytes(1024)):
+            f.write(cctx.compress(frame))
+
+
+def test_fullfiles_of_an_earlier_layout_are_written_anew_not_reused(tmp_path, keys):
+    """Fullfiles that earlier releases published as pax tars (a symlink's long target) are not
+    linked into a new version or copied into its packs: what it publishes is all plain ustar."""
+    root = exampletree.make_tree(str(tmp_path / "rootfs"), 1)
+    target = "../" * 40 + "usr/bin/ls"
+    os.symlink(target, os.path.join(root, "usr/share/long-link"))
+    www = str(tmp_path / "www")
+    create(www, root, 10, keys.private)
+    w = reader.Www(www, keys.raw)
+    digest = all_entries(w.bundles(10))[b"/usr/share/long-link"].hash
+    with open(os.path.join(www, "10", "files", f"{digest}.tar"), "wb") as f:
+        f.write(_pax_fullfile(digest, target))
+    pack = os.path.join(www, "10", "pack-os-core-from-0.tar")
+    _replace_in_pack(pack, f"staged/{digest}.tar", _pax_fullfile(digest, target))
+    # A new format's first version publishes every object again (docs/format.md).
+    create(www, root, 20, keys.private, EXAMPLE_BUNDLES, "--format", "2")
+    reader.check_version(w, 20)
+    assert all(e.version == 20 for e in all_entries(w.bundles(20)).values())
+    dest = tmp_path / "installed"
+    dest.mkdir()
+    installed = reader.unpack_zero_pack(w, 20, "os-core", str(dest))
+    assert os.readlink(dest / "usr/share/long-link") == target and b"/usr/share/long-link" in installed

@@ -195,3 +195,32 @@ def test_a_format_without_stream_identities_continues_in_a_new_format(stream, ta
     assert r.rc == 0, r.err
     www = reader.Www(target, stream.keys.raw)
     assert www.mom(30).header["stream"] == www.latest(2).stream
+
+
+def test_refuses_xattrs_a_fullfile_cannot_carry(stream, tmp_path):
+    """A file whose xattr records pass the 64 KiB a device takes in a fullfile stops the build,
+    naming it, before anything is published (tmpfs holds that many xattrs; ext4 does not)."""
+    import shutil
+    import tempfile
+
+    from buildutil import make_stream_tree
+
+    try:
+        shm = tempfile.mkdtemp(dir="/dev/shm")
+    except OSError:
+        pytest.skip("no /dev/shm")
+    try:
+        root = make_stream_tree(os.path.join(shm, "rootfs"), 1)
+        path = os.path.join(root, "usr/share/data/same.txt")
+        try:
+            for i in range(20):
+                os.setxattr(path, f"user.big{i:02d}", b"v" * 4000)
+        except OSError:
+            pytest.skip("this tmpfs does not hold 80 KB of xattrs")
+        www = tmp_path / "www"
+        r = cli(*create_args(www, root, 10, stream.keys.private))
+        assert r.rc != 0 and "Traceback" not in r.err
+        assert "/usr/share/data/same.txt" in r.err and "xattr" in r.err, r.err
+        assert not (www / "10").exists()
+    finally:
+        shutil.rmtree(shm)

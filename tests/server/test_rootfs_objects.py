@@ -178,3 +178,17 @@ def test_fifo_is_refused_by_name(odd, keys, tmp_path):
     line = r.one_line_error()
     assert "/srv/control.fifo" in line
     assert_same_snapshot(before, snapshot(target))
+
+
+def test_a_file_from_before_1970_is_carried_with_mtime_0(keys, tmp_path):
+    """Times travel in ustar's unsigned field, clamped to it as to the build time above."""
+    root = exampletree.make_tree(str(tmp_path / "rootfs"), 1)
+    path = _file(root, "/srv/old", b"from the past\n")
+    os.utime(path, (-86400, -86400))
+    bundles = tmp_path / "bundles.toml"
+    bundles.write_text(BUNDLES)
+    www = str(tmp_path / "www")
+    create(www, root, 10, keys.private, str(bundles))
+    w = reader.Www(www, keys.raw)
+    f = w.fullfile(10, all_entries(w.bundles(10))[b"/srv/old"].hash)
+    assert (f.data, f.mtime) == (b"from the past\n", 0)

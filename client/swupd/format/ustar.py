@@ -9,10 +9,10 @@ is within the caller's cap, all before one byte of its data is read. A reader wa
 one at a time, from a stream or from bytes in memory, holding no more than one header and what
 the caller reads of a member's data. The archive ends with two zero blocks.
 
-Numeric fields hold octal digits ended by a NUL or space, or fill the whole field without one
-when the value needs every digit (as GNU tar, bsdtar and Python's tar module read them): sizes up
-to 64 GiB - 1, ids up to 2**24 - 1. Names and link names are at most 100 bytes; a longer name
-is split over ustar's 155-byte prefix and the name at a slash.
+Numeric fields hold octal digits (spaces before them are taken) ended by NULs or spaces, or fill
+the whole field without one when the value needs every digit (as GNU tar, bsdtar and Python's
+tar module read them): sizes up to 64 GiB - 1, ids up to 2**24 - 1. Names and link names are
+at most 100 bytes; a longer name is split over ustar's 155-byte prefix and the name at a slash.
 """
 
 from __future__ import annotations

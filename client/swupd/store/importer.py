@@ -163,8 +163,9 @@ def _import_member(
     entry = wanted.get(m[2])
     if entry is None or m[2] in store.fresh or entry.size > limits.max_delta_source_bytes:
         return False
-    if member.size > 2 * entry.size + TAR_OVERHEAD:
-        raise FormatError("larger than its target could need")
+    # The build keeps a delta only if it is smaller than the object's fullfile.
+    if member.size > fullfile_cap(entry.size):
+        raise SizeLimitError("larger than its object's fullfile could be")
     old = source_of(m[1], limits.max_delta_source_bytes)
     if old is None:
         return False
