@@ -149,9 +149,12 @@ class StateDir:
 
     def _check_contents(self) -> None:
         """Refuse a state directory that was open to others if anything in it is not the
-        client's: not owned by root or the euid, open to others, or a symlink. Objects (below
-        objects/ and stage/) are the exception: they carry the owner and mode the signed
-        manifests give them, and are checked against their hash, which covers both, when used."""
+        client's: not owned by root or the euid, open to others, a symlink, or a file with
+        other hard links (the client makes none: one would let a file elsewhere be written
+        through the names it rewrites, such as `trust.json.tmp` or a download's `.part`).
+        Objects (below objects/ and stage/) are the exception: they carry the owner and mode
+        the signed manifests give them, are checked against their hash, which covers both,
+        when used, and are only ever renamed, never written through."""
         for dirpath, dirs, files in os.walk(self.path):
             if os.path.dirname(os.path.relpath(dirpath, self.path)) in ("objects", "stage"):
                 dirs[:] = []
@@ -160,6 +163,8 @@ class StateDir:
                 p = os.path.join(dirpath, name)
                 st = os.lstat(p)
                 why = "is a symbolic link" if stat.S_ISLNK(st.st_mode) else ownership.problem(st)
+                if not why and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+                    why = "has other hard links"
                 if why:
                     raise ownership.refuse("state directory", self.path, p, why)
 

@@ -196,6 +196,24 @@ def test_a_too_open_state_dir_is_closed_and_anything_others_left_in_it_refused(d
     assert not (state / "unchecked").exists()
 
 
+@pytest.mark.parametrize("name", ["trust.json.tmp", "version.tmp", "download/x.part"])
+def test_a_hard_link_left_in_an_open_state_dir_is_refused(device: Device, tmp_path: Path, name: str) -> None:
+    """Where the state directory was open, a hard link to a file of root's (as a user can make
+    where links are not protected) could be written through by the next update."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's own\n")
+    state = Path(device.state)
+    os.link(victim, state / name)
+    state.chmod(0o777)
+    refused(device.swupd_process("update"), f"{state}/{name} has other hard links")
+    assert victim.read_text() == "root's own\n" and device.version() == 10
+    refused(device.swupd_process("update"), f"{state}/{name} has other hard links")  # until clean
+    os.unlink(state / name)
+    r = device.swupd_process("update")
+    assert r.rc == 0, r.err
+    assert victim.read_text() == "root's own\n" and device.version() == 20
+
+
 def test_directories_the_client_makes_are_closed_to_others_whatever_the_umask(
     stream: ck.Stream, tmp_path: Path
 ) -> None:
