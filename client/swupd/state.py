@@ -124,7 +124,7 @@ class StateDir:
         to others may hold what they put there, so then everything in it is checked first."""
         self.path = ownership.resolve(self.path, "state directory", own_mode=False)
         try:
-            ownership.make_dirs(self.path, 0o700)
+            ownership.make_dirs(self.path, 0o700, what="state directory")
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
                 st = os.fstat(fd)

@@ -15,6 +15,8 @@ import clientkit as ck
 import pytest
 from clientkit import Device
 from support.httpserver import FaultServer
+from swupd import ownership
+from swupd.format.errors import UnsafePathError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to prepare files as another user")
 
@@ -229,6 +231,22 @@ def test_directories_the_client_makes_are_closed_to_others_whatever_the_umask(
     r = subprocess.run([*umask0, *map(str, args)], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert ck.os_release_version(str(root)) == 20
+
+
+def test_a_directory_another_user_slips_in_while_the_client_makes_its_own_is_refused(tmp_path: Path) -> None:
+    """Under a sticky directory, what was missing when the path was checked may be made by
+    another user before the client makes it: the client must not build inside theirs."""
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    for made in ("state directory", "ROOT"):
+        target = sticky / made.replace(" ", "-") / "b/state"
+        assert ownership.resolve(str(target), made, False) == str(target)  # nothing there yet
+        theirs = target.parent.parent
+        theirs.mkdir()
+        os.chown(theirs, NOBODY, NOBODY)  # the other user, between the check and the making
+        with pytest.raises(UnsafePathError, match=f"refusing {made} {target}: {theirs} is owned by uid 65534"):
+            ownership.make_dirs(str(target), 0o700, what=made)
 
 
 # -- os-install's target ------------------------------------------------------------------------
