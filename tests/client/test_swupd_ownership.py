@@ -233,6 +233,37 @@ def test_directories_the_client_makes_are_closed_to_others_whatever_the_umask(
     assert ck.os_release_version(str(root)) == 20
 
 
+@pytest.mark.parametrize("umask", ["0", "002"])
+def test_files_the_client_makes_are_closed_to_others_whatever_the_umask(
+    stream: ck.Stream, tmp_path: Path, umask: str
+) -> None:
+    """Its state, its mirror setting and the units `autoupdate` writes into /etc: under a umask
+    that opens them to others they would be another user's to change, and the client's own
+    checks would refuse them on the next command."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    opts = ["--path", root, "--statedir", state, *server_opts(stream)]
+
+    def swupd(*args: object) -> subprocess.CompletedProcess:
+        cmd = ["sh", "-c", f'umask {umask}; exec "$0" "$@"', ck.SWUPD, *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+    r = swupd("os-install", root, "--statedir", state, "--version", "10", *server_opts(stream))
+    assert r.returncode == 0, r.stderr
+    for args in (["mirror", "--set", Path(stream.www).as_uri()], ["autoupdate", "--enable"], ["update"], ["info"]):
+        r = swupd(*args, *opts)
+        assert r.returncode == 0, (args, r.stderr)
+    made = [state, root / "etc/swupd", root / "etc/systemd/system"]
+    loose = [
+        os.path.join(d, n)
+        for top in made
+        for d, dirs, files in os.walk(top)
+        for n in dirs + files
+        if os.lstat(os.path.join(d, n)).st_mode & 0o022 and not os.path.islink(os.path.join(d, n))
+        and not os.path.join(d, n).startswith((str(state / "objects/"), str(state / "stage/")))
+    ]
+    assert loose == []
+
+
 def test_a_directory_another_user_slips_in_while_the_client_makes_its_own_is_refused(tmp_path: Path) -> None:
     """Under a sticky directory, what was missing when the path was checked may be made by
     another user before the client makes it: the client must not build inside theirs."""
