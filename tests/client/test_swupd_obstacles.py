@@ -5,6 +5,7 @@ and what cannot be changed stops the update before anything has changed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -59,6 +60,41 @@ def test_a_directory_where_a_link_goes_is_moved_aside(device: Device) -> None:
     before = device.tree()
     kept = updated_cleanly(device, before, ["/usr/share/data/kind"])
     assert (kept[0] / "deeper/mine").read_bytes() == b"mine\n"
+
+
+LONG = "n" * 250
+
+
+@pytest.fixture(scope="module")
+def long_name_stream(stream: ck.Stream, tmp_path_factory: pytest.TempPathFactory) -> ck.Stream:
+    """Version 30: version 20 plus a file whose name is as long as a file system allows."""
+    d = tmp_path_factory.mktemp("long-name-stream")
+    rootfs = ck.clone(stream.rootfs[20], str(d / "rootfs-30"))
+    Path(rootfs, "usr/share", LONG).write_bytes(b"shipped by 30\n")
+    www = ck.copy_www(stream.www, str(d / "www"))
+    ck.build_version(www, rootfs, 30, stream.private, stream.bundles_toml)
+    return dataclasses.replace(stream, www=www, www30="", rootfs={**stream.rootfs, 30: rootfs})
+
+
+def test_a_directory_with_the_longest_name_is_moved_aside(
+    v10_all: Device, clone_device, long_name_stream: ck.Stream
+) -> None:
+    """`.deleted.<time>.` before a 250-byte name passes the file system's limit on a name: the
+    name it is moved aside to is shortened, or the journal could never be finished."""
+    dev = clone_device(v10_all, Path(long_name_stream.www).as_uri())
+    dev.stream = long_name_stream
+    mine = Path(dev.root, "usr/share", LONG)
+    mine.mkdir()
+    (mine / "notes.txt").write_bytes(b"the user's notes\n")
+    before = dev.tree()
+    r = dev.swupd("update")
+    assert r.rc == 0, r.err
+    assert dev.version() == 30 and not Path(dev.state, "journal").exists()
+    kept = [p for p in Path(dev.root, "usr/share").iterdir() if p.name.startswith(".deleted.")]
+    assert len(kept) == 1 and (kept[0] / "notes.txt").read_bytes() == b"the user's notes\n", kept
+    assert "/usr/share/" + kept[0].name in r.err, r.err
+    extra = ["/usr/share/" + kept[0].name]
+    ck.assert_tree(dev.root, long_name_stream.expected(30, ck.ALL_BUNDLES, old=before), allow_extra=extra)
 
 
 def test_a_file_where_a_directory_goes_is_moved_aside(device: Device) -> None:

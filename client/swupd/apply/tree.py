@@ -335,9 +335,17 @@ def _disarm_fd(fd: int) -> None:
 
 
 def _move_aside(dfd: int, name: str, tag: str) -> str:
-    """Rename `name` to the first free `.deleted.<tag>[-n].<name>` in the same directory."""
+    """Rename `name` to the first free `.deleted.<tag>[-n].<name>` in the same directory, the
+    name cut short where the whole would pass the file system's limit on a name (a journal
+    action that can never succeed would leave the tree half updated)."""
+    try:
+        longest = os.fpathconf(dfd, "PC_NAME_MAX")
+    except OSError:
+        longest = 255
     for n in range(1000):
         kept = f".deleted.{tag}.{name}" if n == 0 else f".deleted.{tag}-{n}.{name}"
+        while len(os.fsencode(kept)) > longest:
+            kept = kept[:-1]
         try:
             os.stat(kept, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
