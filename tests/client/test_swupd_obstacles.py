@@ -97,6 +97,29 @@ def test_a_directory_with_the_longest_name_is_moved_aside(
     ck.assert_tree(dev.root, long_name_stream.expected(30, ck.ALL_BUNDLES, old=before), allow_extra=extra)
 
 
+def test_a_file_with_the_longest_name_reaches_another_file_system(
+    v10_all: Device, clone_device, long_name_stream: ck.Stream, tmp_path: Path
+) -> None:
+    """With the state directory on a file system of its own, the object is copied next to its
+    target under a temporary name first: that name too must stay within the limit."""
+    disk = tmp_path / "state-disk"
+    disk.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(disk)],
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip() or p.returncode}")
+    try:
+        dev = clone_device(v10_all, Path(long_name_stream.www).as_uri())
+        dev.stream, dev.state = long_name_stream, ck.clone(dev.state, str(disk / "state"))
+        before = dev.tree()
+        r = dev.swupd("update")
+        assert r.rc == 0, r.err
+        assert dev.version() == 30 and not Path(dev.state, "journal").exists()
+        ck.assert_tree(dev.root, long_name_stream.expected(30, ck.ALL_BUNDLES, old=before))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 def test_a_file_where_a_directory_goes_is_moved_aside(device: Device) -> None:
     """Version 20 adds the directory /usr/lib/plugins-2; the device has a file there."""
     mine = Path(device.root, "usr/lib/plugins-2")
