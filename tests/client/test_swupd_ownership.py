@@ -198,6 +198,20 @@ def test_a_too_open_state_dir_is_closed_and_anything_others_left_in_it_refused(d
     assert not (state / "unchecked").exists()
 
 
+def test_a_state_dir_closed_by_a_run_that_died_at_once_is_still_checked(device: Device, tmp_path: Path) -> None:
+    """Killed right after closing a state directory found open (before it looked inside): the
+    next run must still know that what is in it may be another user's."""
+    secret, state = tmp_path / "secret", Path(device.state)
+    secret.write_text("root's only")
+    journal_moving(state, secret)
+    give(state / "journal")
+    state.chmod(0o777)
+    r = device.swupd_process("info", env=dict(os.environ, SWUPD_FAULT="closed:kill"))
+    assert r.rc < 0 and state.stat().st_mode & 0o777 == 0o700, r.err
+    refused(device.swupd_process("info"), f"{state}/journal is owned by uid 65534")
+    assert secret.exists() and not Path(device.root, "stolen").exists()
+
+
 @pytest.mark.parametrize("name", ["trust.json.tmp", "version.tmp", "download/x.part"])
 def test_a_hard_link_left_in_an_open_state_dir_is_refused(device: Device, tmp_path: Path, name: str) -> None:
     """Where the state directory was open, a hard link to a file of root's (as a user can make
