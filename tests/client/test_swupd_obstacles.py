@@ -213,6 +213,36 @@ def test_a_mount_point_in_the_way_stops_the_update_before_anything_changed(devic
     ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))
 
 
+@pytest.mark.parametrize("target", ["usr/share/doc/NEWS", "usr/bin/ls", "etc/hostname"])
+def test_a_bind_mount_from_the_same_file_system_stops_the_update(device: Device, tmp_path: Path, target: str) -> None:
+    """Bound from the same file system (as containers bind /etc/hostname), a mount point has
+    the device number of the directory it is in: a directory where version 20 installs a file,
+    a program it replaces and a file it removes must still stop the update with nothing
+    changed, not fail the journal on every run after the commit point."""
+    host = Path(device.root, target)
+    source = tmp_path / "bound"
+    if target.endswith("NEWS"):
+        source.mkdir()
+        host.mkdir()
+    else:
+        source.write_bytes(host.read_bytes())
+    before, snap = device.tree(), device.snapshot()
+    if subprocess.run(["mount", "--bind", str(source), str(host)], capture_output=True, check=False).returncode:
+        pytest.skip("this process cannot make bind mounts")
+    try:
+        r = device.swupd_process("update")
+        assert r.rc == 15, (r.rc, r.err)
+        line = r.error_line()
+        assert f"/{target} is a mount point" in line and "nothing was changed" in line, line
+        assert not Path(device.state, "journal").exists()
+    finally:
+        subprocess.run(["umount", str(host)], check=True)
+    assert ck.diff_snapshots(snap, device.snapshot()) == ""
+    r = device.swupd_process("update")
+    assert r.rc == 0, r.err
+    ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))
+
+
 def test_a_read_only_directory_stops_the_update_before_anything_changed(device: Device) -> None:
     """/usr/share/doc bound read-only onto itself (as a read-only mount would be): one error
     line, exit 15, nothing changed, no journal; writable again, the update completes."""
