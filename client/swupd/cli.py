@@ -264,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = Output(quiet=args.quiet, as_json=args.json)
     out.start(args.command)
+    # Nothing the client makes (state, settings, units, directories) is ever open to group or
+    # others, whatever umask it was started with: another user could change it, and the
+    # client's own checks (ownership.py) would then refuse it.
+    umask = os.umask(0o022)
+    os.umask(umask | 0o022)
     try:
         status = run(args, out)
     except SwupdError as e:
@@ -275,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         out.error(f"{e.filename or ''}: {e.strerror}" if e.filename else str(e.strerror or e))
         status = 13 if e.errno == 28 else 15
+    finally:
+        os.umask(umask)
     out.end(args.command, status)
     return status
 

@@ -13,6 +13,7 @@ import os
 import signal
 
 POINTS = (
+    "closed",  # a state directory found open to others has just been closed, not yet checked
     "object",  # a delta's result written to the store, its owner and mode not yet (counted)
     "downloaded",  # after all downloads, before anything is staged
     "stage",  # before each object is staged (counted)

@@ -99,9 +99,11 @@ def resolve(path: str, what: str, own_mode: bool = True) -> str:
     return done
 
 
-def make_dirs(path: str, mode: int, parents: int = 0o755) -> None:
+def make_dirs(path: str, mode: int, parents: int = 0o755, what: str = "directory") -> None:
     """Create `path` (already resolved) and any missing directory above it: the last with
-    `mode`, the others with `parents`, never more open whatever the umask."""
+    `mode`, the others with `parents`, never more open whatever the umask. What was missing
+    when `path` was resolved may have been made since by another user, in a sticky directory
+    such as /tmp: so when anything was made, the path is resolved and checked once more."""
     missing = []
     p = path
     while not os.path.lexists(p):
@@ -114,3 +116,5 @@ def make_dirs(path: str, mode: int, parents: int = 0o755) -> None:
         except FileExistsError:
             continue
         os.chmod(p, want)
+    if missing and resolve(path, what, own_mode=False) != path:
+        raise UnsafePathError(f"refusing {what} {path}: it changed while it was made")

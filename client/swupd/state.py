@@ -10,7 +10,8 @@ every directory above it checked as ownership.py says):
   download/              downloads in progress (resumable)
   stage/                 objects staged for the pending transaction
   journal                the pending transaction, if any
-  unchecked              found open to others: what is in it must be checked before use
+The directory itself is 0700; 01700 (the sticky bit, which means nothing to a directory only its
+owner can enter) marks one found open to others whose content has not been checked yet.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 from swupd.format.errors import DiskFullError, LockedError, TreeIOError
 
-from . import ownership
+from . import faults, ownership
 
 
 def sync_filesystem(path: str) -> None:
@@ -107,7 +108,7 @@ class TrustRecord:
         )
 
 
-UNCHECKED = "unchecked"
+UNCHECKED = stat.S_ISVTX
 
 
 class StateDir:
@@ -124,22 +125,24 @@ class StateDir:
         to others may hold what they put there, so then everything in it is checked first."""
         self.path = ownership.resolve(self.path, "state directory", own_mode=False)
         try:
-            ownership.make_dirs(self.path, 0o700)
+            ownership.make_dirs(self.path, 0o700, what="state directory")
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
                 st = os.fstat(fd)
                 if not ownership.trusted_owner(st.st_uid):
                     raise ownership.refuse("state directory", self.path, self.path, f"is owned by uid {st.st_uid}")
-                if stat.S_IMODE(st.st_mode) != 0o700:
-                    os.fchmod(fd, 0o700)
-                # Closed first, then looked into: nothing can be added while it is checked. The
-                # marker keeps later runs checking until one finds everything the client's.
+                # Closed and marked in one change of mode, then looked into: nothing can be
+                # added while it is checked, and a run that dies at any point leaves the next
+                # one checking, until one finds everything the client's.
+                mode = stat.S_IMODE(st.st_mode)
                 if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                    os.close(os.open(UNCHECKED, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600, dir_fd=fd))
-                    os.fsync(fd)
-                if os.path.lexists(self.sub(UNCHECKED)):
+                    mode = 0o700 | UNCHECKED
+                    os.fchmod(fd, mode)
+                    faults.check("closed")
+                if mode & UNCHECKED:
                     self._check_contents()
-                    os.unlink(UNCHECKED, dir_fd=fd)
+                if mode != 0o700:
+                    os.fchmod(fd, 0o700)
             finally:
                 os.close(fd)
             for d in ("objects", "manifests", "download", "stage"):
@@ -149,9 +152,12 @@ class StateDir:
 
     def _check_contents(self) -> None:
         """Refuse a state directory that was open to others if anything in it is not the
-        client's: not owned by root or the euid, open to others, or a symlink. Objects (below
-        objects/ and stage/) are the exception: they carry the owner and mode the signed
-        manifests give them, and are checked against their hash, which covers both, when used."""
+        client's: not owned by root or the euid, open to others, a symlink, or a file with
+        other hard links (the client makes none: one would let a file elsewhere be written
+        through the names it rewrites, such as `trust.json.tmp` or a download's `.part`).
+        Objects (below objects/ and stage/) are the exception: they carry the owner and mode
+        the signed manifests give them, are checked against their hash, which covers both,
+        when used, and are only ever renamed, never written through."""
         for dirpath, dirs, files in os.walk(self.path):
             if os.path.dirname(os.path.relpath(dirpath, self.path)) in ("objects", "stage"):
                 dirs[:] = []
@@ -160,6 +166,8 @@ class StateDir:
                 p = os.path.join(dirpath, name)
                 st = os.lstat(p)
                 why = "is a symbolic link" if stat.S_ISLNK(st.st_mode) else ownership.problem(st)
+                if not why and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+                    why = "has other hard links"
                 if why:
                     raise ownership.refuse("state directory", self.path, p, why)
 

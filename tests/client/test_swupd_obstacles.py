@@ -5,6 +5,7 @@ and what cannot be changed stops the update before anything has changed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -59,6 +60,64 @@ def test_a_directory_where_a_link_goes_is_moved_aside(device: Device) -> None:
     before = device.tree()
     kept = updated_cleanly(device, before, ["/usr/share/data/kind"])
     assert (kept[0] / "deeper/mine").read_bytes() == b"mine\n"
+
+
+LONG = "n" * 250
+
+
+@pytest.fixture(scope="module")
+def long_name_stream(stream: ck.Stream, tmp_path_factory: pytest.TempPathFactory) -> ck.Stream:
+    """Version 30: version 20 plus a file whose name is as long as a file system allows."""
+    d = tmp_path_factory.mktemp("long-name-stream")
+    rootfs = ck.clone(stream.rootfs[20], str(d / "rootfs-30"))
+    Path(rootfs, "usr/share", LONG).write_bytes(b"shipped by 30\n")
+    www = ck.copy_www(stream.www, str(d / "www"))
+    ck.build_version(www, rootfs, 30, stream.private, stream.bundles_toml)
+    return dataclasses.replace(stream, www=www, www30="", rootfs={**stream.rootfs, 30: rootfs})
+
+
+def test_a_directory_with_the_longest_name_is_moved_aside(
+    v10_all: Device, clone_device, long_name_stream: ck.Stream
+) -> None:
+    """`.deleted.<time>.` before a 250-byte name passes the file system's limit on a name: the
+    name it is moved aside to is shortened, or the journal could never be finished."""
+    dev = clone_device(v10_all, Path(long_name_stream.www).as_uri())
+    dev.stream = long_name_stream
+    mine = Path(dev.root, "usr/share", LONG)
+    mine.mkdir()
+    (mine / "notes.txt").write_bytes(b"the user's notes\n")
+    before = dev.tree()
+    r = dev.swupd("update")
+    assert r.rc == 0, r.err
+    assert dev.version() == 30 and not Path(dev.state, "journal").exists()
+    kept = [p for p in Path(dev.root, "usr/share").iterdir() if p.name.startswith(".deleted.")]
+    assert len(kept) == 1 and (kept[0] / "notes.txt").read_bytes() == b"the user's notes\n", kept
+    assert "/usr/share/" + kept[0].name in r.err, r.err
+    extra = ["/usr/share/" + kept[0].name]
+    ck.assert_tree(dev.root, long_name_stream.expected(30, ck.ALL_BUNDLES, old=before), allow_extra=extra)
+
+
+def test_a_file_with_the_longest_name_reaches_another_file_system(
+    v10_all: Device, clone_device, long_name_stream: ck.Stream, tmp_path: Path
+) -> None:
+    """With the state directory on a file system of its own, the object is copied next to its
+    target under a temporary name first: that name too must stay within the limit."""
+    disk = tmp_path / "state-disk"
+    disk.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(disk)],
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip() or p.returncode}")
+    try:
+        dev = clone_device(v10_all, Path(long_name_stream.www).as_uri())
+        dev.stream, dev.state = long_name_stream, ck.clone(dev.state, str(disk / "state"))
+        before = dev.tree()
+        r = dev.swupd("update")
+        assert r.rc == 0, r.err
+        assert dev.version() == 30 and not Path(dev.state, "journal").exists()
+        ck.assert_tree(dev.root, long_name_stream.expected(30, ck.ALL_BUNDLES, old=before))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_file_where_a_directory_goes_is_moved_aside(device: Device) -> None:
@@ -149,6 +208,36 @@ def test_a_mount_point_in_the_way_stops_the_update_before_anything_changed(devic
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
     del before["/usr/share/doc/NEWS"]
+    r = device.swupd_process("update")
+    assert r.rc == 0, r.err
+    ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))
+
+
+@pytest.mark.parametrize("target", ["usr/share/doc/NEWS", "usr/bin/ls", "etc/hostname"])
+def test_a_bind_mount_from_the_same_file_system_stops_the_update(device: Device, tmp_path: Path, target: str) -> None:
+    """Bound from the same file system (as containers bind /etc/hostname), a mount point has
+    the device number of the directory it is in: a directory where version 20 installs a file,
+    a program it replaces and a file it removes must still stop the update with nothing
+    changed, not fail the journal on every run after the commit point."""
+    host = Path(device.root, target)
+    source = tmp_path / "bound"
+    if target.endswith("NEWS"):
+        source.mkdir()
+        host.mkdir()
+    else:
+        source.write_bytes(host.read_bytes())
+    before, snap = device.tree(), device.snapshot()
+    if subprocess.run(["mount", "--bind", str(source), str(host)], capture_output=True, check=False).returncode:
+        pytest.skip("this process cannot make bind mounts")
+    try:
+        r = device.swupd_process("update")
+        assert r.rc == 15, (r.rc, r.err)
+        line = r.error_line()
+        assert f"/{target} is a mount point" in line and "nothing was changed" in line, line
+        assert not Path(device.state, "journal").exists()
+    finally:
+        subprocess.run(["umount", str(host)], check=True)
+    assert ck.diff_snapshots(snap, device.snapshot()) == ""
     r = device.swupd_process("update")
     assert r.rc == 0, r.err
     ck.assert_tree(device.root, device.stream.expected(20, ck.ALL_BUNDLES, old=before))

@@ -15,6 +15,8 @@ import clientkit as ck
 import pytest
 from clientkit import Device
 from support.httpserver import FaultServer
+from swupd import ownership
+from swupd.format.errors import UnsafePathError
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to prepare files as another user")
 
@@ -196,6 +198,38 @@ def test_a_too_open_state_dir_is_closed_and_anything_others_left_in_it_refused(d
     assert not (state / "unchecked").exists()
 
 
+def test_a_state_dir_closed_by_a_run_that_died_at_once_is_still_checked(device: Device, tmp_path: Path) -> None:
+    """Killed right after closing a state directory found open (before it looked inside): the
+    next run must still know that what is in it may be another user's."""
+    secret, state = tmp_path / "secret", Path(device.state)
+    secret.write_text("root's only")
+    journal_moving(state, secret)
+    give(state / "journal")
+    state.chmod(0o777)
+    r = device.swupd_process("info", env=dict(os.environ, SWUPD_FAULT="closed:kill"))
+    assert r.rc < 0 and state.stat().st_mode & 0o777 == 0o700, r.err
+    refused(device.swupd_process("info"), f"{state}/journal is owned by uid 65534")
+    assert secret.exists() and not Path(device.root, "stolen").exists()
+
+
+@pytest.mark.parametrize("name", ["trust.json.tmp", "version.tmp", "download/x.part"])
+def test_a_hard_link_left_in_an_open_state_dir_is_refused(device: Device, tmp_path: Path, name: str) -> None:
+    """Where the state directory was open, a hard link to a file of root's (as a user can make
+    where links are not protected) could be written through by the next update."""
+    victim = tmp_path / "victim"
+    victim.write_text("root's own\n")
+    state = Path(device.state)
+    os.link(victim, state / name)
+    state.chmod(0o777)
+    refused(device.swupd_process("update"), f"{state}/{name} has other hard links")
+    assert victim.read_text() == "root's own\n" and device.version() == 10
+    refused(device.swupd_process("update"), f"{state}/{name} has other hard links")  # until clean
+    os.unlink(state / name)
+    r = device.swupd_process("update")
+    assert r.rc == 0, r.err
+    assert victim.read_text() == "root's own\n" and device.version() == 20
+
+
 def test_directories_the_client_makes_are_closed_to_others_whatever_the_umask(
     stream: ck.Stream, tmp_path: Path
 ) -> None:
@@ -211,6 +245,53 @@ def test_directories_the_client_makes_are_closed_to_others_whatever_the_umask(
     r = subprocess.run([*umask0, *map(str, args)], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert ck.os_release_version(str(root)) == 20
+
+
+@pytest.mark.parametrize("umask", ["0", "002"])
+def test_files_the_client_makes_are_closed_to_others_whatever_the_umask(
+    stream: ck.Stream, tmp_path: Path, umask: str
+) -> None:
+    """Its state, its mirror setting and the units `autoupdate` writes into /etc: under a umask
+    that opens them to others they would be another user's to change, and the client's own
+    checks would refuse them on the next command."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    opts = ["--path", root, "--statedir", state, *server_opts(stream)]
+
+    def swupd(*args: object) -> subprocess.CompletedProcess:
+        cmd = ["sh", "-c", f'umask {umask}; exec "$0" "$@"', ck.SWUPD, *map(str, args)]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+    r = swupd("os-install", root, "--statedir", state, "--version", "10", *server_opts(stream))
+    assert r.returncode == 0, r.stderr
+    for args in (["mirror", "--set", Path(stream.www).as_uri()], ["autoupdate", "--enable"], ["update"], ["info"]):
+        r = swupd(*args, *opts)
+        assert r.returncode == 0, (args, r.stderr)
+    made = [state, root / "etc/swupd", root / "etc/systemd/system"]
+    loose = [
+        os.path.join(d, n)
+        for top in made
+        for d, dirs, files in os.walk(top)
+        for n in dirs + files
+        if os.lstat(os.path.join(d, n)).st_mode & 0o022 and not os.path.islink(os.path.join(d, n))
+        and not os.path.join(d, n).startswith((str(state / "objects/"), str(state / "stage/")))
+    ]
+    assert loose == []
+
+
+def test_a_directory_another_user_slips_in_while_the_client_makes_its_own_is_refused(tmp_path: Path) -> None:
+    """Under a sticky directory, what was missing when the path was checked may be made by
+    another user before the client makes it: the client must not build inside theirs."""
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    for made in ("state directory", "ROOT"):
+        target = sticky / made.replace(" ", "-") / "b/state"
+        assert ownership.resolve(str(target), made, False) == str(target)  # nothing there yet
+        theirs = target.parent.parent
+        theirs.mkdir()
+        os.chown(theirs, NOBODY, NOBODY)  # the other user, between the check and the making
+        with pytest.raises(UnsafePathError, match=f"refusing {made} {target}: {theirs} is owned by uid 65534"):
+            ownership.make_dirs(str(target), 0o700, what=made)
 
 
 # -- os-install's target ------------------------------------------------------------------------

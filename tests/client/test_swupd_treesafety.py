@@ -151,6 +151,16 @@ def test_post_update_hooks_run_after_a_crash(device: Device) -> None:
     assert log.read_text() == f"ran for {device.root}\n"
 
 
+def test_a_hook_that_leads_nowhere_is_skipped(device: Device) -> None:
+    """A link in a hook directory to a program since removed runs nothing; the other hooks
+    run and the update completes, as with any entry that is not an executable file."""
+    log = add_hook(device, "20-log")
+    Path(device.root, "etc/swupd/post-update.d/10-gone").symlink_to("/usr/libexec/removed-long-ago")
+    r = device.swupd_process("update")
+    assert r.rc == 0, r.err
+    assert device.version() == 20 and log.read_text() == f"ran for {device.root}\n"
+
+
 @pytest.mark.parametrize("size", [0, 1, 4096, 3 << 20])
 def test_reading_a_file_stops_at_its_end_or_the_limit(tmp_path: Path, size: int) -> None:
     """Old files for deltas are read straight from their descriptors: the whole file when it is

@@ -13,13 +13,15 @@ no-follow primitives, as the actions will find them:
   disarmed first by a `disarm` action;
 - a parent that is not a directory and that no action makes one, an unreadable directory, a
   read-only file system, an immutable or append-only object that an action must change, or a
-  mount point that an action must remove stops the transaction before anything has changed.
+  mount point (whatever it is mounted from) that an action must remove, replace or move aside
+  stops the transaction before anything has changed.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import stat
 import struct
 from typing import Any
@@ -39,12 +41,33 @@ _NONE = "none"  # not a directory, and no action makes it one
 _NOTHING_CHANGED = "nothing was changed"
 
 
+def _mount_points(root: str) -> set[str]:
+    """Host paths below `root` where something is mounted. A bind mount from the same file
+    system keeps the device number of the directory it is in (and a file can be one), so
+    only the kernel's own list tells them all."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return set()
+    below = root.rstrip("/") + "/"
+    out = set()
+    for line in lines:
+        fields = line.split(b" ")
+        if len(fields) > 4:
+            point = os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[4]))
+            if point.startswith(below):
+                out.add(point)
+    return out
+
+
 class _Walk:
     def __init__(self, tree: Tree, made: set[str]) -> None:
         self.tree = tree
         self.made = made
         self.dirs: dict[str, str] = {"/": _ON_DISK}
         self.writable: set[str] = set()
+        self.mounts = _mount_points(tree.root)
 
     def lstat(self, path: str) -> os.stat_result | None:
         """The object at `path`, whose parent is a directory on disk."""
@@ -102,8 +125,10 @@ class _Walk:
         return armed
 
     def check_removable(self, path: str, st: os.stat_result) -> None:
-        """A directory that an action removes or moves aside must not be a mount point."""
-        if stat.S_ISDIR(st.st_mode) and st.st_dev != os.fstat(self.tree.at(path)[0]).st_dev:
+        """What an action removes, replaces or moves aside must not be a mount point."""
+        if self.tree.host_path(path) in self.mounts or (
+            stat.S_ISDIR(st.st_mode) and st.st_dev != os.fstat(self.tree.at(path)[0]).st_dev
+        ):
             raise TreeIOError(f"{path} is a mount point; {_NOTHING_CHANGED}")
 
 
@@ -138,8 +163,9 @@ def check(tree: Tree, actions: list[list[Any]], hashes: dict[str, str]) -> list[
                 walk.check_writable(parent)
             if st is not None and path not in cleared:
                 armed = walk.inspect(path, st)
+                if kind == "mv" or not stat.S_ISDIR(st.st_mode):
+                    walk.check_removable(path, st)  # replaced, or moved aside
                 if kind == "mv" and stat.S_ISDIR(st.st_mode):
-                    walk.check_removable(path, st)
                     out.append(["rm", path, hashes[path]])
                     cleared.add(path)
                 elif kind == "mv" and armed:

@@ -199,7 +199,7 @@ class Tree:
                 self._copy_across(source, fd, name, path)
 
     def _copy_across(self, source: str, dfd: int, name: str, path: str) -> None:
-        tmp = f".update.{name}"
+        tmp = _fitted(dfd, f".update.{name}")
         st = os.lstat(source)
         try:
             _unlink_any(dfd, tmp)
@@ -335,15 +335,29 @@ def _disarm_fd(fd: int) -> None:
 
 
 def _move_aside(dfd: int, name: str, tag: str) -> str:
-    """Rename `name` to the first free `.deleted.<tag>[-n].<name>` in the same directory."""
+    """Rename `name` to the first free `.deleted.<tag>[-n].<name>` in the same directory, the
+    name cut short where the whole would pass the file system's limit on a name (a journal
+    action that can never succeed would leave the tree half updated)."""
     for n in range(1000):
-        kept = f".deleted.{tag}.{name}" if n == 0 else f".deleted.{tag}-{n}.{name}"
+        kept = _fitted(dfd, f".deleted.{tag}.{name}" if n == 0 else f".deleted.{tag}-{n}.{name}")
         try:
             os.stat(kept, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             os.rename(name, kept, src_dir_fd=dfd, dst_dir_fd=dfd)
             return kept
     raise OSError(errno.EEXIST, "no free name to move it aside")
+
+
+def _fitted(dfd: int, name: str) -> str:
+    """`name` cut short to the longest name the file system of directory `dfd` takes: names
+    made from a manifest's (a 255-byte one is valid) must not fail an action after the commit."""
+    try:
+        longest = os.fpathconf(dfd, "PC_NAME_MAX")
+    except OSError:
+        longest = 255
+    while len(os.fsencode(name)) > longest:
+        name = name[:-1]
+    return name
 
 
 def _unlink_any(dfd: int, name: str) -> None:

@@ -189,7 +189,10 @@ def hooks(root: str) -> list[tuple[str, str]]:
         for name in sorted(os.listdir(hook_dir)):
             listed = os.path.join(hook_dir, name)
             hook = ownership.resolve(listed, "post-update hook")
-            st = os.lstat(hook)
+            try:
+                st = os.lstat(hook)
+            except FileNotFoundError:
+                continue  # a link to nothing runs nothing
             if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
                 found.append((listed, hook))
     return found

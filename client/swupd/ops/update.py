@@ -163,7 +163,7 @@ def prepare_target(target: str, statedir: str | None) -> str:
     try:
         st = os.lstat(root)
     except FileNotFoundError:
-        ownership.make_dirs(root, 0o755)
+        ownership.make_dirs(root, 0o755, what="ROOT")
         return root
     if not stat.S_ISDIR(st.st_mode):
         raise UsageError(f"{root} is not a directory; os-install needs an empty directory")
