@@ -148,22 +148,24 @@ def run(args: argparse.Namespace, out: Output) -> int:
             sess = Session(settings, state, tree, fetcher, out)
             sess.run_scripts = not args.no_scripts
             pending = jn.pending(state)
+            finished = None
             if pending is not None:
                 out.info(f"Finishing an interrupted transaction to version {pending.version}")
                 try:
                     replay(sess, pending)
+                    finished = pending.version
                 except SwupdError as e:
                     if args.command not in READ_ONLY:
                         raise
                     out.warning(f"an interrupted transaction cannot be finished yet: {e}")
             else:
                 run_hooks(sess)
-            return _dispatch(args, sess, out, bundles, misc, update, verify)
+            return _dispatch(args, sess, out, bundles, misc, update, verify, finished)
     finally:
         state.unlock()
 
 
-def _dispatch(args, sess, out, bundles, misc, update, verify) -> int:
+def _dispatch(args, sess, out, bundles, misc, update, verify, finished=None) -> int:
     c = args.command
     if c == "update":
         frm, to, rep = update.update(sess, args.to_version, args.download_only)
@@ -199,8 +201,9 @@ def _dispatch(args, sess, out, bundles, misc, update, verify) -> int:
         )
         return 0 if (fix or rep.clean) else 1
     if c == "os-install":
-        version, rep = update.os_install(sess, args.to_version, _bundles(args.bundles) or set())
-        out.info(update.summary(rep, sess.fetcher.received))
+        version, rep = update.os_install(sess, args.to_version, _bundles(args.bundles) or set(), finished)
+        if rep is not None:
+            out.info(update.summary(rep, sess.fetcher.received))
         out.result(f"Installed version {version} into {sess.s.root}")
         return 0
     if c == "bundle-add":

@@ -78,3 +78,24 @@ def test_os_install_failures_leave_the_target_empty(
 def test_os_install_needs_a_target(stream: ck.Stream, content: FaultServer) -> None:
     r = ck.run("os-install", "--url", content.url(), "--key", stream.key, "--format", "1")
     assert r.rc == 2 and "other than /" in r.error_line()
+
+
+@pytest.mark.parametrize("fault", ["journal-written:kill", "action@3:kill"])
+def test_os_install_run_again_finishes_an_installation_cut_off_after_its_commit(
+    stream: ck.Stream, content: FaultServer, tmp_path: Path, fault: str
+) -> None:
+    """A power cut after the journal leaves a target that is not empty; running the same
+    os-install again finishes the installation instead of refusing the target."""
+    import os
+
+    root, state = str(tmp_path / "root"), str(tmp_path / "state")
+    opts = ["--statedir", state, "--url", content.url(), "--key", stream.key, "--format", "1", "--compat", ck.COMPAT]
+    r = ck.run_process("os-install", root, *opts, env=dict(os.environ, SWUPD_FAULT=fault))
+    assert r.rc != 0 and Path(state, "journal").exists(), (r.rc, r.err)
+    r = ck.run("os-install", root, *opts)
+    assert r.rc == 0, r.err
+    assert f"Installed version 20 into {root}" in r.out
+    ck.assert_tree(root, stream.expected(20, set()))
+    assert not Path(state, "journal").exists()
+    r = ck.run("verify", "--path", root, *opts)
+    assert r.rc == 0 and "0 missing, 0 modified, 0 extra" in r.out, r.out

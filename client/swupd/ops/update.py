@@ -152,11 +152,22 @@ def _empty_except_state(root: str, statedir: str) -> bool:
     return True
 
 
+def _interrupted(statedir: str) -> bool:
+    """True if a checked state directory holds the journal of a transaction that was cut off
+    after its commit point: a target it left half-installed is the client's own work."""
+    try:
+        st = os.lstat(os.path.join(ownership.resolve(statedir, "state directory", False), "journal"))
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid in (0, os.geteuid())
+
+
 def prepare_target(target: str, statedir: str | None) -> str:
     """The os-install target resolved and checked (see ownership.py), and empty: made afresh
-    (mode 0755) if it does not exist, otherwise refused unless `_empty_except_state`. This
+    (mode 0755) if it does not exist, otherwise refused unless `_empty_except_state` or its
+    state directory holds an interrupted transaction (which the command then finishes). This
     comes before anything inside it is read (settings, state, hooks): a directory that holds
-    something is not the client's to trust."""
+    something else is not the client's to trust."""
     root = ownership.resolve(target, "ROOT")
     if root == "/":
         raise UsageError("os-install needs a target directory other than /")
@@ -168,14 +179,20 @@ def prepare_target(target: str, statedir: str | None) -> str:
     if not stat.S_ISDIR(st.st_mode):
         raise UsageError(f"{root} is not a directory; os-install needs an empty directory")
     state = os.path.abspath(statedir) if statedir else os.path.join(root, "var/lib/swupd")
-    if not _empty_except_state(root, state):
+    if not _empty_except_state(root, state) and not _interrupted(state):
         raise UsageError(f"{root} is not empty; os-install needs an empty directory")
     return root
 
 
-def os_install(sess: Session, version: int | None, bundles: set[str]) -> tuple[int, TxReport]:
-    """Install a whole OS into an empty directory."""
+def os_install(
+    sess: Session, version: int | None, bundles: set[str], finished: int | None = None
+) -> tuple[int, TxReport | None]:
+    """Install a whole OS into an empty directory. `finished` is the version of an interrupted
+    transaction this command has just completed: the installation that was cut off, done now
+    (no report of its own)."""
     if not _empty_except_state(sess.s.root, sess.state.path):
+        if finished is not None:
+            return finished, None
         raise UsageError(f"{sess.s.root} is not empty; os-install needs an empty directory")
     latest = sess.latest(allow_older=True)
     target = version or latest.version
