@@ -143,3 +143,33 @@ def test_clean_keeps_every_manifest_of_the_current_version(device: Device, conte
     content.clear_log()
     assert device.swupd("verify").rc == 0
     assert [e.path for e in content.log if "Manifest" in e.path] == []
+
+
+def test_bundle_remove_keeps_and_reports_changed_configuration(
+    v10_all: Device, clone_device, stream: ck.Stream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A configuration file of a removed bundle that the administrator changed stays, and the
+    command says so."""
+    import dataclasses
+
+    d = tmp_path_factory.mktemp("app-etc")
+    rootfs = ck.clone(stream.rootfs[20], str(d / "rootfs-30"))
+    ck._write(rootfs, "etc/app/app.conf", b"shipped with app\n")
+    with open(stream.bundles_toml) as f:
+        toml = f.read().replace('paths = ["/opt/app"]', 'paths = ["/opt/app", "/etc/app"]')
+    bundles = str(d / "bundles.toml")
+    with open(bundles, "w") as f:
+        f.write(toml)
+    www = ck.copy_www(stream.www, str(d / "www"))
+    ck.build_version(www, rootfs, 30, stream.private, bundles)
+    dev = clone_device(v10_all, Path(www).as_uri())
+    dev.stream = dataclasses.replace(stream, www=www, www30="", rootfs={**stream.rootfs, 30: rootfs})
+    u = dev.swupd("update")
+    assert u.rc == 0 and dev.version() == 30, u.out + u.err
+    conf = Path(dev.root, "etc/app/app.conf")
+    conf.write_bytes(b"tuned by the administrator\n")
+    r = dev.swupd("bundle-remove", "app-docs", "app")
+    assert r.rc == 0, r.err
+    assert conf.read_bytes() == b"tuned by the administrator\n"
+    assert "Warning: /etc/app/app.conf was changed locally" in r.err, r.err
+    assert not Path(dev.root, "opt/app").exists()

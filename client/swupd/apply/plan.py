@@ -175,7 +175,10 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
                     removable.append(path)
     # Whatever lies below a path that stops being a directory goes before that path is replaced.
     nondir_now = {p for p, e in new.items() if e.present and e.type != Type.DIRECTORY} if removable else set()
-    for path in sorted(set(removable), key=_depth, reverse=True):
+    # A directory that holds configuration the administrator kept stays where it is (unless the
+    # new version needs its path for something else): moved aside, the kept file would be gone.
+    holding = {a for p in ch.kept_config for a in _ancestors(p)} if removable else set()
+    for path in sorted(set(removable) - (holding - nondir_now), key=_depth, reverse=True):
         if any(a in nondir_now for a in _ancestors(path)):
             ch.pre_remove.append((path, ""))
         else:

@@ -9,7 +9,7 @@ from swupd.format.errors import BundleError
 from ..apply.plan import diff, union
 from .obtain import pack_source
 from .session import Session
-from .transaction import TxReport, execute
+from .transaction import TxReport, execute, report_kept_config
 from .update import TreeDisk, require_current
 
 
@@ -37,8 +37,7 @@ def bundle_add(sess: Session, names: list[str]) -> tuple[list[str], TxReport | N
     sources = [pack_source(b, new[b], 0, wanted) for b in added]
     del old, new
     rep = execute(sess, change, cur, mom.timestamp, sources, local)
-    for path in rep.kept_config:
-        sess.out.warning(f"{path} was changed locally and is left as it is")
+    report_kept_config(sess, rep)
     return added, rep
 
 
@@ -70,7 +69,9 @@ def bundle_remove(sess: Session, names: list[str]) -> TxReport:
     change = diff(
         union([m.entries for m in old.values()]), union([m.entries for m in new.values()]), TreeDisk(sess), update=False
     )
-    return execute(sess, change, cur, mom.timestamp, [], {})
+    rep = execute(sess, change, cur, mom.timestamp, [], {})
+    report_kept_config(sess, rep)
+    return rep
 
 
 @dataclass

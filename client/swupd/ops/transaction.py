@@ -152,6 +152,13 @@ def execute(
     return rep
 
 
+def report_kept_config(sess: Session, rep: TxReport) -> None:
+    """Configuration the administrator changed stays as it is, and the commands that change the
+    tree say so (`verify` lists it as `Config:` instead)."""
+    for path in rep.kept_config:
+        sess.out.warning(f"{path} was changed locally and is left as it is")
+
+
 def replay(sess: Session, journal: jn.Journal) -> list[str]:
     """Perform (or finish) a journal, then run the post-update hooks."""
 

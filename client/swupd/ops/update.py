@@ -16,7 +16,7 @@ from ..store.objects import ObjectStore
 from . import space
 from .obtain import obtain, pack_source
 from .session import Session
-from .transaction import TxReport, execute
+from .transaction import TxReport, execute, report_kept_config
 
 _KIND = {Type.FILE: stat.S_IFREG, Type.DIRECTORY: stat.S_IFDIR, Type.SYMLINK: stat.S_IFLNK}
 
@@ -126,8 +126,7 @@ def update(sess: Session, version: int | None = None, download_only: bool = Fals
         obtain(sess, store, {e.hash: e for e in change.install}, sources, local)
         return cur, target, None
     rep = execute(sess, change, target, new_mom.timestamp, sources, local)
-    for path in rep.kept_config:
-        sess.out.warning(f"{path} was changed locally and is left as it is")
+    report_kept_config(sess, rep)
     return cur, target, rep
 
 
