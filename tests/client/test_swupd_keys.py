@@ -205,3 +205,37 @@ def test_an_introduction_of_another_key_than_its_name_is_refused(
     assert r.rc == 4, (r.rc, r.err)
     assert _learned(dev) == set()
     assert private_server.requests(f"/keys/{intro.name}")  # looked at, and not taken
+
+
+
+@pytest.mark.parametrize("how", ["altered", "another stream"])
+def test_no_key_is_learned_through_something_refused(rotation: Rotation, tmp_path: Path, how: str) -> None:
+    """Beside the new key's genuine introduction, a `latest` the new key did not sign (altered)
+    or one of another stream the new key signed (as a stream that shares the old key would
+    publish) is refused, and the device keeps no key for it: a key is learned only together
+    with a file that passes every check."""
+    www = Path(ck.copy_www(rotation.www30, str(tmp_path / "served")))
+    latest = www / "version/format1/latest"
+    if how == "altered":
+        latest.write_bytes(latest.read_bytes().replace(b"30\n", b"31\n", 1))
+        rc, said = 4, "no valid signature by a trusted key"
+    else:
+        text = latest.read_bytes()
+        stream = text.split(b"stream:")[1].split(b"\n")[0].strip()
+        latest.write_bytes(text.replace(stream, b"another-" + stream))
+        Path(f"{latest}.sig").write_bytes(ck.sign(rotation.new[0], latest.read_bytes()))
+        rc, said = 9, "belongs to stream"
+    dev = _install(tmp_path, rotation)
+    with FaultServer(str(www)) as srv:
+        snap = dev.snapshot()
+        r = dev.swupd("update", url=srv.url())
+        assert r.rc == rc, (r.rc, r.err)
+        assert said in r.error_line()
+        assert ck.diff_snapshots(snap, dev.snapshot()) == ""
+        assert srv.requests(f"/keys/{_keyid(rotation.new[1])}.pub")  # it was looked at
+        assert _learned(dev) == set()
+    # The genuine stream still teaches the key.
+    with FaultServer(rotation.www30) as srv:
+        r = dev.swupd("update", url=srv.url())
+        assert r.rc == 0, r.err
+        assert _learned(dev) == {_keyid(rotation.new[1])}

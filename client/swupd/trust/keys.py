@@ -4,11 +4,11 @@ A stream moves to a new signing key by publishing an introduction (docs/format.m
 rotation): the new public key file at `keys/<keyid>.pub`, with signatures (`.sig`) by the key it
 replaces. When none of the keys a device trusts verifies `latest` or a MoM, the device fetches
 the introduction of each key that signed it, follows introductions back from key to key (at most
-`Limits.max_key_chain` of them) until one is signed by a key it trusts, and keeps the ones that
-are in its state directory (`keys/`). A key is trusted only while a chain of signatures leads
-to it from a configured key: kept introductions are checked again every time they are loaded,
-so removing a key from the configuration also removes what it introduced, and a key no trusted
-key signed is never learned.
+`Limits.max_key_chain` of them) until one is signed by a key it trusts, and, once the file
+has passed every check with the keys they introduce, keeps those in its state directory
+(`keys/`). A key is trusted only while a chain of signatures leads to it from a configured key:
+kept introductions are checked again every time they are loaded, so removing a key from the
+configuration also removes what it introduced, and a key no trusted key signed is never learned.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class KeyRing:
         self.limits = limits
         self.fetch: Fetch | None = None
         self._trusted: dict[str, PublicKey] | None = None
+        self._pending: tuple[dict[str, PublicKey], dict[str, tuple[bytes, bytes]]] | None = None
 
     def trusted(self) -> list[PublicKey]:
         if self._trusted is None:
@@ -79,13 +80,30 @@ class KeyRing:
         return list(self._trusted.values())
 
     def verify(self, data: bytes, sig: bytes) -> PublicKey:
-        """The trusted key that signed `data`, learning the signers' keys if need be."""
+        """The trusted key that signed `data`, learning the signers' keys if need be (trusted
+        and kept only when `accept` follows)."""
+        self._pending = None
         try:
             return signing.verify(data, sig, self.trusted(), self.limits)
         except SignatureError:
-            if self.fetch is None or not self.roots or not self._learn(sig):
+            if self.fetch is None or not self.roots:
                 raise
-        return signing.verify(data, sig, self.trusted(), self.limits)
+            grown, found = self._learn(sig)
+            if not found:
+                raise
+        signer = signing.verify(data, sig, list(grown.values()), self.limits)
+        self._pending = (grown, found)
+        return signer
+
+    def accept(self) -> None:
+        """Take the keys the last `verify` learned, once what it verified has passed every
+        other check too: an introduction teaches nothing for a file the device refuses (for its
+        signature, or for its stream when another stream's key signed it), so no key is ever
+        trusted through something refused."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._trusted, found = pending
+            self._keep(found)
 
     def _kept(self) -> list[tuple[bytes, bytes]]:
         try:
@@ -102,9 +120,10 @@ class KeyRing:
                 continue
         return out
 
-    def _learn(self, sig: bytes) -> bool:
+    def _learn(self, sig: bytes) -> tuple[dict[str, PublicKey], dict[str, tuple[bytes, bytes]]]:
         """Fetch the introductions of the keys that made `sig`, and of the keys that signed
-        those, until a trusted key is reached; keep what a trusted key vouches for."""
+        those, until a trusted key is reached: the trusted keys with those a trusted key
+        vouches for, and the introductions of the new ones (none when there are none)."""
         assert self.fetch is not None and self._trusted is not None
         known = dict(self._trusted)
         todo = [kid for kid, _ in signing.parse_signatures(sig, self.limits) if kid not in known]
@@ -128,17 +147,14 @@ class KeyRing:
             found[kid] = (data, isig)
             todo += [k for k, _ in signers if k not in known and k not in tried]
         grown = chain(list(known.values()), list(found.values()), self.limits)
-        new = [kid for kid in grown if kid not in known]
-        if not new:
-            return False
-        self._trusted = grown
-        # Kept for the next commands; a state directory that cannot take them only means
-        # the next command fetches them again.
+        return grown, {kid: found[kid] for kid in grown if kid not in known}
+
+    def _keep(self, introductions: dict[str, tuple[bytes, bytes]]) -> None:
+        """Kept for the next commands; a state directory that cannot take them only means the
+        next command fetches them again."""
         with contextlib.suppress(OSError, SwupdError):
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            for kid in new:
-                data, isig = found[kid]
+            for kid, (data, isig) in introductions.items():
                 path = os.path.join(self.directory, f"{kid}.pub")
                 write_atomic(path + ".sig", isig)
                 write_atomic(path, data)
-        return True

@@ -107,6 +107,7 @@ class TrustedSet:
                 f"the server's latest pointer (version {rec.version}) expired at {_utc(rec.expires)}; "
                 "the server may be frozen on an old version"
             )
+        self.keys.accept()
         self.pointer = rec
         return rec
 
@@ -135,6 +136,7 @@ class TrustedSet:
             )
         if not allow_older and version < self.current:
             raise RollbackError(f"version {version} is below the installed version {self.current}")
+        self.keys.accept()
         self._moms[version] = mom
         return mom
 
