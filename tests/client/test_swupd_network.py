@@ -195,3 +195,37 @@ def test_files_already_in_place_are_not_downloaded(device: Device, content: Faul
     ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
     r = device.swupd("verify")
     assert r.rc == 0 and ": 0 missing, 0 modified, 0 extra" in r.out, r.out + r.err
+
+
+def test_a_download_spoiled_by_an_earlier_run_is_fetched_again(
+    device: Device, content: FaultServer, stream: ck.Stream
+) -> None:
+    """An attacker on the network corrupts every fullfile and cuts it off: the update fails
+    with nothing changed, leaving `.part` files to resume. The next run, on a sound network,
+    resumes them into files that fail their checks, fetches those again from their first byte
+    and updates."""
+    for p in PACKS + [p.replace("-from-10", "-from-0") for p in PACKS]:
+        content.fail(404, times=None, path=p)
+    new = ck.new_entries(stream.www, 10, 20).values()
+    files = [f"/20/files/{e.hash}.tar" for e in new if e.kind == "F" and e.size > 1000]
+    for path in files:
+        content.corrupt(times=None, path=path)
+        content.truncate(600, times=None, path=path)
+    before, snap, trust = device.tree(), device.snapshot(), Path(device.state, "trust.json").read_bytes()
+    r = device.swupd("update")
+    assert r.rc == 11, (r.rc, r.err)
+    assert ck.diff_snapshots(snap, device.snapshot()) == ""
+    assert Path(device.state, "trust.json").read_bytes() == trust
+    spoiled = {p.name for p in Path(device.state, "download").glob("*.tar.part")}
+    assert spoiled
+    content.clear_faults()
+    for p in PACKS + [p.replace("-from-10", "-from-0") for p in PACKS]:
+        content.fail(404, times=None, path=p)
+    content.clear_log()
+    r = device.swupd("update")
+    assert r.rc == 0, (r.rc, r.err)
+    ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
+    for name in spoiled:  # resumed, then fetched whole
+        got = [e.range for e in content.requests(f"/20/files/{name[:-5]}", "GET")]
+        assert got[0] is not None and got[1:] == [None], got
+    assert not any(Path(device.state, "download").iterdir())

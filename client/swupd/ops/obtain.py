@@ -14,7 +14,16 @@ import stat
 from dataclasses import dataclass, field
 
 from swupd.format import layout
-from swupd.format.errors import DiskFullError, HashMismatchError, NetworkError, NotFoundError, SwupdError, TreeIOError
+from swupd.format.errors import (
+    DiskFullError,
+    FormatError,
+    HashMismatchError,
+    NetworkError,
+    NotFoundError,
+    SizeLimitError,
+    SwupdError,
+    TreeIOError,
+)
 from swupd.format.fullfile import TAR_OVERHEAD, Meta
 from swupd.format.manifest import Entry, Manifest
 
@@ -223,25 +232,40 @@ def _fullfiles(sess: Session, store: ObjectStore, missing: dict[str, Entry], dow
         done[url] = got
         sess.out.progress("Downloading files", min(sum(done.values()), total), total)
 
-    results = sess.fetcher.fetch_many(jobs, progress, durable=False)
-    failures = []
-    for url, error in results.items():
-        digest, dest = where[url]
-        if error is not None:
-            failures.append(error)
-            continue
-        try:
-            rep.bytes += os.path.getsize(dest)
-            with open(dest, "rb") as f:
-                import_fullfile(store, f, missing[digest], sess.s.limits)
-            rep.fullfiles += 1
-        except HashMismatchError:
-            failures.append(HashMismatchError(f"{url} does not hash to the manifest's value (bad server data?)"))
-        except SwupdError as e:
-            failures.append(e)
-        finally:
-            if os.path.exists(dest):
-                os.unlink(dest)
+    failures: list[BaseException] = []
+    # A fullfile that fails its checks is fetched once more from its first byte: it may have
+    # been resumed from a `.part` that an earlier run, or an earlier attempt, got wrong.
+    for last in (False, True):
+        results = sess.fetcher.fetch_many(jobs, progress, durable=False)
+        again = []
+        for url, error in results.items():
+            digest, dest = where[url]
+            if error is not None:
+                failures.append(error)
+                continue
+            try:
+                rep.bytes += os.path.getsize(dest)
+                with open(dest, "rb") as f:
+                    import_fullfile(store, f, missing[digest], sess.s.limits)
+                rep.fullfiles += 1
+            except (DiskFullError, TreeIOError) as e:
+                failures.append(e)
+            except (HashMismatchError, FormatError, SizeLimitError) as e:
+                if not last:
+                    again.append(url)
+                elif isinstance(e, HashMismatchError):
+                    said = f"{url} does not hash to the manifest's value (bad server data?)"
+                    failures.append(HashMismatchError(said))
+                else:
+                    failures.append(e)
+            except SwupdError as e:
+                failures.append(e)
+            finally:
+                if os.path.exists(dest):
+                    os.unlink(dest)
+        jobs = [job for job in jobs if job[0] in again]
+        if not jobs:
+            break
     reason = sess.fetcher.patience.reason
     if failures and reason:  # the cause, not each file's symptom
         raise NetworkError(f"{len(failures)} file(s) not fetched: {reason}; giving up on the server")
