@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
+from swupd.format.latest import check_stream
 
 from . import bundles as bl
 from . import deltas, elfcheck, fullfiles, keys, manifests, packs, publish, scan, sign, streams
@@ -43,6 +44,8 @@ def create_update(cfg: BuildConfig) -> BuildReport:
     if not cfg.signing_keys:
         raise UsageError("a signing key is required")
     bundle_specs = bl.load(cfg.bundles_file)
+    if cfg.stream:
+        check_stream(cfg.stream)  # an input error, refused before www/ or its lock is made
     with publish.locked(cfg.www):
         publish.remove_leftovers(cfg.www)
         history = History(cfg.www, cfg.cache_dir)

@@ -110,6 +110,15 @@ def test_a_new_stream_refuses_an_untyped_key(stream, tmp_path):
     assert not os.path.exists(os.path.join(www, "10"))
 
 
+def test_a_malformed_stream_identity_is_refused_before_www_is_made(stream, tmp_path):
+    """An identity devices could not hold to is an input error: refused before the stream's
+    directory (and its lock) is made, as a malformed bundles file is."""
+    www = str(tmp_path / "fresh")
+    r = cli(*create_args(www, stream.rootfs[10], 10, stream.keys.private, EXAMPLE_BUNDLES, "--stream", "my image!"))
+    assert "stream identity 'my image!'" in r.one_line_error()
+    assert not os.path.exists(www)
+
+
 def test_refusals_leave_a_www_that_builds(stream, target, tmp_path):
     """After a refusal, the next correct build continues the stream."""
     bad = _bundles(tmp_path, '[bundle.a]\nincludes = ["a"]\n')
