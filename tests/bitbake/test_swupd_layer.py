@@ -259,3 +259,28 @@ def test_signing_keys_are_checked_and_a_rotation_is_named(stream, tmp_path):
         bbtest.append_local_conf(
             top, f'SWUPD_SIGNING_KEY = "{old_key}"\nSWUPD_PUBLIC_KEYS = "{pub}"\nSWUPD_ROTATE_KEY = ""\n'
         )
+
+
+def test_a_signing_key_that_is_no_key_file_stops_the_build_naming_it(stream, tmp_path):
+    """A file that holds no key (an OpenSSH key, bytes of anything) stops the build with one
+    error naming the variable and what swupd-server found, not a Python stack trace; the image's
+    public key is derived from it when SWUPD_PUBLIC_KEYS is empty."""
+    assert stream["second"].returncode == 0, describe(stream["second"])
+    top, www = stream["top"], stream["www"]
+    ssh, binary = tmp_path / "id_ed25519", tmp_path / "random.key"
+    ssh.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    binary.write_bytes(bytes(range(256)))
+    try:
+        for key in (ssh, binary):
+            key.chmod(0o600)
+            bbtest.append_local_conf(top, f'OS_VERSION = "50"\nSWUPD_SIGNING_KEY = "{key}"\nSWUPD_PUBLIC_KEYS = ""\n')
+            r = bbtest.bitbake(top, IMAGE)
+            out = r.stdout + r.stderr
+            assert r.returncode != 0
+            assert f"SWUPD_SIGNING_KEY = '{key}'" in out and "is not a key file" in out, describe(r)
+            assert "stack trace" not in out and "CalledProcessError" not in out, describe(r)
+            assert "UnicodeDecodeError" not in out, describe(r)
+            assert not (www / "50").exists()
+    finally:
+        key, pub = stream["base"] / "release.key", stream["pub"]
+        bbtest.append_local_conf(top, f'SWUPD_SIGNING_KEY = "{key}"\nSWUPD_PUBLIC_KEYS = "{pub}"\n')
