@@ -244,8 +244,13 @@ python do_swupd_update () {
         (bb.warn if "warning:" in line else bb.note)(line.strip())
     if r.returncode != 0:
         reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode
-        if "--rotate-key" in str(reason):
-            reason = "%s (in a build: SWUPD_ROTATE_KEY)" % reason
+        # swupd-server names its own options; a build sets them through variables.
+        for option, var in (("--rotate-key", "SWUPD_ROTATE_KEY"), ("--format", "SWUPD_FORMAT")):
+            if option in str(reason):
+                reason = "%s (in a build: %s)" % (reason, var)
+        if "--change-stream" in str(reason):
+            reason = ("%s (a build does not move a stream: keep SWUPD_STREAM and SWUPD_COMPAT, or publish "
+                      "another stream into another DEPLOY_DIR_SWUPD)" % reason)
         bb.fatal("swupd-server could not publish OS_VERSION %s into %s: %s" % (d.getVar("OS_VERSION"), www, reason))
     r = subprocess.run([d.getVar("SWUPD_SERVER"), "report", "--www", www], capture_output=True, text=True)
     if r.returncode != 0:
