@@ -206,6 +206,15 @@ def test_a_format_without_stream_identities_continues_in_a_new_format(stream, ta
     assert www.mom(30).header["stream"] == www.latest(2).stream
 
 
+def test_a_stream_that_moved_to_a_new_format_is_not_published_in_the_old_one(stream, target):
+    """Once format 2 has a version, later versions are format 2's: one published in format 1
+    would keep that format's devices from the version that moves them (docs/format.md)."""
+    r = cli(*create_args(target, stream.rootfs[20], 30, stream.keys.private, EXAMPLE_BUNDLES, "--format", "2"))
+    assert r.rc == 0, r.err
+    args = create_args(target, stream.rootfs[20], 40, stream.keys.private, EXAMPLE_BUNDLES, "--format", "1")
+    _refused(target, args, "format 2", "--format 2")
+
+
 def test_refuses_xattrs_a_fullfile_cannot_carry(stream, tmp_path):
     """A file whose xattr records pass the 64 KiB a device takes in a fullfile stops the build,
     naming it, before anything is published (tmpfs holds that many xattrs; ext4 does not)."""
