@@ -119,9 +119,9 @@ def swupd_private_key(d, var):
     key = d.getVar(var)
     if not os.path.isfile(key):
         bb.fatal("%s = '%s' does not exist" % (var, key))
-    with open(key) as f:
-        tag = (f.read(64).split() or [""])[0]
-    if tag == "ed25519-public":
+    with open(key, "rb") as f:
+        tag = (f.read(64).split() or [b""])[0]
+    if tag == b"ed25519-public":
         bb.fatal("%s = '%s' is a public key: set it to the private key (swupd-server keygen --private)" % (var, key))
     mode = stat.S_IMODE(os.stat(key).st_mode)
     if mode & 0o077:
@@ -173,8 +173,11 @@ python swupd_rootfs_config () {
     if not keys and d.getVar("SWUPD_GENERATE") == "1":
         signing = swupd_signing_key(d)
         derived = os.path.join(d.getVar("WORKDIR"), "swupd-signing.pub")
-        subprocess.run([d.getVar("SWUPD_SERVER"), "public-key", "--private", signing, "--output", derived],
-                       check=True, capture_output=True)
+        r = subprocess.run([d.getVar("SWUPD_SERVER"), "public-key", "--private", signing, "--output", derived],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "exit status %d" % r.returncode
+            bb.fatal("SWUPD_SIGNING_KEY = '%s': %s" % (d.getVar("SWUPD_SIGNING_KEY") or signing, reason))
         keys = [derived]
     for key in keys:
         if not os.path.isfile(key):
@@ -241,8 +244,13 @@ python do_swupd_update () {
         (bb.warn if "warning:" in line else bb.note)(line.strip())
     if r.returncode != 0:
         reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode
-        if "--rotate-key" in str(reason):
-            reason = "%s (in a build: SWUPD_ROTATE_KEY)" % reason
+        # swupd-server names its own options; a build sets them through variables.
+        for option, var in (("--rotate-key", "SWUPD_ROTATE_KEY"), ("--format", "SWUPD_FORMAT")):
+            if option in str(reason):
+                reason = "%s (in a build: %s)" % (reason, var)
+        if "--change-stream" in str(reason):
+            reason = ("%s (a build does not move a stream: keep SWUPD_STREAM and SWUPD_COMPAT, or publish "
+                      "another stream into another DEPLOY_DIR_SWUPD)" % reason)
         bb.fatal("swupd-server could not publish OS_VERSION %s into %s: %s" % (d.getVar("OS_VERSION"), www, reason))
     r = subprocess.run([d.getVar("SWUPD_SERVER"), "report", "--www", www], capture_output=True, text=True)
     if r.returncode != 0:

@@ -185,10 +185,14 @@ def _refresh(args: argparse.Namespace) -> int:
     from .publish import locked, published, write_latest
 
     keys = [signing.load_private(k) for k in args.signing_key]
+    missing = UsageError(f"no published version of format {args.format} in {args.www}")
+    # Looked for before the lock, which would make a mistyped --www or write into another tree.
+    if published(args.www, args.format) is None:
+        raise missing
     with locked(args.www):
         old = published(args.www, args.format)
         if old is None:
-            raise UsageError(f"no published version of format {args.format} in {args.www}")
+            raise missing
         check_signers(History(args.www), old.version, keys)
         # Never below the published pointer (see format/latest.py), whatever SOURCE_DATE_EPOCH
         # says; the expiry counts from the time of signing.

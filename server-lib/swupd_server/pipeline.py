@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
+from swupd.format.latest import check_stream
 
 from . import bundles as bl
 from . import deltas, elfcheck, fullfiles, keys, manifests, packs, publish, scan, sign, streams
@@ -43,6 +44,8 @@ def create_update(cfg: BuildConfig) -> BuildReport:
     if not cfg.signing_keys:
         raise UsageError("a signing key is required")
     bundle_specs = bl.load(cfg.bundles_file)
+    if cfg.stream:
+        check_stream(cfg.stream)  # an input error, refused before www/ or its lock is made
     with publish.locked(cfg.www):
         publish.remove_leftovers(cfg.www)
         history = History(cfg.www, cfg.cache_dir)
@@ -50,6 +53,13 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         if cfg.version <= highest:
             raise UsageError(f"version {cfg.version} is not above the latest published version {highest}")
         publish.check_order(cfg.www, cfg.format, (cfg.version, cfg.timestamp))
+        newer = [f for f in history.formats() if f > cfg.format]
+        if newer:
+            # The last version of the older format is the one its devices move on from.
+            raise UsageError(
+                f"the stream has moved on to format {newer[-1]} (version {history.latest(newer[-1])}): "
+                f"publish later versions with --format {newer[-1]}, see docs/format.md"
+            )
         cfg.stream = streams.check(history, cfg)
         deltas.source_versions(history, cfg)
         # Checked before any work: a wrong key must not cost a whole build. In a rotation the

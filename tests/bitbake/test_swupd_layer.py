@@ -259,3 +259,70 @@ def test_signing_keys_are_checked_and_a_rotation_is_named(stream, tmp_path):
         bbtest.append_local_conf(
             top, f'SWUPD_SIGNING_KEY = "{old_key}"\nSWUPD_PUBLIC_KEYS = "{pub}"\nSWUPD_ROTATE_KEY = ""\n'
         )
+
+
+def test_a_signing_key_that_is_no_key_file_stops_the_build_naming_it(stream, tmp_path):
+    """A file that holds no key (an OpenSSH key, bytes of anything) stops the build with one
+    error naming the variable and what swupd-server found, not a Python stack trace; the image's
+    public key is derived from it when SWUPD_PUBLIC_KEYS is empty."""
+    assert stream["second"].returncode == 0, describe(stream["second"])
+    top, www = stream["top"], stream["www"]
+    ssh, binary = tmp_path / "id_ed25519", tmp_path / "random.key"
+    ssh.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    binary.write_bytes(bytes(range(256)))
+    try:
+        for key in (ssh, binary):
+            key.chmod(0o600)
+            bbtest.append_local_conf(top, f'OS_VERSION = "50"\nSWUPD_SIGNING_KEY = "{key}"\nSWUPD_PUBLIC_KEYS = ""\n')
+            r = bbtest.bitbake(top, IMAGE)
+            out = r.stdout + r.stderr
+            assert r.returncode != 0
+            assert f"SWUPD_SIGNING_KEY = '{key}'" in out and "is not a key file" in out, describe(r)
+            assert "stack trace" not in out and "CalledProcessError" not in out, describe(r)
+            assert "UnicodeDecodeError" not in out, describe(r)
+            assert not (www / "50").exists()
+    finally:
+        key, pub = stream["base"] / "release.key", stream["pub"]
+        bbtest.append_local_conf(top, f'SWUPD_SIGNING_KEY = "{key}"\nSWUPD_PUBLIC_KEYS = "{pub}"\n')
+
+
+def _without_stream_identity(www: Path, version: int, key: Path) -> None:
+    """Make `www` look published by a release before stream identities: no `stream:` line in
+    the newest MoM and `latest`, both signed again."""
+    sys.path.insert(0, str(TOP / "client"))
+    from swupd.format import signing
+
+    for rel in (f"{version}/Manifest.MoM", "version/format1/latest"):
+        data = (www / rel).read_bytes()
+        data = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(b"stream:\t"))
+        (www / rel).write_bytes(data)
+        (www / f"{rel}.sig").write_bytes(signing.sign(data, [signing.load_private(str(key))]))
+
+
+def test_a_refusal_names_the_variable_a_build_sets(stream, tmp_path):
+    """swupd-server's refusals name its options; a build's error says what to set instead: a
+    stream published before stream identities goes on with SWUPD_FORMAT, and a changed
+    SWUPD_STREAM is not something a build can move a stream to."""
+    assert stream["second"].returncode == 0, describe(stream["second"])
+    top, www = stream["top"], stream["www"]
+    newest = max(int(p.name) for p in www.iterdir() if p.name.isdigit())
+    old = tmp_path / "old"
+    old.mkdir()
+    subprocess.run(["cp", "-a", www, old / "www"], check=True)
+    _without_stream_identity(old / "www", newest, stream["base"] / "release.key")
+    try:
+        bbtest.append_local_conf(top, f'OS_VERSION = "60"\nDEPLOY_DIR_SWUPD = "{old}"\n')
+        r = bbtest.bitbake(top, IMAGE)
+        assert r.returncode != 0
+        out = r.stdout + r.stderr
+        assert "has no stream identity" in out and "--format 2" in out, describe(r)
+        assert "SWUPD_FORMAT" in out, describe(r)
+        assert not (old / "www/60").exists()
+        bbtest.append_local_conf(top, f'DEPLOY_DIR_SWUPD = "{www.parent}"\nSWUPD_STREAM = "another-stream"\n')
+        r = bbtest.bitbake(top, IMAGE)
+        assert r.returncode != 0
+        out = r.stdout + r.stderr
+        assert "'another-stream'" in out and "SWUPD_STREAM" in out and "DEPLOY_DIR_SWUPD" in out, describe(r)
+        assert not (www / "60").exists()
+    finally:
+        bbtest.append_local_conf(top, f'DEPLOY_DIR_SWUPD = "{www.parent}"\nSWUPD_STREAM = "{IMAGE}-qemux86-64"\n')

@@ -110,6 +110,15 @@ def test_a_new_stream_refuses_an_untyped_key(stream, tmp_path):
     assert not os.path.exists(os.path.join(www, "10"))
 
 
+def test_a_malformed_stream_identity_is_refused_before_www_is_made(stream, tmp_path):
+    """An identity devices could not hold to is an input error: refused before the stream's
+    directory (and its lock) is made, as a malformed bundles file is."""
+    www = str(tmp_path / "fresh")
+    r = cli(*create_args(www, stream.rootfs[10], 10, stream.keys.private, EXAMPLE_BUNDLES, "--stream", "my image!"))
+    assert "stream identity 'my image!'" in r.one_line_error()
+    assert not os.path.exists(www)
+
+
 def test_refusals_leave_a_www_that_builds(stream, target, tmp_path):
     """After a refusal, the next correct build continues the stream."""
     bad = _bundles(tmp_path, '[bundle.a]\nincludes = ["a"]\n')
@@ -195,6 +204,15 @@ def test_a_format_without_stream_identities_continues_in_a_new_format(stream, ta
     assert r.rc == 0, r.err
     www = reader.Www(target, stream.keys.raw)
     assert www.mom(30).header["stream"] == www.latest(2).stream
+
+
+def test_a_stream_that_moved_to_a_new_format_is_not_published_in_the_old_one(stream, target):
+    """Once format 2 has a version, later versions are format 2's: one published in format 1
+    would keep that format's devices from the version that moves them (docs/format.md)."""
+    r = cli(*create_args(target, stream.rootfs[20], 30, stream.keys.private, EXAMPLE_BUNDLES, "--format", "2"))
+    assert r.rc == 0, r.err
+    args = create_args(target, stream.rootfs[20], 40, stream.keys.private, EXAMPLE_BUNDLES, "--format", "1")
+    _refused(target, args, "format 2", "--format 2")
 
 
 def test_refuses_xattrs_a_fullfile_cannot_carry(stream, tmp_path):

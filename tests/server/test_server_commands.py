@@ -47,6 +47,18 @@ def test_refresh_latest_without_a_version_fails(stream, tmp_path):
     assert "no published version" in r.one_line_error()
 
 
+def test_refresh_latest_leaves_a_www_without_a_version_as_it_was(stream, tmp_path):
+    """A mistyped --www is neither made nor written into (no lock file left behind)."""
+    missing, foreign = tmp_path / "mistyped", tmp_path / "site"
+    foreign.mkdir()
+    (foreign / "index.html").write_text("another site\n")
+    for www in (missing, foreign):
+        r = cli("refresh-latest", "--www", str(www), "--signing-key", stream.keys.private)
+        assert "no published version of format 1" in r.one_line_error()
+    assert not missing.exists()
+    assert os.listdir(foreign) == ["index.html"]
+
+
 def _keygen(directory, name: str) -> tuple[str, str]:
     private, public = str(directory / name), str(directory / f"{name}.pub")
     assert cli("keygen", "--private", private, "--public", public).rc == 0
