@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
-from swupd.format.latest import check_stream
+from swupd.format.latest import check_compat, check_stream
 
 from . import bundles as bl
 from . import deltas, elfcheck, fullfiles, keys, manifests, packs, publish, scan, sign, streams
@@ -44,8 +44,11 @@ def create_update(cfg: BuildConfig) -> BuildReport:
     if not cfg.signing_keys:
         raise UsageError("a signing key is required")
     bundle_specs = bl.load(cfg.bundles_file)
+    # Input errors, refused before www/ or its lock is made.
     if cfg.stream:
-        check_stream(cfg.stream)  # an input error, refused before www/ or its lock is made
+        check_stream(cfg.stream)
+    if cfg.compat:
+        check_compat(cfg.compat)
     with publish.locked(cfg.www):
         publish.remove_leftovers(cfg.www)
         history = History(cfg.www, cfg.cache_dir)

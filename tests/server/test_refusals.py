@@ -119,6 +119,16 @@ def test_a_malformed_stream_identity_is_refused_before_www_is_made(stream, tmp_p
     assert not os.path.exists(www)
 
 
+@pytest.mark.parametrize("compat", ["machine\nstream:\tother", "two words"])
+def test_a_malformed_compat_id_is_refused_before_www_is_made(stream, tmp_path, compat):
+    """A compat id is one header line of the signed MoM: one that would add a line, or that a
+    device could not hold to, is refused, as a malformed stream identity is."""
+    www = str(tmp_path / "fresh")
+    r = cli(*create_args(www, stream.rootfs[10], 10, stream.keys.private, EXAMPLE_BUNDLES, "--compat", compat))
+    assert "compat id" in r.one_line_error()
+    assert not os.path.exists(www)
+
+
 def test_refusals_leave_a_www_that_builds(stream, target, tmp_path):
     """After a refusal, the next correct build continues the stream."""
     bad = _bundles(tmp_path, '[bundle.a]\nincludes = ["a"]\n')

@@ -30,6 +30,14 @@ def check_stream(text: str) -> str:
     return text
 
 
+def check_compat(text: str) -> str:
+    """A compatibility id (normally the machine name), by the rule of stream identities: it is
+    one line of the signed MoM header, and a device compares it as it is."""
+    if not _STREAM.match(text):
+        raise FormatError(f"compat id {text[:140]!r} is not 1-128 of A-Z a-z 0-9 . _ + -")
+    return text
+
+
 @dataclass(frozen=True)
 class Latest:
     version: int

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from .errors import FormatError
 from .filehash import ZERO_HASH
-from .latest import check_stream
+from .latest import check_compat, check_stream
 from .limits import LIMITS, Limits
 from .paths import check_bundle_name, check_path
 
@@ -123,7 +123,7 @@ def dumps(m: Manifest) -> bytes:
         f"contentsize:\t{m.contentsize}",
     ]
     if m.compat:
-        lines.append(f"compat:\t{m.compat}")
+        lines.append(f"compat:\t{check_compat(m.compat)}")
     if m.stream:
         lines.append(f"stream:\t{check_stream(m.stream)}")
     lines += [f"includes:\t{b}" for b in m.includes]
