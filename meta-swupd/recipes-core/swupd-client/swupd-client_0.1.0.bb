@@ -38,11 +38,18 @@ do_install() {
 
 FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}/swupd ${systemd_system_unitdir} ${localstatedir}/lib/swupd"
 RDEPENDS:${PN} += "\
+    python3-asyncio \
     python3-bsdiff4 \
     python3-compression \
     python3-core \
+    python3-crypt \
+    python3-ctypes \
     python3-fcntl \
+    python3-io \
     python3-json \
+    python3-math \
+    python3-mmap \
+    python3-netclient \
     python3-pynacl \
     python3-requests \
     python3-zstandard \
