@@ -111,9 +111,9 @@ def check_order(www: str, fmt: int, order: tuple[int, int]) -> None:
 def write_latest(www: str, record: latest_fmt.Latest, keys: list[signing.PrivateKey]) -> None:
     """Replace `latest` and its signature so that every pair a reader can see verifies.
 
-    The signature file first holds signatures over both the old and the new pointer, then
-    the pointer is replaced, then the old signatures are dropped. A pointer that orders below
-    the published one is refused.
+    The signature file first holds signatures over both the old and the new pointer (over the
+    new alone for a format's first pointer), then the pointer is replaced, then the old
+    signatures are dropped. A pointer that orders below the published one is refused.
     """
     check_order(www, record.format, record.order)
     path = os.path.join(www, layout.latest(record.format))
@@ -122,12 +122,13 @@ def write_latest(www: str, record: latest_fmt.Latest, keys: list[signing.Private
     new_sig = signing.sign(new, keys)
     try:
         with open(path, "rb") as f:
-            old = f.read()
-        write_atomic(sig_path, new_sig + signing.sign(old, keys))
+            old_sig = signing.sign(f.read(), keys)
     except FileNotFoundError:
-        pass
+        old_sig = b""
+    write_atomic(sig_path, new_sig + old_sig)
     write_atomic(path, new)
-    write_atomic(sig_path, new_sig)
+    if old_sig:
+        write_atomic(sig_path, new_sig)
 
 
 @dataclass
