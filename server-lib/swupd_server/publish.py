@@ -154,9 +154,11 @@ def publish(stage: str, cfg: BuildConfig, record: latest_fmt.Latest) -> PublishR
             for f in files:
                 os.replace(os.path.join(root, f), os.path.join(cfg.www, rel, f))
                 count += 1
-    # Key introductions, before any `latest` can point at a version that needs them.
+    # Key introductions, before any `latest` can point at a version that needs them; each
+    # signature before its key, so a key a device can fetch always has its signature.
     keys = os.path.join(stage, layout.KEYS_DIR)
-    for name in sorted(os.listdir(keys)) if os.path.isdir(keys) else []:
+    names = os.listdir(keys) if os.path.isdir(keys) else []
+    for name in sorted(names, key=lambda n: (not n.endswith(layout.SIG_SUFFIX), n)):
         os.makedirs(os.path.join(cfg.www, layout.KEYS_DIR), exist_ok=True)
         os.replace(os.path.join(keys, name), os.path.join(cfg.www, layout.KEYS_DIR, name))
         count += 1

@@ -145,3 +145,45 @@ def test_a_formats_first_pointer_never_lacks_its_signature(stream, tmp_path, sto
         assert _whole(www, stream.keys.raw, 1) == 20
         assert _whole(www, stream.keys.raw, 2) in (0, 30), k
         shutil.rmtree(www)
+
+
+@pytest.mark.parametrize(
+    "signum, arm",
+    [
+        (signal.SIGKILL, "swupd_server.publish.publish"),
+        (signal.SIGTERM, "swupd_server.publish.publish"),
+        (signal.SIGINT, "swupd_server.publish.publish"),
+        (signal.SIGTERM, "-"),
+    ],
+)
+def test_a_rotation_stopped_at_any_instant(stream, tmp_path, stopper, signum, arm):
+    """A rotation build (new key, introduction, latest) stopped before each of its changes to
+    the file system while it publishes (or, for the whole build, at every third): `www/` whole
+    for devices of the old key, no introduction without its signature, the lock free, and the
+    rotation run again (or, once it was published, the next version) succeeds."""
+    new_private, new_public = _new_key(tmp_path)
+    base = copy_www(stream.www, str(tmp_path / "base"))
+    cache = str(tmp_path / "cache")
+
+    def rotation(www: str) -> list[str]:
+        return create_args(www, stream.rootfs[10], 30, new_private, stream.bundles, "--rotate-key",
+                           stream.keys.private, "--cache-dir", cache)  # fmt: skip
+
+    total = _changes(stopper, arm, rotation, base, tmp_path)
+    instants = range(1, total + 1) if arm != "-" else range(1, total + 1, 3)
+    for k in instants:
+        www = copy_www(base, str(tmp_path / f"www-{k}"))
+        p = _stopped_at(stopper, k, signum, arm, rotation(www))
+        _after_a_stop(p, signum, www)
+        published = _whole(www, stream.keys.raw, 1)
+        assert published in (20, 30), k
+        _introductions_whole(www, stream.keys.raw)
+        if published == 20:
+            r = cli(*rotation(www))
+        else:
+            r = cli(*create_args(www, stream.rootfs[20], 40, new_private, stream.bundles, "--cache-dir", cache))
+        assert r.rc == 0, (k, r.err)
+        assert _whole(www, new_public, 1) in (30, 40)
+        _introductions_whole(www, stream.keys.raw)
+        assert not glob.glob(os.path.join(www, ".stage-*")), os.listdir(www)
+        shutil.rmtree(www)
