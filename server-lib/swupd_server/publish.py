@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from swupd.format import latest as latest_fmt
 from swupd.format import layout, signing
-from swupd.format.errors import BuildError, FormatError
+from swupd.format.errors import BuildError, FormatError, SignatureError
 
 from . import workers
 from .config import BuildConfig
+
+if TYPE_CHECKING:
+    from .history import History
 
 LOCK = ".lock"
 
@@ -43,19 +48,48 @@ def locked(www: str) -> Iterator[None]:
 
 
 def remove_leftovers(www: str) -> list[str]:
-    """Remove what killed builds left: staging directories, and version directories that no
+    """Remove what killed builds left: staging directories, version directories that no
     `latest` pointer reached (a build stopped between moving its version into place and
-    publishing `latest`). No device can have seen either."""
+    publishing `latest`), which no device can have seen, and the introductions of keys that
+    signed no published version (a rotation stopped before its version was published, or
+    abandoned): devices must not go on learning a key the stream never used."""
     from .history import History
 
     removed = []
-    published = History(www).published_max()
+    history = History(www)
+    published = history.published_max()
     for name in os.listdir(www):
         path = os.path.join(www, name)
         orphan = name.isdigit() and int(name) > published and os.path.isdir(path)
         if name.startswith(".stage-") or orphan:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(name)
+    return removed + _remove_unused_introductions(history)
+
+
+_INTRODUCTION = re.compile(r"([0-9a-f]{16})\.pub(\.sig)?\Z")
+
+
+def _remove_unused_introductions(history: History) -> list[str]:
+    keys = history.path(layout.KEYS_DIR)
+    if not os.path.isdir(keys):
+        return []
+    # A rotation's version is signed by the key it introduces, so a key that signed none of the
+    # published versions was introduced by a build that never published.
+    signers: set[str] = set()
+    for v in history.versions:
+        try:
+            with open(history.path(layout.sig(layout.mom(v))), "rb") as f:
+                signers.update(kid for kid, _ in signing.parse_signatures(f.read()))
+        except (OSError, SignatureError):
+            return []  # the record is unreadable: every introduction stays
+    removed = []
+    # Each key before its signature, the reverse of publishing: no key stands without it.
+    for name in sorted(os.listdir(keys), key=lambda n: (n.endswith(layout.SIG_SUFFIX), n)):
+        m = _INTRODUCTION.match(name)
+        if m and m.group(1) not in signers:
+            os.remove(os.path.join(keys, name))
+            removed.append(f"{layout.KEYS_DIR}/{name}")
     return removed
 
 

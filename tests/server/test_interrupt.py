@@ -185,5 +185,27 @@ def test_a_rotation_stopped_at_any_instant(stream, tmp_path, stopper, signum, ar
         assert r.rc == 0, (k, r.err)
         assert _whole(www, new_public, 1) in (30, 40)
         _introductions_whole(www, stream.keys.raw)
+        assert os.path.exists(os.path.join(www, "keys", f"{reader.keyid(new_public)}.pub.sig")), k
         assert not glob.glob(os.path.join(www, ".stage-*")), os.listdir(www)
         shutil.rmtree(www)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_an_abandoned_rotation_introduces_no_key(stream, tmp_path, stopper, signum):
+    """A rotation stopped once its introduction was published but before its version was (a
+    wrong key noticed, Ctrl-C), then given up: the next build, with the stream's own key,
+    withdraws the introduction, so no device learns a key that never signed the stream."""
+    wrong_private, wrong_public = _new_key(tmp_path)
+    wrong = reader.keyid(wrong_public)
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    args = create_args(www, stream.rootfs[10], 30, wrong_private, stream.bundles, "--rotate-key", stream.keys.private)
+    p = _stopped_at(stopper, 1, signum, "swupd_server.publish.write_latest", args)
+    _after_a_stop(p, signum, www)
+    intro = os.path.join(www, "keys", f"{wrong}.pub")
+    assert os.path.exists(intro) and os.path.exists(intro + ".sig")  # published before the version
+    assert _whole(www, stream.keys.raw, 1) == 20
+
+    r = cli(*create_args(www, stream.rootfs[10], 30, stream.keys.private, stream.bundles))
+    assert r.rc == 0, r.err
+    assert _whole(www, stream.keys.raw, 1) == 30
+    assert not os.path.exists(intro) and not os.path.exists(intro + ".sig"), os.listdir(os.path.dirname(intro))
