@@ -75,17 +75,21 @@ def _remove_unused_introductions(history: History) -> list[str]:
     if not os.path.isdir(keys):
         return []
     # A rotation's version is signed by the key it introduces, so a key that signed none of the
-    # published versions was introduced by a build that never published.
+    # published versions, nor introduced another key (a link of a chain whose versions are gone
+    # from www/), was introduced by a build that never published.
+    names = os.listdir(keys)
+    records = [layout.sig(layout.mom(v)) for v in history.versions]
+    records += [f"{layout.KEYS_DIR}/{n}" for n in names if _INTRODUCTION.match(n) and n.endswith(layout.SIG_SUFFIX)]
     signers: set[str] = set()
-    for v in history.versions:
+    for rel in records:
         try:
-            with open(history.path(layout.sig(layout.mom(v))), "rb") as f:
+            with open(history.path(rel), "rb") as f:
                 signers.update(kid for kid, _ in signing.parse_signatures(f.read()))
         except (OSError, SignatureError):
             return []  # the record is unreadable: every introduction stays
     removed = []
     # Each key before its signature, the reverse of publishing: no key stands without it.
-    for name in sorted(os.listdir(keys), key=lambda n: (n.endswith(layout.SIG_SUFFIX), n)):
+    for name in sorted(names, key=lambda n: (n.endswith(layout.SIG_SUFFIX), n)):
         m = _INTRODUCTION.match(name)
         if m and m.group(1) not in signers:
             os.remove(os.path.join(keys, name))
