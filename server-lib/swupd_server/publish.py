@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from swupd.format import latest as latest_fmt
 from swupd.format import layout, signing
-from swupd.format.errors import BuildError, FormatError
+from swupd.format.errors import BuildError, FormatError, SignatureError
 
 from . import workers
 from .config import BuildConfig
+
+if TYPE_CHECKING:
+    from .history import History
 
 LOCK = ".lock"
 
@@ -43,19 +48,52 @@ def locked(www: str) -> Iterator[None]:
 
 
 def remove_leftovers(www: str) -> list[str]:
-    """Remove what killed builds left: staging directories, and version directories that no
+    """Remove what killed builds left: staging directories, version directories that no
     `latest` pointer reached (a build stopped between moving its version into place and
-    publishing `latest`). No device can have seen either."""
+    publishing `latest`), which no device can have seen, and the introductions of keys that
+    signed no published version (a rotation stopped before its version was published, or
+    abandoned): devices must not go on learning a key the stream never used."""
     from .history import History
 
     removed = []
-    published = History(www).published_max()
+    history = History(www)
+    published = history.published_max()
     for name in os.listdir(www):
         path = os.path.join(www, name)
         orphan = name.isdigit() and int(name) > published and os.path.isdir(path)
         if name.startswith(".stage-") or orphan:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(name)
+    return removed + _remove_unused_introductions(history)
+
+
+_INTRODUCTION = re.compile(r"([0-9a-f]{16})\.pub(\.sig)?\Z")
+
+
+def _remove_unused_introductions(history: History) -> list[str]:
+    keys = history.path(layout.KEYS_DIR)
+    if not os.path.isdir(keys):
+        return []
+    # A rotation's version is signed by the key it introduces, so a key that signed none of the
+    # published versions, nor introduced another key (a link of a chain whose versions are gone
+    # from www/), was introduced by a build that never published.
+    names = os.listdir(keys)
+    records = [layout.sig(layout.mom(v)) for v in history.versions]
+    records += [f"{layout.KEYS_DIR}/{n}" for n in names if _INTRODUCTION.match(n) and n.endswith(layout.SIG_SUFFIX)]
+    signers: set[str] = set()
+    for rel in records:
+        try:
+            with open(history.path(rel), "rb") as f:
+                signers.update(kid for kid, _ in signing.parse_signatures(f.read()))
+        except (OSError, SignatureError):
+            return []  # the record is unreadable: every introduction stays
+    removed = []
+    # Each key before its signature, the reverse of publishing: no key stands without it.
+    for name in sorted(names, key=lambda n: (n.endswith(layout.SIG_SUFFIX), n)):
+        m = _INTRODUCTION.match(name)
+        if m and m.group(1) not in signers:
+            os.remove(os.path.join(keys, name))
+            removed.append(f"{layout.KEYS_DIR}/{name}")
     return removed
 
 
@@ -111,9 +149,9 @@ def check_order(www: str, fmt: int, order: tuple[int, int]) -> None:
 def write_latest(www: str, record: latest_fmt.Latest, keys: list[signing.PrivateKey]) -> None:
     """Replace `latest` and its signature so that every pair a reader can see verifies.
 
-    The signature file first holds signatures over both the old and the new pointer, then
-    the pointer is replaced, then the old signatures are dropped. A pointer that orders below
-    the published one is refused.
+    The signature file first holds signatures over both the old and the new pointer (over the
+    new alone for a format's first pointer), then the pointer is replaced, then the old
+    signatures are dropped. A pointer that orders below the published one is refused.
     """
     check_order(www, record.format, record.order)
     path = os.path.join(www, layout.latest(record.format))
@@ -122,12 +160,13 @@ def write_latest(www: str, record: latest_fmt.Latest, keys: list[signing.Private
     new_sig = signing.sign(new, keys)
     try:
         with open(path, "rb") as f:
-            old = f.read()
-        write_atomic(sig_path, new_sig + signing.sign(old, keys))
+            old_sig = signing.sign(f.read(), keys)
     except FileNotFoundError:
-        pass
+        old_sig = b""
+    write_atomic(sig_path, new_sig + old_sig)
     write_atomic(path, new)
-    write_atomic(sig_path, new_sig)
+    if old_sig:
+        write_atomic(sig_path, new_sig)
 
 
 @dataclass
@@ -153,9 +192,11 @@ def publish(stage: str, cfg: BuildConfig, record: latest_fmt.Latest) -> PublishR
             for f in files:
                 os.replace(os.path.join(root, f), os.path.join(cfg.www, rel, f))
                 count += 1
-    # Key introductions, before any `latest` can point at a version that needs them.
+    # Key introductions, before any `latest` can point at a version that needs them; each
+    # signature before its key, so a key a device can fetch always has its signature.
     keys = os.path.join(stage, layout.KEYS_DIR)
-    for name in sorted(os.listdir(keys)) if os.path.isdir(keys) else []:
+    names = os.listdir(keys) if os.path.isdir(keys) else []
+    for name in sorted(names, key=lambda n: (not n.endswith(layout.SIG_SUFFIX), n)):
         os.makedirs(os.path.join(cfg.www, layout.KEYS_DIR), exist_ok=True)
         os.replace(os.path.join(keys, name), os.path.join(cfg.www, layout.KEYS_DIR, name))
         count += 1
