@@ -29,21 +29,6 @@ from swupd.format.errors import DiskFullError, LockedError, TreeIOError
 from . import faults, ownership
 
 
-def sync_filesystem(path: str) -> None:
-    """Make everything written to the file system holding `path` durable (syncfs(2))."""
-    import ctypes
-
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    except (OSError, AttributeError):
-        os.sync()
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new bytes.
 

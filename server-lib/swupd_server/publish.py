@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from swupd.format import latest as latest_fmt
 from swupd.format import layout, signing
+from swupd.format.durable import sync_filesystem
 from swupd.format.errors import BuildError, FormatError, SignatureError
 
 from . import workers
@@ -182,6 +183,9 @@ class PublishReport:
 def publish(stage: str, cfg: BuildConfig, record: latest_fmt.Latest) -> PublishReport:
     own = layout.version_dir(cfg.version)
     count = 0
+    # Every file of the version reaches the disk before a rename makes any of it visible: after
+    # a power cut, `latest` never names a file cut short (nor do later builds link one).
+    sync_filesystem(stage)
     for name in sorted(os.listdir(stage)):
         if name == own or not name.isdigit():
             continue

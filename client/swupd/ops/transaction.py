@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from swupd.format.durable import sync_filesystem
 from swupd.format.errors import DiskFullError, HashMismatchError, TreeIOError
 from swupd.format.filehash import hash_path
 from swupd.format.manifest import Entry, Type
@@ -29,7 +30,7 @@ from .. import faults, ownership
 from ..apply import journal as jn
 from ..apply import preflight
 from ..apply.plan import Change
-from ..state import sync_filesystem, write_atomic
+from ..state import write_atomic
 from ..store.objects import ObjectStore
 from . import space
 from .obtain import ObtainReport, PackSource, obtain
