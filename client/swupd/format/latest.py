@@ -14,18 +14,16 @@ server never publishes one that orders below the pointer it replaces, so reprodu
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .errors import FormatError
 from .limits import LIMITS, Limits
-
-_STREAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
+from .paths import NAME
 
 
 def check_stream(text: str) -> str:
     """A stream identity: 1 to 128 of `A-Z a-z 0-9 . _ + -`, starting with a letter or digit."""
-    if not _STREAM.match(text):
+    if not NAME.match(text):
         raise FormatError(f"stream identity {text[:140]!r} is not 1-128 of A-Z a-z 0-9 . _ + -")
     return text
 
@@ -33,7 +31,7 @@ def check_stream(text: str) -> str:
 def check_compat(text: str) -> str:
     """A compatibility id (normally the machine name), by the rule of stream identities: it is
     one line of the signed MoM header, and a device compares it as it is."""
-    if not _STREAM.match(text):
+    if not NAME.match(text):
         raise FormatError(f"compat id {text[:140]!r} is not 1-128 of A-Z a-z 0-9 . _ + -")
     return text
 

@@ -14,7 +14,9 @@ import re
 from .errors import FormatError
 from .limits import LIMITS, Limits
 
-_BUNDLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
+# Bundle names, stream identities and compat ids: 1-128 of A-Z a-z 0-9 . _ + -, starting with a
+# letter or digit (safe as a file name, a URL part and one header line).
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
 _RESERVED_BUNDLES = frozenset({"MoM", "full"})
 
 
@@ -47,14 +49,14 @@ def parents(path: str) -> list[str]:
 
 def check_bundle_name(name: str) -> str:
     """Return `name` if it may name a bundle (it becomes a file name in `www/`)."""
-    if not _BUNDLE_NAME.match(name) or name in _RESERVED_BUNDLES:
+    if not NAME.match(name) or name in _RESERVED_BUNDLES:
         raise FormatError(f"invalid bundle name: {name!r}")
     return name
 
 
 def is_bundle_name(name: str) -> bool:
     """True if `name` is acceptable as a bundle name."""
-    return bool(_BUNDLE_NAME.match(name)) and name not in _RESERVED_BUNDLES
+    return bool(NAME.match(name)) and name not in _RESERVED_BUNDLES
 
 
 def to_bytes(path: str) -> bytes:
