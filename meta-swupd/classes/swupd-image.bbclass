@@ -189,6 +189,8 @@ python swupd_rootfs_config () {
     swupdlayer.rootfs.set_version_id(rootfs, d.getVar("OS_VERSION"))
 }
 swupd_rootfs_config[doc] = "Writes the client configuration, bundle markers and VERSION_ID into the rootfs."
+# Without SWUPD_PUBLIC_KEYS, the public key is derived from the signing key by the native server.
+do_rootfs[depends] += "${SWUPD_SERVER_DEPENDS}"
 swupd_rootfs_config[vardeps] += "SWUPD_BUNDLES SWUPD_PUBLIC_KEYS SWUPD_VERSION_URL SWUPD_CONTENT_URL SWUPD_FORMAT SWUPD_COMPAT SWUPD_STREAM OS_VERSION"
 ROOTFS_POSTPROCESS_COMMAND += "swupd_rootfs_config;"
 

@@ -14,6 +14,11 @@ S = "${SWUPD_SOURCE_DIR}"
 
 inherit python3-dir
 
+# Inside a build the server runs under OE's own Python, which sees the native sysroot's
+# site-packages; the host's python3 would not find swupd_server or its dependencies.
+SWUPD_SERVER_PYTHON = "python3"
+SWUPD_SERVER_PYTHON:class-native = "nativepython3"
+
 do_install() {
     for pkg in client/swupd server-lib/swupd_server; do
         (cd ${S}/$(dirname $pkg) && find $(basename $pkg) -name '*.py' -o -name '*.html' -o -name '*.service' -o -name '*.timer') |
@@ -22,10 +27,10 @@ do_install() {
         done
     done
     install -d ${D}${bindir}
-    printf '#!/usr/bin/env python3\nimport sys\nfrom swupd_server.cli import main\nsys.exit(main())\n' > ${D}${bindir}/swupd-server
+    printf '#!/usr/bin/env ${SWUPD_SERVER_PYTHON}\nimport sys\nfrom swupd_server.cli import main\nsys.exit(main())\n' > ${D}${bindir}/swupd-server
     chmod 0755 ${D}${bindir}/swupd-server
 }
 
 FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}"
-RDEPENDS:${PN} += "python3-bsdiff4 python3-jinja2 python3-pyelftools python3-pynacl python3-zstandard"
+RDEPENDS:${PN} += "python3-bsdiff4 python3-core python3-jinja2 python3-pyelftools python3-pynacl python3-zstandard"
 BBCLASSEXTEND = "native"

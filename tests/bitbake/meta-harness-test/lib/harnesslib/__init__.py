@@ -1,3 +1,0 @@
-"""Layer library of meta-harness-test (addpylib): BitBake tracks `marker` in task signatures."""
-
-BBIMPORTS = ["marker"]

@@ -1,3 +1,0 @@
-IMAGE_INSTALL += "app-tools"
-
-inherit harnessimage
