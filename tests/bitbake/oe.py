@@ -7,7 +7,7 @@ first install those packages, generate the locale and create an unprivileged bui
 other user they need all of that present already.
 
 Everything BitBake keeps between runs (the unpacked sources, a copy of the layer under test and
-the build directories with their parse caches) lives outside the clone, in
+the build directories with their parse caches, per checkout) lives outside the clone, in
 ``$SWUPD_YOCTO_CACHE``, else the build user's ``${XDG_CACHE_HOME:-~/.cache}/meta-swupd/yocto``:
 a cold parse of OE-core with meta-oe and meta-python takes minutes, a warm one seconds.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import pwd
 import re
@@ -205,9 +206,14 @@ class Yocto:
         return self.root / "meta-openembedded" / "meta-python"
 
     @property
+    def work(self) -> Path:
+        """This checkout's own layer copy and build directories (worktrees do not share them)."""
+        return self.root / "checkouts" / hashlib.sha256(str(TOP).encode()).hexdigest()[:12]
+
+    @property
     def repo(self) -> Path:
         """A copy of the repository's parts a layer user clones, as a git work tree."""
-        return self.root / "repo"
+        return self.work / "repo"
 
     @property
     def layer(self) -> Path:
@@ -274,7 +280,9 @@ class Yocto:
         """The build user may not be able to read the clone (under /root, say), so the layer
         runs from a copy: the repository parts a user clones, in a git work tree of their own
         (yocto-check-layer looks for SECURITY.md at the top of the layer's repository)."""
-        self.repo.mkdir(exist_ok=True)
+        self.repo.mkdir(parents=True, exist_ok=True)
+        self._own(self.work.parent)
+        self._own(self.work)
         for part in REPO_PARTS:
             src = TOP / part
             if src.exists():
@@ -325,7 +333,7 @@ class Yocto:
     ) -> Build:
         """A build directory with OE-core, meta-oe, meta-python and `layers`; its configuration is
         rewritten only when it changes, so that its parse cache stays warm."""
-        path = self.root / f"build-{name}"
+        path = self.work / f"build-{name}"
         (path / "conf").mkdir(parents=True, exist_ok=True)
         all_layers = [self.oe_core / "meta", self.meta_oe, self.meta_python, *layers]
         bblayers = (
