@@ -34,6 +34,17 @@ TOP = Path(__file__).resolve().parents[2]
 BUILD_USER = "swupd-build"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REQUIRE = "SWUPD_REQUIRE_YOCTO"
+FULL = "SWUPD_YOCTO_FULL"
+
+# Every build configuration costs a cold parse, and a world signature run grows with the number
+# of recipes: meta-oe and meta-python are masked down to the recipes the layer needs (libsodium,
+# PyNaCl, zstandard). Both layers stay real and enabled; SWUPD_YOCTO_FULL=1 parses all of them.
+MASK_UNNEEDED = (
+    'BBMASK += "/meta-openembedded/meta-oe/recipes-(?!crypto/libsodium/)"\n'
+    'BBMASK += "/meta-openembedded/meta-python/recipes-'
+    '(?!devtools/python3-zstandard/|devtools/python/python3-pynacl_)"\n'
+    'BBMASK += "/meta-openembedded/meta-(oe|python)/dynamic-layers/"\n'
+)
 
 # Release tarballs per series, each unpacking into one folder.
 SERIES: dict[str, tuple[str, ...]] = {
@@ -62,7 +73,14 @@ class Unavailable(Exception):
 
 
 def sources_dir() -> Path:
-    return Path(os.environ.get("SWUPD_YOCTO_SOURCES") or TOP.parent / "shared" / "yocto")
+    """$SWUPD_YOCTO_SOURCES, else the first `shared/yocto` beside the clone or a folder above it
+    (a clone at /work/main and a worktree at /work/wt/name both find /work/shared/yocto)."""
+    if os.environ.get("SWUPD_YOCTO_SOURCES"):
+        return Path(os.environ["SWUPD_YOCTO_SOURCES"])
+    for parent in TOP.parents:
+        if (parent / "shared" / "yocto").is_dir():
+            return parent / "shared" / "yocto"
+    return TOP.parent / "shared" / "yocto"
 
 
 def _run_root(*cmd: str) -> subprocess.CompletedProcess:
@@ -329,13 +347,20 @@ class Yocto:
         return r
 
     def builddir(
-        self, name: str, machine: str = "qemux86-64", layers: Iterable[Path] = (), local_conf: str = ""
+        self,
+        name: str,
+        machine: str = "qemux86-64",
+        layers: Iterable[Path] = (),
+        local_conf: str = "",
+        core_only: bool = False,
     ) -> Build:
-        """A build directory with OE-core, meta-oe, meta-python and `layers`; its configuration is
-        rewritten only when it changes, so that its parse cache stays warm."""
+        """A build directory with OE-core, meta-oe, meta-python (only OE-core with `core_only`) and
+        `layers`; its configuration is rewritten only when it changes, so that its parse cache
+        stays warm."""
         path = self.work / f"build-{name}"
         (path / "conf").mkdir(parents=True, exist_ok=True)
-        all_layers = [self.oe_core / "meta", self.meta_oe, self.meta_python, *layers]
+        base = [self.oe_core / "meta"] if core_only else [self.oe_core / "meta", self.meta_oe, self.meta_python]
+        all_layers = [*base, *layers]
         bblayers = (
             'BBPATH = "${TOPDIR}"\nBBFILES ?= ""\nBBLAYERS = " \\\n'
             + "".join(f"    {p} \\\n" for p in all_layers)
@@ -344,7 +369,9 @@ class Yocto:
         local = (
             f'CONF_VERSION = "2"\nMACHINE = "{machine}"\nBB_NO_NETWORK = "1"\nBB_NUMBER_THREADS = "2"\n'
             'CONNECTIVITY_CHECK_URIS = ""\nSANITY_TESTED_DISTROS = ""\nBB_HASHSERVE_DB_DIR = "${SSTATE_DIR}"\n'
-            f'DL_DIR = "{self.root}/downloads"\nSSTATE_DIR = "{self.root}/sstate-cache"\n' + local_conf
+            f'DL_DIR = "{self.root}/downloads"\nSSTATE_DIR = "{self.root}/sstate-cache"\n'
+            + ("" if os.environ.get(FULL) == "1" else MASK_UNNEEDED)
+            + local_conf
         )
         for fname, text in (("bblayers.conf", bblayers), ("local.conf", local)):
             target = path / "conf" / fname
