@@ -19,6 +19,7 @@ CONF = 'OS_VERSION = "10"\nSWUPD_DEV_SIGNING = "1"\nIMAGE_FSTYPES = "tar.zst"\n'
 HOOK = "50-boot-efi"
 HOOK_SRC = oe.TOP / "meta-swupd/dynamic-layers/meta-intel/recipes-bsp/swupd-boot-efi/files" / HOOK
 CLIENT_RECIPE = "recipes-core/swupd-client/swupd-client_0.1.0.bb"
+SYSTEMD_BOOT_VENDOR = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,19 @@ def test_the_hook_makes_the_new_kernel_the_default_and_keeps_the_way_back(tmp_pa
     assert names == sorted(["boot.conf", f"{second}.conf", f"{third}.conf"])
     kernels = sorted(p.read_bytes() for p in (esp / "swupd").iterdir())
     assert kernels == [b"kernel 6.6.3", b"kernel 6.6.4"]
+
+    # The device runs the second kernel, picked from the menu; the default is the third. The
+    # next update keeps the entry it booted as well.
+    efivars = root / "sys/firmware/efi/efivars"
+    efivars.mkdir(parents=True)
+    (efivars / f"LoaderEntrySelected-{SYSTEMD_BOOT_VENDOR}").write_bytes(
+        b"\x06\x00\x00\x00" + f"{second}.conf\0".encode("utf-16-le")
+    )
+    fourth = install_kernel(root, "6.6.5", 50)
+    assert run(h, root).returncode == 0
+    names = sorted(p.name for p in (esp / "loader/entries").iterdir())
+    assert names == sorted(["boot.conf", f"{second}.conf", f"{third}.conf", f"{fourth}.conf"])
+    assert (esp / "loader/loader.conf").read_text().splitlines()[0] == f"default {fourth}.conf"
 
 
 def test_the_hook_leaves_a_tree_without_an_efi_partition_alone(tmp_path):
