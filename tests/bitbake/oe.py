@@ -313,6 +313,17 @@ class Yocto:
             self.as_user("git init -q . && git add -A && git -c user.name=t -c user.email=t@localhost commit -qm layer",
                          cwd=self.repo, check=True)  # fmt: skip
 
+    def test_layer(self, name: str) -> Path:
+        """The layer `name` of tests/bitbake, copied into this checkout's work directory as the
+        repository's parts are (the build user may not be able to read the clone)."""
+        src, dst = TOP / "tests" / "bitbake" / name, self.work / "layers" / name
+        with self._lock("setup"):
+            dst.mkdir(parents=True, exist_ok=True)
+            _sync(src, dst)
+            self._own(dst.parent)
+            self._own(dst, tree=True)
+        return dst
+
     def as_user(
         self,
         script: str,

@@ -2,7 +2,8 @@
 host, then add a bundle and verify.
 
 Build two versions of the image first, both with the same SWUPD_VERSION_URL pointing at the host
-as the guest sees it (with runqemu's default tap networking, http://192.168.7.1:8000):
+as the guest sees it (with TEST_RUNQEMUPARAMS = "slirp", http://10.0.2.2:8000, as
+conf/local.conf.sample sets; with runqemu's tap networking, http://192.168.7.1:8000):
     OS_VERSION = "10"  bitbake ostro-image-swupd
     (change a file, e.g. a package version)  OS_VERSION = "20"  bitbake ostro-image-swupd
 then boot the image built as version 10 (keep a copy of it before the second build) and run:
