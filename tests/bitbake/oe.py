@@ -57,6 +57,32 @@ REPO_PARTS = ("meta-swupd", "client", "server-lib", "conf", "LICENSE", "README.m
 _IGNORED = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
+# Debian's pseudo as FAKEROOTCMD: OE's pseudo-native cannot be built offline. This pseudo is
+# older than OE's and knows PSEUDO_IGNORE_PATHS, not PSEUDO_INCLUDE_PATHS, so it is told which
+# paths not to track: the ones OE-core ignored before it named the tracked ones instead.
+PSEUDO_CONF = """
+FAKEROOTCMD = "/usr/bin/pseudo"
+PSEUDO_DEBIAN = "PSEUDO_PREFIX=/usr PSEUDO_BINDIR=/usr/bin PSEUDO_LIBDIR={libdir} \\
+    PSEUDO_IGNORE_PATHS=${{@oe.path.canonicalize(d.getVar('PSEUDO_IGNORE_PATHS'))}}"
+FAKEROOTBASEENV = "${{PSEUDO_DEBIAN}} PSEUDO_DISABLED=1 PYTHONDONTWRITEBYTECODE=1"
+FAKEROOTENV = "${{PSEUDO_DEBIAN}} PSEUDO_LOCALSTATEDIR=${{PSEUDO_LOCALSTATEDIR}} PSEUDO_PASSWD=${{PSEUDO_PASSWD}} \\
+    PSEUDO_NOSYMLINKEXP=1 PSEUDO_DISABLED=0"
+PSEUDO_IGNORE_PATHS = "/usr/,/etc/,/lib,/dev/,/run/,${{T}},${{WORKDIR}}/recipe-sysroot,${{SSTATE_DIR}},\\
+${{STAMPS_DIR}},${{WORKDIR}}/pkgdata-sysroot,${{TMPDIR}}/sstate-control,${{DEPLOY_DIR}},${{WORKDIR}}/deploy-,\\
+${{TMPDIR}}/buildstats,${{WORKDIR}}/sstate-build-package_,${{WORKDIR}}/sstate-install-package_,\\
+${{WORKDIR}}/sstate-build-image_complete,${{TMPDIR}}/sysroots-components,${{TMPDIR}}/pkgdata,\\
+${{TOPDIR}}/cache,${{COREBASE}}/scripts"
+"""
+
+
+def pseudo_conf() -> str:
+    """local.conf lines that run fakeroot tasks under Debian's pseudo (raises Unavailable)."""
+    libs = sorted(Path("/usr/lib").glob("*/pseudo/libpseudo.so"))
+    if not Path("/usr/bin/pseudo").is_file() or not libs:
+        raise Unavailable("Debian's pseudo is not installed (/usr/bin/pseudo, /usr/lib/<arch>/pseudo)")
+    return PSEUDO_CONF.format(libdir=libs[0].parent)
+
+
 class Unavailable(Exception):
     """The tier cannot run on this machine; the message says what is missing."""
 
@@ -294,6 +320,15 @@ class Yocto:
         if not (self.repo / ".git").exists():
             self.as_user("git init -q . && git add -A && git -c user.name=t -c user.email=t@localhost commit -qm layer",
                          cwd=self.repo, check=True)  # fmt: skip
+
+    def copy(self, src: Path, name: str) -> Path:
+        """A copy of `src` (a test layer, say) in this checkout's work directory, owned by the
+        build user, updated in place so that BitBake's caches of it stay valid."""
+        dst = self.work / name
+        with self._lock("setup"):
+            _sync(src, dst)
+            self._own(dst, tree=True)
+        return dst
 
     def as_user(
         self,
