@@ -46,7 +46,7 @@ def _rootfs(directory: Path, version: int) -> Path:
         "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n",
         "etc/group": "root:x:0:\nuser:x:1000:\n",
         "etc/hello.conf": "greeting = hello\n",
-        "usr/lib/os-release": "ID=swupdtest\nNAME=\"swupd test\"\nVERSION_ID=0\n",
+        "usr/lib/os-release": 'ID=swupdtest\nNAME="swupd test"\nVERSION_ID=0\n',
         "usr/bin/hello": "#!/bin/sh\necho hello\n",
         "usr/bin/app-tool": "#!/bin/sh\ncat /usr/share/app-tools/release.txt\n",
         "usr/share/app-tools/release.txt": f"release {version // 10}\n",
@@ -86,8 +86,8 @@ def _python_site(target: Path) -> Path:
                 (target / f).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, target / f)
     else:
-        r = subprocess.run(["/usr/bin/python3", "-m", "pip", "install", "-q", "--target", str(target),
-                            "--break-system-packages", *SERVER_DISTRIBUTIONS], capture_output=True, text=True)  # fmt: skip
+        pip = ["/usr/bin/python3", "-m", "pip", "install", "-q", "--break-system-packages", "--target", str(target)]
+        r = subprocess.run([*pip, *SERVER_DISTRIBUTIONS], capture_output=True, text=True)
         if r.returncode != 0:
             pytest.skip(f"cannot install the server's dependencies for the host's python3: {r.stderr[-400:]}")
     return target
@@ -202,20 +202,21 @@ def test_the_native_server_runs_as_do_swupd_update_runs_it(stream):
     """The command the image's tasks find first in PATH (its native sysroot) is the one the
     swupd-server recipe installed, and it runs there: under nativepython3, which sees the
     sysroot's site-packages, where the host's python3 would not find swupd_server."""
-    _built(stream)
     r = stream.bitbake("-e", "-b", str(stream.layer / "recipes-test" / "images" / f"{IMAGE}.bb"), env=stream.env(20))
     assert r.returncode == 0, oe.describe(r)
     env = oe.parse_env(r.stdout)
     bindir = Path(env["STAGING_BINDIR_NATIVE"])
     assert env["PATH"].split(":").index(str(bindir)) < env["PATH"].split(":").index(env["HOSTTOOLS_DIR"])
-    assert (bindir / "swupd-server").read_text().startswith("#!/usr/bin/env nativepython3\n")
     out = stream.base / "derived.pub"
     r = stream.yocto.as_user(
-        'exec "$@"', env["SWUPD_SERVER"], "public-key", "--private", str(stream.key), "--output", str(out),
-        env={"PATH": env["PATH"]},
+        'command -v "$1" && exec "$@"', env["SWUPD_SERVER"], "public-key", "--private", str(stream.key),
+        "--output", str(out), env={"PATH": env["PATH"]},
     )  # fmt: skip
     assert r.returncode == 0, oe.describe(r)
+    assert r.stdout.splitlines()[0] == str(bindir / "swupd-server")
     assert out.read_bytes() == stream.pub.read_bytes()
+    assert (bindir / "swupd-server").read_text().startswith("#!/usr/bin/env nativepython3\n")
+    _built(stream)
     assert "swupd-server create-update" in (stream.workdir / "temp" / "log.do_swupd_update").read_text()
 
 
@@ -265,6 +266,8 @@ def test_image_carries_the_client_configuration(stream):
 
 
 def test_client_installs_10_and_updates_to_20(stream, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("installing content with its owners, as on a device, needs root")
     _built(stream)
     device = tmp_path / "device"
     r = swupd("os-install", "--url", f"file://{stream.www}", "--key", stream.pub, "--format", "1", "--version", "10",
@@ -306,7 +309,9 @@ def test_os_version_must_rise(stream):
 
 
 def test_signing_keys_are_checked_naming_the_variable(stream):
-    """A public key as SWUPD_SIGNING_KEY, or a private key others may read, stops the build."""
+    """A public key as SWUPD_SIGNING_KEY, a private key others may read, or a file that holds no
+    key (found by the native server deriving the image's public key in do_rootfs) stops the
+    build with one error naming the variable, not a stack trace."""
     _built(stream)
     r = stream.image(30, SWUPD_SIGNING_KEY=str(stream.pub))
     assert r.returncode != 0
@@ -315,20 +320,30 @@ def test_signing_keys_are_checked_naming_the_variable(stream):
     r = stream.image(30, SWUPD_SIGNING_KEY=str(readable), SWUPD_PUBLIC_KEYS="")
     assert r.returncode != 0
     assert f"SWUPD_SIGNING_KEY = '{readable}' has mode 0644" in _out(r), oe.describe(r)
+    ssh = stream.base / "keys" / "id_ed25519"
+    ssh.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    ssh.chmod(0o600)
+    stream.own(ssh.parent)
+    r = stream.image(30, SWUPD_SIGNING_KEY=str(ssh), SWUPD_PUBLIC_KEYS="")
+    assert r.returncode != 0
+    assert f"SWUPD_SIGNING_KEY = '{ssh}'" in _out(r) and "is not a key file" in _out(r), oe.describe(r)
+    assert "Traceback" not in _out(r) and "CalledProcessError" not in _out(r), oe.describe(r)
     assert not (stream.www / "30").exists()
 
 
 def test_development_signing_is_explicit_and_loud(stream):
     _built(stream)
     deploy = stream.base / "dev"
-    r = stream.image(10, SWUPD_SIGNING_KEY="", SWUPD_PUBLIC_KEYS="", SWUPD_DEV_SIGNING="1", DEPLOY_DIR_SWUPD=str(deploy))
+    no_key = {"SWUPD_SIGNING_KEY": "", "SWUPD_PUBLIC_KEYS": ""}
+    r = stream.image(10, **no_key, SWUPD_DEV_SIGNING="1", DEPLOY_DIR_SWUPD=str(deploy))
     assert r.returncode == 0, oe.describe(r)
     assert "signing swupd-test-image with the published DEVELOPMENT key" in _out(r), oe.describe(r)
-    dev = signing.load_public(str(stream.yocto.layer / "files/dev-signing/development.pub"))
+    dev_pub = stream.yocto.layer / "files/dev-signing/development.pub"
+    dev = signing.load_public(str(dev_pub))
     www = deploy / "www"
     signing.verify((www / layout.mom(10)).read_bytes(), (www / layout.sig(layout.mom(10))).read_bytes(), [dev])
     keys = stream.rootfs / "usr/share/defaults/swupd/keys"
-    assert [p.read_bytes() for p in keys.iterdir()] == [(stream.yocto.layer / "files/dev-signing/development.pub").read_bytes()]
+    assert [p.read_bytes() for p in keys.iterdir()] == [dev_pub.read_bytes()]
 
 
 def _copy_stream(stream: Stream, name: str) -> Path:
@@ -343,7 +358,8 @@ def test_a_rotation_needs_swupd_rotate_key(stream):
     _built(stream)
     deploy = _copy_stream(stream, "rotated")
     new_key, new_pub = stream.keypair("next")
-    env = {"SWUPD_SIGNING_KEY": str(new_key), "SWUPD_PUBLIC_KEYS": f"{stream.pub} {new_pub}", "DEPLOY_DIR_SWUPD": str(deploy)}
+    env = {"SWUPD_SIGNING_KEY": str(new_key), "SWUPD_PUBLIC_KEYS": f"{stream.pub} {new_pub}"}
+    env["DEPLOY_DIR_SWUPD"] = str(deploy)
     r = stream.image(40, **env)
     assert r.returncode != 0
     assert "SWUPD_ROTATE_KEY" in _out(r), oe.describe(r)
@@ -369,7 +385,8 @@ def test_a_refusal_names_the_variable_a_build_sets(stream):
     private = [signing.load_private(str(stream.key))]
     for rel in (layout.mom(20), layout.latest(1)):
         path = old / "www" / rel
-        data = b"".join(line for line in path.read_bytes().splitlines(keepends=True) if not line.startswith(b"stream:\t"))
+        lines = path.read_bytes().splitlines(keepends=True)
+        data = b"".join(line for line in lines if not line.startswith(b"stream:\t"))
         path.write_bytes(data)
         (old / "www" / layout.sig(rel)).write_bytes(signing.sign(data, private))
     r = stream.image(60, DEPLOY_DIR_SWUPD=str(old))
@@ -382,3 +399,17 @@ def test_a_refusal_names_the_variable_a_build_sets(stream):
     assert "'another-stream'" in out and "keep SWUPD_STREAM and SWUPD_COMPAT" in out, oe.describe(r)
     assert "another DEPLOY_DIR_SWUPD" in out, oe.describe(r)
     assert not (stream.www / "60").exists()
+
+
+def test_a_new_os_version_alone_reruns_the_rootfs_step(stream):
+    """OS_VERSION reaches the image only through swupd_rootfs_config, so that ROOTFS_POSTPROCESS
+    command must be part of do_rootfs's signature: with nothing else changed, a new version still
+    rebuilds the rootfs and publishes its own VERSION_ID."""
+    _built(stream)
+    r = stream.image(70)
+    assert r.returncode == 0, oe.describe(r)
+    assert "VERSION_ID=70\n" in (stream.rootfs / "usr/lib/os-release").read_text()
+    mom = mf.loads((stream.www / layout.mom(70)).read_bytes(), is_mom=True)
+    core = next(e for e in mom.entries if e.path == "os-core")
+    entries = mf.loads((stream.www / layout.manifest(core.version, "os-core")).read_bytes()).by_path()
+    assert entries["/usr/lib/os-release"].version == 70
