@@ -321,6 +321,10 @@ class Yocto:
             self.as_user("git init -q . && git add -A && git -c user.name=t -c user.email=t@localhost commit -qm layer",
                          cwd=self.repo, check=True)  # fmt: skip
 
+    def hand_over(self, path: Path) -> None:
+        """Gives a tree the tests made (as root) to the build user, which BitBake runs as."""
+        self._own(path, tree=True)
+
     def copy(self, src: Path, name: str) -> Path:
         """A copy of `src` (a test layer, say) in this checkout's work directory, owned by the
         build user, updated in place so that BitBake's caches of it stay valid."""

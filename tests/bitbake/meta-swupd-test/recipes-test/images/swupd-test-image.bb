@@ -21,7 +21,6 @@ SWUPD_TEST_OWNERS ??= ""
 
 # These read what a package manager installed, and none ran.
 ROOTFS_POSTPROCESS_COMMAND:remove = "write_package_manifest license_create_manifest"
-deltask do_populate_lic_deploy
 
 fakeroot python do_rootfs () {
     import shutil
