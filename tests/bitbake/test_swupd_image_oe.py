@@ -155,8 +155,9 @@ class Stream:
 
 def _reset(build: oe.Build) -> None:
     """A new stream each session: the image's work directory and stamps go, so that its sysroot
-    is staged again from the native recipes built now, and every task runs."""
-    for pattern in (f"tmp/work/*/{IMAGE}", f"tmp/stamps/*/{IMAGE}", "swupd-test"):
+    is staged again from the native recipes built now, and every task runs; so do the previous
+    sessions' logs (BitBake's event log takes megabytes per call)."""
+    for pattern in (f"tmp/work/*/{IMAGE}", f"tmp/stamps/*/{IMAGE}", "tmp/log", "swupd-test"):
         for path in build.path.glob(pattern):
             shutil.rmtree(path)
 
