@@ -192,7 +192,7 @@ swupd_rootfs_config[doc] = "Writes the client configuration, bundle markers and 
 # Without SWUPD_PUBLIC_KEYS, the public key is derived from the signing key by the native server.
 do_rootfs[depends] += "${SWUPD_SERVER_DEPENDS}"
 swupd_rootfs_config[vardeps] += "SWUPD_BUNDLES SWUPD_PUBLIC_KEYS SWUPD_VERSION_URL SWUPD_CONTENT_URL SWUPD_FORMAT SWUPD_COMPAT SWUPD_STREAM OS_VERSION"
-ROOTFS_POSTPROCESS_COMMAND += "swupd_rootfs_config;"
+ROOTFS_POSTPROCESS_COMMAND += "swupd_rootfs_config"
 
 # After the image is complete: publish OS_VERSION into the stream.
 python do_swupd_update () {

@@ -68,6 +68,32 @@ REPO_PARTS = ("meta-swupd", "client", "server-lib", "conf", "LICENSE", "README.m
 _IGNORED = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
+# Debian's pseudo as FAKEROOTCMD: OE's pseudo-native cannot be built offline. This pseudo is
+# older than OE's and knows PSEUDO_IGNORE_PATHS, not PSEUDO_INCLUDE_PATHS, so it is told which
+# paths not to track: the ones OE-core ignored before it named the tracked ones instead.
+PSEUDO_CONF = """
+FAKEROOTCMD = "/usr/bin/pseudo"
+PSEUDO_DEBIAN = "PSEUDO_PREFIX=/usr PSEUDO_BINDIR=/usr/bin PSEUDO_LIBDIR={libdir} \\
+    PSEUDO_IGNORE_PATHS=${{@oe.path.canonicalize(d.getVar('PSEUDO_IGNORE_PATHS'))}}"
+FAKEROOTBASEENV = "${{PSEUDO_DEBIAN}} PSEUDO_DISABLED=1 PYTHONDONTWRITEBYTECODE=1"
+FAKEROOTENV = "${{PSEUDO_DEBIAN}} PSEUDO_LOCALSTATEDIR=${{PSEUDO_LOCALSTATEDIR}} PSEUDO_PASSWD=${{PSEUDO_PASSWD}} \\
+    PSEUDO_NOSYMLINKEXP=1 PSEUDO_DISABLED=0"
+PSEUDO_IGNORE_PATHS = "/usr/,/etc/,/lib,/dev/,/run/,${{T}},${{WORKDIR}}/recipe-sysroot,${{SSTATE_DIR}},\\
+${{STAMPS_DIR}},${{WORKDIR}}/pkgdata-sysroot,${{TMPDIR}}/sstate-control,${{DEPLOY_DIR}},${{WORKDIR}}/deploy-,\\
+${{TMPDIR}}/buildstats,${{WORKDIR}}/sstate-build-package_,${{WORKDIR}}/sstate-install-package_,\\
+${{WORKDIR}}/sstate-build-image_complete,${{TMPDIR}}/sysroots-components,${{TMPDIR}}/pkgdata,\\
+${{TOPDIR}}/cache,${{COREBASE}}/scripts"
+"""
+
+
+def pseudo_conf() -> str:
+    """local.conf lines that run fakeroot tasks under Debian's pseudo (raises Unavailable)."""
+    libs = sorted(Path("/usr/lib").glob("*/pseudo/libpseudo.so"))
+    if not Path("/usr/bin/pseudo").is_file() or not libs:
+        raise Unavailable("Debian's pseudo is not installed (/usr/bin/pseudo, /usr/lib/<arch>/pseudo)")
+    return PSEUDO_CONF.format(libdir=libs[0].parent)
+
+
 class Unavailable(Exception):
     """The tier cannot run on this machine; the message says what is missing."""
 
@@ -314,11 +340,19 @@ class Yocto:
                          cwd=self.repo, check=True)  # fmt: skip
 
     def test_layer(self, name: str) -> Path:
-        """The layer `name` of tests/bitbake, copied into this checkout's work directory as the
-        repository's parts are (the build user may not be able to read the clone)."""
-        src, dst = TOP / "tests" / "bitbake" / name, self.work / "layers" / name
+        """The layer `name` of tests/bitbake, copied into this checkout's work directory."""
+        return self.copy(TOP / "tests" / "bitbake" / name, f"layers/{name}")
+
+    def hand_over(self, path: Path) -> None:
+        """Gives a tree the tests made (as root) to the build user, which BitBake runs as."""
+        self._own(path, tree=True)
+
+    def copy(self, src: Path, name: str) -> Path:
+        """A copy of `src` (a test layer, say) in this checkout's work directory, owned by the
+        build user, updated in place so that BitBake's caches of it stay valid (the build user
+        may not be able to read the clone)."""
+        dst = self.work / name
         with self._lock("setup"):
-            dst.mkdir(parents=True, exist_ok=True)
             _sync(src, dst)
             self._own(dst.parent)
             self._own(dst, tree=True)
@@ -391,7 +425,8 @@ class Yocto:
             target = path / "conf" / fname
             if not target.exists() or target.read_text() != text:
                 target.write_text(text)
-        self._own(path, tree=True)
+        self._own(path)
+        self._own(path / "conf", tree=True)
         return Build(self, path)
 
 

@@ -17,6 +17,10 @@ S = "${SWUPD_SOURCE_DIR}/client"
 
 inherit python3-dir python3native
 
+# The sources are the checkout's own, not fetched: their files are part of do_install's
+# signature, so an updated checkout installs its client again rather than reusing the old one.
+do_install[file-checksums] += "${S}/swupd:True"
+
 do_install() {
     install -d ${D}${PYTHON_SITEPACKAGES_DIR}/swupd
     (cd ${S} && find swupd -name '*.py' -o -name '*.service' -o -name '*.timer') | while read -r f; do

@@ -14,6 +14,10 @@ S = "${SWUPD_SOURCE_DIR}"
 
 inherit python3-dir
 
+# The sources are the checkout's own, not fetched: their files are part of do_install's
+# signature, so an updated checkout installs its server again rather than reusing the old one.
+do_install[file-checksums] += "${SWUPD_SOURCE_DIR}/client/swupd:True ${SWUPD_SOURCE_DIR}/server-lib/swupd_server:True"
+
 # Inside a build the server runs under OE's own Python, which sees the native sysroot's
 # site-packages; the host's python3 would not find swupd_server or its dependencies.
 SWUPD_SERVER_PYTHON = "python3"

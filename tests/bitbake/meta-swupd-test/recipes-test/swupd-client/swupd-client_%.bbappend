@@ -1,3 +1,0 @@
-# meta-testcore packages with testpkg; its Python packages do not exist there.
-inherit testpkg
-RDEPENDS:${PN} = ""
