@@ -6,7 +6,6 @@ SWUPD_REQUIRE_YOCTO=1 turns that skip into a failure, for CI that must run them.
 
 Fixtures:
     yocto -> oe.Yocto            the wrynose sources unpacked, the layer copied, host ready
-    main_build -> oe.Build       OE-core + meta-oe + meta-python + meta-swupd, MACHINE qemux86-64
 """
 
 from __future__ import annotations
@@ -42,8 +41,3 @@ def yocto() -> oe.Yocto:
         return oe.Yocto.provide("wrynose")
     except oe.Unavailable as e:
         _unavailable(f"upstream BitBake and OE-core cannot run here: {e}")
-
-
-@pytest.fixture(scope="session")
-def main_build(yocto) -> oe.Build:
-    return yocto.builddir("main", layers=[yocto.layer])

@@ -208,21 +208,16 @@ class Build:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    def run(
-        self, *cmd: str, env: Mapping[str, str] | None = None, timeout: int = 3600, lock: bool = True
-    ) -> subprocess.CompletedProcess:
+    def run(self, *cmd: str, env: Mapping[str, str] | None = None, timeout: int = 3600) -> subprocess.CompletedProcess:
         """Runs `cmd` in the build environment OE-core's oe-init-build-env sets up; the names in
         `env` are passed through to BitBake (BB_ENV_PASSTHROUGH_ADDITIONS)."""
-        with self.locked() if lock else contextlib.nullcontext():
+        with self.locked():
             return self.yocto.as_user(
                 f"cd {self.yocto.oe_core} && . ./oe-init-build-env {self.path} >/dev/null && exec \"$@\"",
                 *cmd,
                 env=env,
                 timeout=timeout,
             )
-
-    def conf(self, name: str) -> Path:
-        return self.path / "conf" / name
 
 
 @dataclass
@@ -232,10 +227,6 @@ class Yocto:
     series: str
     root: Path
     user: pwd.struct_passwd
-
-    @property
-    def bitbake(self) -> Path:
-        return self.root / "bitbake"
 
     @property
     def oe_core(self) -> Path:
