@@ -12,7 +12,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from swupd.format import filehash, ustar
+from swupd.format import filehash, osrelease, ustar
 from swupd.format import xattrs as xattr_records
 from swupd.format.errors import BuildError, FormatError, UsageError
 from swupd.format.fullfile import Meta
@@ -185,32 +185,23 @@ def _hash_items(items: list[Item], jobs: int) -> None:
         item.hash, item.xattrs = digest, xattrs
 
 
-def _parse_os_release(text: str) -> list[tuple[str, str]]:
-    out = []
-    for line in text.splitlines():
-        key, eq, value = line.partition("=")
-        if eq and key.strip() and not key.lstrip().startswith("#"):
-            out.append((key.strip(), value.strip()))
-    return out
-
-
 def stamp_os_release(items: dict[str, Item], root: str, version: int, clamp: int) -> Item:
     """Make `/usr/lib/os-release` a regular file whose VERSION_ID is the published version.
 
-    Other fields are kept from the input (following a symlink inside the tree); `/etc/os-release`,
-    when it is a regular file, gets the same content so both always agree.
+    The input's text is kept byte for byte but for that line (following a symlink inside the
+    tree), by the rule the layer also writes images with (`swupd.format.osrelease`), so the
+    file a device boots with is the one its manifest lists; `/etc/os-release`, when it is a
+    regular file, gets the same content so both always agree.
     """
-    fields: list[tuple[str, str]] = []
+    text = "NAME=\"Linux\"\nID=linux\n"
     for candidate in (OS_RELEASE, "/etc/os-release"):
         host = os.path.join(root, candidate.lstrip("/"))
         real = os.path.realpath(host)
         if real.startswith(os.path.realpath(root) + os.sep) and os.path.isfile(real):
             with open(real, encoding="utf-8", errors="surrogateescape") as f:
-                fields = _parse_os_release(f.read())
+                text = f.read()
             break
-    fields = [(k, v) for k, v in fields if k != "VERSION_ID"] or [("NAME", '"Linux"'), ("ID", "linux")]
-    fields.append(("VERSION_ID", str(version)))
-    data = "".join(f"{k}={v}\n" for k, v in fields).encode("utf-8", "surrogateescape")
+    data = osrelease.with_version_id(text, version).encode("utf-8", "surrogateescape")
     targets = [OS_RELEASE]
     etc = items.get("/etc/os-release")
     if etc is not None and stat.S_ISREG(etc.mode):

@@ -61,8 +61,12 @@ def set_version_id(root: str, version: str) -> str:
             real = os.path.join(root, os.readlink(path).lstrip("/"))
         with open(real, encoding="utf-8") as f:
             text = f.read()
+        # The rule of the server's swupd.format.osrelease, so the image's file is the published one.
         line = f"VERSION_ID={version}"
-        text = _VERSION_ID.sub(line, text) if _VERSION_ID.search(text) else text.rstrip("\n") + f"\n{line}\n"
+        if _VERSION_ID.search(text):
+            text = _VERSION_ID.sub(line, text, count=1)
+        else:
+            text = (text + "\n" if text and not text.endswith("\n") else text) + line + "\n"
         with open(real, "w", encoding="utf-8") as f:
             f.write(text)
         return real

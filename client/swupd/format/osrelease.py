@@ -1,0 +1,22 @@
+"""VERSION_ID in os-release: the one rule for how a version is written into it.
+
+The image that boots and the content the server publishes must be the same file, byte for byte:
+a device whose os-release differs from its manifest starts out "modified", and a delta made
+against the published file cannot apply to it. So the line is replaced where it stands (or
+appended when there is none) and every other byte is kept, comments and order included.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LINE = re.compile(r"^VERSION_ID=.*$", re.M)
+
+
+def with_version_id(text: str, version: int | str) -> str:
+    line = f"VERSION_ID={version}"
+    if _LINE.search(text):
+        return _LINE.sub(line, text, count=1)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text + line + "\n"
