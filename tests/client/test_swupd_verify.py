@@ -169,3 +169,30 @@ def test_verify_after_an_update_that_kept_configuration(device: Device) -> None:
     assert listed(r.out, "Modified") == [] and listed(r.out, "Extra") == [], r.out
     r = device.swupd("repair")
     assert r.rc == 0 and (root / "etc/app.conf").read_bytes() == b"mode=mine\n", r.out + r.err
+
+
+def test_a_mounted_file_system_is_not_a_modified_directory(device: Device) -> None:
+    """A listed directory with another file system mounted on it (a device's EFI system partition
+    at /efi, mounted with umask=0077) shows that file system's owner and mode: verify counts it
+    in place, and --fix leaves the mount alone."""
+    import subprocess
+
+    import pytest
+
+    target = Path(device.root) / "usr/share/doc"
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,uid=0,gid=0", "tmpfs", str(target)],
+                       capture_output=True, text=True)  # fmt: skip
+    if r.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs: {r.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
+    try:
+        r = device.swupd("verify")
+        assert listed(r.out, "Modified") == [], r.out
+        r = device.swupd("verify", "--fix")
+        assert listed(r.out, "Modified") == [], r.out
+        assert os.stat(target).st_mode & 0o777 == 0o700
+    finally:
+        subprocess.run(["umount", str(target)], check=False)

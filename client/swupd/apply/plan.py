@@ -11,6 +11,8 @@ Rules that protect the device's own data:
   new one's (changed, or put where a new version starts to ship a path; when repairing, any
   object that differs) is neither overwritten nor removed, and is reported (`kept_config`);
 - ghosted entries (old kernels and modules) are never removed;
+- a directory on which another file system is mounted (the EFI system partition at /efi, a data
+  partition) is in place as it is: its owner and mode are that file system's;
 - a directory that still holds files no manifest knows is moved aside, not deleted;
 - a directory of `new` that is not one on disk (deleted, or replaced by a link or a file) is
   made again and everything `new` lists below it is installed, changed or not; under /etc and
@@ -101,6 +103,7 @@ class Disk(Protocol):
     def hash(self, path: str) -> str: ...
     def is_dir(self, path: str) -> bool: ...
     def holds(self, path: str, entry: Entry) -> bool: ...
+    def mount_point(self, path: str) -> bool: ...
 
     def kind(self, path: str) -> str:
         """"d", "f" (regular file), "l" (link), "s" (special), or "" (absent or unreachable)."""
@@ -132,6 +135,8 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
         current = disk.hash(path) if (verify or guarded) else None
         if current == e.hash:
             continue
+        if e.type == Type.DIRECTORY and current not in (None, ZERO_HASH) and disk.mount_point(path):
+            continue  # the mounted file system's root stands there, with its own owner and mode
         # Already in place (placed by hand, or by an earlier run): the hash covers the metadata
         # too, so there is nothing to fetch or stage. With nothing installed (os-install into an
         # empty directory) there is nothing to look at.

@@ -153,6 +153,16 @@ class Tree:
         except TreeIOError:
             return None
 
+    def mount_point(self, path: str) -> bool:
+        """True if another file system is mounted on the directory at `path` (its owner and mode
+        are then that file system's, such as the EFI system partition's at /efi)."""
+        try:
+            with self.parent(path) as (fd, name):
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                return stat.S_ISDIR(st.st_mode) and st.st_dev != os.fstat(fd).st_dev
+        except (OSError, TreeIOError):
+            return False
+
     def hash(self, path: str) -> str:
         """The swupd hash of what is at `path` now; the zero hash if nothing (reachable) is."""
         try:

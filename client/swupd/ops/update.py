@@ -38,6 +38,9 @@ class TreeDisk:
     def is_dir(self, path: str) -> bool:
         return self.kind(path) == "d"
 
+    def mount_point(self, path: str) -> bool:
+        return self.tree.mount_point(path)
+
     def kind(self, path: str) -> str:
         st = self.tree.lstat(path)
         if st is None:
