@@ -22,9 +22,9 @@ class Nginx:
     """As root its worker keeps root's identity: the served directories may be private to root.
     Each access-log line starts with the bytes sent for the request."""
 
-    def __init__(self, root: Path | str, workdir: Path | str) -> None:
+    def __init__(self, root: Path | str, workdir: Path | str, port: int = 0) -> None:
         workdir = Path(workdir)
-        self.port = free_port()
+        self.port = port or free_port()
         self.prefix = workdir
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "nginx.conf"

@@ -19,25 +19,14 @@ inherit python3-dir python3native
 
 # The sources are the checkout's own, not fetched: their files are part of do_install's
 # signature, so an updated checkout installs its client again rather than reusing the old one.
-do_install[file-checksums] += "${S}/swupd:True"
+do_install[file-checksums] += "${S}/swupd:True ${S}/install:True"
 
+# client/install holds the steps, shared with the test device's image builder: the package
+# byte-compiled for the target's Python (a read-only /usr cannot keep caches, and caches no
+# manifest lists are what `verify --picky` reports), the command, the units, the state directory.
 do_install() {
-    install -d ${D}${PYTHON_SITEPACKAGES_DIR}/swupd
-    (cd ${S} && find swupd -name '*.py' -o -name '*.service' -o -name '*.timer') | while read -r f; do
-        install -D -m 0644 "${S}/$f" "${D}${PYTHON_SITEPACKAGES_DIR}/$f"
-    done
-    # Byte-compiled for the target's Python, as OE's Python classes do: otherwise each run
-    # compiles the client again (a read-only /usr cannot keep the result), and elsewhere the
-    # caches Python writes are files no manifest lists, which `verify --picky` reports.
-    ${PYTHON} -m compileall -q -s ${D} -p / ${D}${PYTHON_SITEPACKAGES_DIR}/swupd
-    install -d ${D}${bindir}
-    printf '#!/usr/bin/env python3\nfrom swupd.cli import entry\nentry()\n' > ${D}${bindir}/swupd
-    chmod 0755 ${D}${bindir}/swupd
-    install -d ${D}${systemd_system_unitdir}
-    install -m 0644 ${S}/swupd/data/swupd-update.service ${D}${systemd_system_unitdir}/
-    install -m 0644 ${S}/swupd/data/swupd-update.timer ${D}${systemd_system_unitdir}/
-    install -d ${D}${localstatedir}/lib/swupd
-    chmod 0700 ${D}${localstatedir}/lib/swupd
+    sh ${S}/install client --python "${PYTHON}" --sitedir ${PYTHON_SITEPACKAGES_DIR} --bindir ${bindir} \
+        --unitdir ${systemd_system_unitdir} --statedir ${localstatedir}/lib/swupd ${D}
 }
 
 FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}/swupd ${systemd_system_unitdir} ${localstatedir}/lib/swupd"
