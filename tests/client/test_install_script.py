@@ -25,11 +25,12 @@ def test_client_lands_where_the_recipe_says(tmp_path: Path) -> None:
     assert (tmp_path / "usr/lib/python3/site-packages/swupd/cli.py").is_file()
     assert list((tmp_path / "usr/lib/python3/site-packages/swupd/__pycache__").glob("cli.*.pyc"))
     assert os.access(tmp_path / "usr/bin/swupd", os.X_OK)
-    assert {p.name for p in (tmp_path / "lib/systemd/system").iterdir()} == {"swupd-update.service", "swupd-update.timer"}
+    units = {p.name for p in (tmp_path / "lib/systemd/system").iterdir()}
+    assert units == {"swupd-update.service", "swupd-update.timer"}
     assert (tmp_path / "var/lib/swupd").stat().st_mode & 0o777 == 0o700
     # Compiled with the paths the device sees, not the staging directory's.
-    assert str(tmp_path).encode() not in (tmp_path / next(iter(
-        (tmp_path / "usr/lib/python3/site-packages/swupd/__pycache__").glob("cli.*.pyc")))).read_bytes()  # fmt: skip
+    (cache,) = (tmp_path / "usr/lib/python3/site-packages/swupd/__pycache__").glob("cli.*.pyc")
+    assert str(tmp_path).encode() not in cache.read_bytes()
 
 
 def test_byte_code_stays_valid_when_an_update_gives_the_sources_new_times(tmp_path: Path) -> None:
@@ -41,8 +42,9 @@ def test_byte_code_stays_valid_when_an_update_gives_the_sources_new_times(tmp_pa
     later = time.time() + 3600
     for src in site.rglob("*.py"):
         os.utime(src, (later, later))
-    r = subprocess.run([sys.executable, "-c", "import swupd.cli, swupd.ops.update, swupd.format.delta"],
-                       env={"PYTHONPATH": str(site), "PATH": os.environ["PATH"]}, capture_output=True, text=True)  # fmt: skip
+    code = "import swupd.cli, swupd.ops.update, swupd.format.delta"
+    env = {"PYTHONPATH": str(site), "PATH": os.environ["PATH"]}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert {p: p.read_bytes() for p in site.rglob("*.pyc")} == caches
 
