@@ -1,0 +1,49 @@
+"""OE-core's `scripts/` (runqemu, oe-test) and BitBake's `lib/` (which oeqa imports), unpacked
+unmodified from the pinned release tarballs in `../shared/yocto` (or `$SWUPD_YOCTO_SOURCES`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[2]
+TARBALLS = ("openembedded-core-yocto-6.0.2.tar.xz", "bitbake-yocto-6.0.2.tar.xz")
+
+
+class Unavailable(Exception):
+    """The upstream sources are not on this machine."""
+
+
+def sources_dir() -> Path:
+    if os.environ.get("SWUPD_YOCTO_SOURCES"):
+        return Path(os.environ["SWUPD_YOCTO_SOURCES"])
+    for parent in TOP.parents:
+        if (parent / "shared" / "yocto").is_dir():
+            return parent / "shared" / "yocto"
+    return TOP.parent / "shared" / "yocto"
+
+
+def _unpacked() -> Path:
+    from .image import cache_dir
+
+    root = cache_dir() / "yocto"
+    stamp = root / ".unpacked"
+    if stamp.exists() and stamp.read_text() == "\n".join(TARBALLS):
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    for name in TARBALLS:
+        tarball = sources_dir() / name
+        if not tarball.is_file():
+            raise Unavailable(f"upstream OE-core not found: {tarball}")
+        subprocess.run(["tar", "-C", str(root), "-xJf", str(tarball)], check=True)
+    stamp.write_text("\n".join(TARBALLS))
+    return root
+
+
+def oe_core() -> Path:
+    return _unpacked() / "openembedded-core"
+
+
+def bitbake_lib() -> Path:
+    return _unpacked() / "bitbake" / "lib"

@@ -1,0 +1,32 @@
+"""The device's update server: nginx on the host's loopback, port PORT (the guest's
+http://10.0.2.2:PORT), serving a symbolic link that is pointed at one published release at a time."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .image import PORT, Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from support.nginx import Nginx  # noqa: E402
+
+
+class Server:
+    def __init__(self, image: Image, workdir: Path, version: int = 10):
+        self.image = image
+        self.link = workdir / "served"
+        self.publish(version)
+        self.nginx = Nginx(self.link, workdir / "nginx", port=PORT)
+
+    def publish(self, version: int) -> None:
+        """Release `version` is what the server serves from now on (an atomic rename)."""
+        tmp = self.link.with_name("served.next")
+        if os.path.lexists(tmp):
+            tmp.unlink()
+        tmp.symlink_to(self.image.www(version))
+        os.replace(tmp, self.link)
+
+    def stop(self) -> None:
+        self.nginx.stop()
