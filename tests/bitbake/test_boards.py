@@ -17,7 +17,7 @@ from swupd.ops.transaction import HOOK_DIRS
 STANDIN = "meta-intel-standin"
 CONF = 'OS_VERSION = "10"\nSWUPD_DEV_SIGNING = "1"\nIMAGE_FSTYPES = "tar.zst"\n'
 HOOK = "50-boot-efi"
-HOOK_SRC = oe.TOP / "meta-swupd/dynamic-layers/meta-intel/recipes-bsp/swupd-boot-efi/files" / HOOK
+INSTALL = oe.TOP / "client" / "install"
 CLIENT_RECIPE = "recipes-core/swupd-client/swupd-client_0.1.0.bb"
 SYSTEMD_BOOT_VENDOR = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
 
@@ -72,12 +72,12 @@ def test_without_meta_intel_the_dynamic_part_stays_out(yocto, intel):
 # The hook, as the recipe installs it for intel-corei7-64, run as the client runs it.
 
 
-def hook(tmp: Path) -> Path:
-    text = HOOK_SRC.read_text().replace("@EFI_DIR@", "/efi").replace("@KERNEL_IMAGETYPE@", "bzImage")
-    path = tmp / HOOK
-    path.write_text(text)
-    path.chmod(0o755)
-    return path
+def hook(tmp: Path, *initrd: str) -> Path:
+    """The hook as swupd-boot-efi installs it (client/install boot-efi)."""
+    dest = tmp / "installed"
+    args = ["--efi-dir", "/efi", "--kernel", "bzImage", *(("--initrd", initrd[0]) if initrd else ())]
+    subprocess.run(["sh", str(INSTALL), "boot-efi", *args, str(dest)], check=True)
+    return dest / HOOK_DIRS[0] / HOOK
 
 
 def device(tmp: Path) -> Path:
@@ -190,3 +190,39 @@ def test_the_hook_fails_without_a_kernel_in_boot(tmp_path):
     assert r.returncode != 0 and "no kernel at" in r.stderr
     assert (root / "efi/loader/loader.conf").read_text() == "default boot\ntimeout 5\n"
 
+
+
+def test_the_hook_places_the_initramfs_a_kernel_boots_with(tmp_path):
+    """A kernel that needs an initramfs (SWUPD_BOOT_INITRD, a distribution kernel such as the test
+    device's) gets the one beside it in /boot, in place of the template's, named by the pair's
+    hash; entries that go take their initramfs with them."""
+    h, root = hook(tmp_path, "initrd.img"), device(tmp_path)
+    esp = root / "efi"
+
+    def kernel_and_initrd(kver: str, version: int) -> str:
+        install_kernel(root, kver, version)
+        data = f"initramfs {kver}".encode()
+        (root / f"boot/initrd.img-{kver}").write_bytes(data)
+        link = root / "boot/initrd.img"
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(f"initrd.img-{kver}")
+        return "swupd-" + hashlib.sha256(f"kernel {kver}".encode() + data).hexdigest()[:16]
+
+    first = kernel_and_initrd("6.6.2", 20)
+    r = run(h, root)
+    assert r.returncode == 0, r.stderr
+    lines = (esp / f"loader/entries/{first}.conf").read_text().splitlines()
+    initrds = [line.split(" ", 1)[1] for line in lines if line.startswith("initrd ")]
+    assert initrds == [f"/swupd/initrd.img-{first[6:]}"]
+    assert (esp / initrds[0].lstrip("/")).read_bytes() == b"initramfs 6.6.2"
+    kernel_and_initrd("6.6.3", 30)
+    assert run(h, root).returncode == 0
+    kernel_and_initrd("6.6.4", 40)
+    assert run(h, root).returncode == 0
+    assert sorted(p.read_bytes() for p in (esp / "swupd").iterdir() if p.name.startswith("initrd")) == [
+        b"initramfs 6.6.3", b"initramfs 6.6.4"
+    ]
+    (root / "boot/initrd.img").unlink()
+    r = run(h, root)
+    assert r.returncode != 0 and "no initramfs at" in r.stderr
