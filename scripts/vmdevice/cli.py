@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +31,8 @@ def _image(argv: list[str]) -> int:
 
 
 def main() -> int:
+    # A terminated run still stops its QEMU and nginx (the `finally` blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if len(sys.argv) < 2 or sys.argv[1] not in ("image", "powercut"):
         print("usage: python -m vmdevice.cli image|powercut ...", file=sys.stderr)
         return 2

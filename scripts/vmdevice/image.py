@@ -32,7 +32,9 @@ URL = f"http://10.0.2.2:{PORT}"
 VERSIONS = (10, 20, 30)
 ESP_MIB, DISK_MIB = 160, 2048
 OVMF = "/usr/share/ovmf/OVMF.fd"
-HOST_PACKAGES = ("debootstrap", "qemu-system-x86", "qemu-utils", "ovmf", "dosfstools", "mtools", "fdisk", "openssh-client")
+HOST_PACKAGES = (
+    "debootstrap", "qemu-system-x86", "qemu-utils", "ovmf", "dosfstools", "mtools", "fdisk", "openssh-client",
+)  # fmt: skip
 SYSTEMD_BOOT = "usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 
 
@@ -63,6 +65,12 @@ class Image:
         return self.root / "keys" / "release.pub"
 
 
+def kernel_release(tree: Path) -> str:
+    """The release (`uname -r`) of the one kernel a version's tree carries."""
+    (release,) = os.listdir(tree / "usr/lib/modules")
+    return release
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("SWUPD_VM_CACHE") or Path.home() / ".cache" / "meta-swupd" / "vm")
 
@@ -84,12 +92,12 @@ def provide_host() -> None:
     run("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, env=env)
 
 
-def _digest(*dirs: Path) -> str:
+def _digest(*paths: Path) -> str:
     h = hashlib.sha256()
-    for d in dirs:
-        for p in sorted(d.rglob("*")):
+    for top in paths:
+        for p in sorted(top.rglob("*")) if top.is_dir() else [top]:
             if p.is_file() and "__pycache__" not in p.parts and ".egg-info" not in str(p):
-                h.update(str(p.relative_to(d)).encode() + b"\0" + p.read_bytes())
+                h.update(str(p.relative_to(top.parent)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -118,9 +126,11 @@ def build(cache: Path | None = None, log=print) -> Image:
             trees.debootstrap(base, cache / "debs")
             (cache / "base.stamp").write_text(want_base)
         image = Image(cache / "image")
-        want = want_base + _digest(trees.TOP / "client" / "swupd", trees.TOP / "client" / "boot", HERE) + _digest(
-            trees.TOP / "meta-swupd" / "lib"
-        )
+        # What goes into the trees: the client and its install steps, the layer's rootfs code,
+        # the image builder itself.
+        client, lib = trees.TOP / "client", trees.TOP / "meta-swupd" / "lib" / "swupdlayer"
+        want = want_base + _digest(client / "swupd", client / "boot", client / "install", lib, HERE / "trees.py",
+                                   HERE / "image.py")  # fmt: skip
         stamp = image.root / ".stamp"
         if stamp.exists() and stamp.read_text() == want:
             return image
@@ -163,7 +173,8 @@ def _make(image: Image, base: Path, cache: Path, log) -> None:
         trees._tidy(tree)
         log(f"version {v}: publishing")
         run(*server, "create-update", "--www", www, "--rootfs", tree, "--bundles", bundles, "--version", str(v),
-            "--signing-key", keys / "release.key", "--compat", "swupd-device", "--cache-dir", image.root / "server-cache")  # fmt: skip
+            "--signing-key", keys / "release.key", "--compat", "swupd-device",
+            "--cache-dir", image.root / "server-cache")  # fmt: skip
         run("cp", "-a", www, image.www(v))
     log("disk: version 10 on GPT with an EFI system partition")
     make_disk(image.tree(10), image)

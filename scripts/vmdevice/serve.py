@@ -10,12 +10,13 @@ from pathlib import Path
 from .image import PORT, Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from support.nginx import Nginx  # noqa: E402
+from support.nginx import Nginx
 
 
 class Server:
     def __init__(self, image: Image, workdir: Path, version: int = 10):
         self.image = image
+        workdir.mkdir(parents=True, exist_ok=True)
         self.link = workdir / "served"
         self.publish(version)
         self.nginx = Nginx(self.link, workdir / "nginx", port=PORT)

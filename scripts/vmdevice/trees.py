@@ -12,6 +12,7 @@ generic flavour where the suite has no newer one); version 30 changes one file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -152,8 +153,10 @@ def _tidy(root: Path) -> None:
         if p.is_dir():
             for child in p.iterdir():
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-    for rel in ("etc/machine-id", "var/lib/dbus/machine-id", "etc/hostname.tmp"):
-        (root / rel).unlink(missing_ok=True)
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    # A machine id of its own: without one, systemd's first boot applies Debian's presets, which
+    # enable every unit with an [Install] section, the automatic-update timer among them.
+    _write(root, "etc/machine-id", hashlib.sha256(b"swupd test device").hexdigest()[:32] + "\n", 0o444)
     for pyc in root.glob("usr/lib/python3*/**/__pycache__"):
         if "dist-packages/swupd" not in str(pyc):
             shutil.rmtree(pyc)
@@ -191,7 +194,8 @@ def install_swupd(root: Path, wheels: Path) -> None:
     shutil.copytree(TOP / "client", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
     with Chroot(root) as ch:
         ch("sh", "/tmp/swupd-src/install", "client", "--python", "python3", "--sitedir", SITE, "/")
-        ch("sh", "/tmp/swupd-src/install", "boot-efi", "--efi-dir", EFI_DIR, "--kernel", KERNEL, "--initrd", INITRD, "/")
+        ch("sh", "/tmp/swupd-src/install", "boot-efi", "--efi-dir", EFI_DIR, "--kernel", KERNEL,
+           "--initrd", INITRD, "/")  # fmt: skip
     shutil.rmtree(src)
     for whl in sorted(wheels.glob("*.whl")):
         run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--upgrade",
@@ -217,8 +221,8 @@ def newer_kernel(root: Path) -> None:
     that is the kernel version 10 has, the generic flavour of it (another build)."""
     main, security = mirrors()
     old = kernels(root)
-    _write(root, "etc/apt/sources.list",
-           f"deb {main} {SUITE} main\ndeb {main} {SUITE}-updates main\ndeb {security} {SUITE}-security main\n")  # fmt: skip
+    suites = (f"{main} {SUITE}", f"{main} {SUITE}-updates", f"{security} {SUITE}-security")
+    _write(root, "etc/apt/sources.list", "".join(f"deb {s} main\n" for s in suites))
     with Chroot(root) as ch:
         ch("apt-get", "update", "-q")
         ch("apt-get", "install", "-y", "-q", "--no-install-recommends", "linux-image-cloud-amd64")

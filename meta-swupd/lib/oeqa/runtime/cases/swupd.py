@@ -73,7 +73,7 @@ class SwupdTest(OERuntimeTestCase):
 
     def run_ok(self, command, timeout=900):
         status, output = self.target.run(command, timeout=timeout)
-        self.assertEqual(status, 0, "%s: %s" % (command, output))
+        self.assertEqual(status, 0, f"{command}: {output}")
         return output
 
     def version(self):
@@ -87,7 +87,7 @@ class SwupdTest(OERuntimeTestCase):
             if status == 0:
                 return
             time.sleep(3)
-        self.fail("the device did not come back within %d s" % timeout)
+        self.fail(f"the device did not come back within {timeout} s")
 
     @OEHasPackage(["swupd-client"])
     def test_swupd_info(self):
@@ -99,7 +99,7 @@ class SwupdTest(OERuntimeTestCase):
         expected = self.publish(0)
         output = self.run_ok("swupd check-update")
         if expected is not None:
-            self.assertIn("Latest server version: %d" % expected, output)
+            self.assertIn(f"Latest server version: {expected}", output)
 
     @OETestDepends(["swupd.SwupdTest.test_swupd_check_update"])
     def test_swupd_update(self):
@@ -137,7 +137,7 @@ class SwupdTest(OERuntimeTestCase):
         bundle = sorted(installed or every)[0]
         steps = ["bundle-remove", "bundle-add"] if installed else ["bundle-add", "bundle-remove"]
         for step in steps:
-            self.run_ok("swupd %s %s" % (step, bundle), timeout=1800)
+            self.run_ok(f"swupd {step} {bundle}", timeout=1800)
             now = set(self.run_ok("swupd bundle-list --quiet").split())
             self.assertEqual(bundle in now, step == "bundle-add", now)
             self.run_ok("swupd verify", timeout=1800)
