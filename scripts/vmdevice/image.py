@@ -27,7 +27,8 @@ from .trees import run
 
 HERE = Path(__file__).resolve().parent
 NAME = "swupd-device"
-PORT = 8086
+# The host port the device fetches from (baked into its settings), as the guest sees the host.
+PORT = int(os.environ.get("SWUPD_VM_PORT") or 8086)
 URL = f"http://10.0.2.2:{PORT}"
 VERSIONS = (10, 20, 30)
 ESP_MIB, DISK_MIB = 160, 2048
@@ -129,7 +130,7 @@ def build(cache: Path | None = None, log=print) -> Image:
         # What goes into the trees: the client and its install steps, the layer's rootfs code,
         # the image builder itself.
         client, lib = trees.TOP / "client", trees.TOP / "meta-swupd" / "lib" / "swupdlayer"
-        want = want_base + _digest(client / "swupd", client / "boot", client / "install", lib, HERE / "trees.py",
+        want = f"{want_base}:{PORT}:" + _digest(client / "swupd", client / "boot", client / "install", lib, HERE / "trees.py",
                                    HERE / "image.py")  # fmt: skip
         stamp = image.root / ".stamp"
         if stamp.exists() and stamp.read_text() == want:
