@@ -130,8 +130,8 @@ def build(cache: Path | None = None, log=print) -> Image:
         # What goes into the trees: the client and its install steps, the layer's rootfs code,
         # the image builder itself.
         client, lib = trees.TOP / "client", trees.TOP / "meta-swupd" / "lib" / "swupdlayer"
-        want = f"{want_base}:{PORT}:" + _digest(client / "swupd", client / "boot", client / "install", lib, HERE / "trees.py",
-                                   HERE / "image.py")  # fmt: skip
+        made_by = (client / "swupd", client / "boot", client / "install", lib, HERE / "trees.py", HERE / "image.py")
+        want = f"{want_base}:{PORT}:" + _digest(*made_by)
         stamp = image.root / ".stamp"
         if stamp.exists() and stamp.read_text() == want:
             return image
@@ -246,7 +246,7 @@ def write_qemuboot(deploy: Path, kvm: bool = False) -> Path:
         "qb_rng = -object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-pci,rng=rng0\n"
         "qb_serial_opt = -serial mon:stdio -serial null\n"
         "qb_graphics = \n"
-        "qb_opt_append = \n"
+        "qb_opt_append = -no-reboot\n"
         f"qb_kernel_cmdline_append = {trees.CMDLINE}\n"
         "serial_consoles = 115200;ttyS0\n"
         "staging_bindir_native = /usr/bin\n"

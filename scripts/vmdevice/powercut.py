@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +121,6 @@ class Trial:
 
 def measure_update(image: img.Image, work: Path) -> float:
     """Seconds one uninterrupted update takes, from the command's start to the end of its sync."""
-    srv = Server(image, work, 20)
     dev = Device(image, work)
     try:
         dev.boot()
@@ -129,13 +129,11 @@ def measure_update(image: img.Image, work: Path) -> float:
         return time.monotonic() - started
     finally:
         dev.shutdown()
-        srv.stop()
 
 
 def trial(image: img.Image, work: Path, at: float, refs: dict[int, dict[str, str]]) -> Trial:
     t = Trial(at)
     started = time.monotonic()
-    srv = Server(image, work, 20)
     dev = Device(image, work)
     try:
         dev.boot()
@@ -179,28 +177,35 @@ def trial(image: img.Image, work: Path, at: float, refs: dict[int, dict[str, str
         return t
     finally:
         dev.power_cut()
-        srv.stop()
         t.seconds = time.monotonic() - started
 
 
-def run(trials: int, seed: int, workdir: Path | None = None, log=print) -> list[Trial]:
+def run(trials: int, seed: int, workdir: Path | None = None, log=print, jobs: int = 1) -> list[Trial]:
+    """`jobs` devices at a time (each boots with its own disk and ssh port; one nginx serves
+    version 20 to all of them)."""
     image = img.build(log=lambda m: log(f"powercut: {m}"))
     base = Path(tempfile.mkdtemp(prefix="powercut-", dir=workdir))
     refs = {v: host_listing(image.tree(v)) for v in (10, 20)}
-    length = measure_update(image, base / "measure")
-    log(f"powercut: an uninterrupted update takes {length:.1f} s; {trials} trials, seed {seed}")
-    rng = random.Random(seed)
-    instants = [length * (i + rng.random()) / trials for i in range(trials)]
-    rng.shuffle(instants)
-    results = []
-    for i, at in enumerate(instants):
-        t = trial(image, base / f"trial-{i}", at, refs)
-        results.append(t)
-        log(f"powercut: trial {i + 1}: cut at {at:5.1f} s: {t.state}, version {t.version}, {t.seconds:.0f} s"
-            + "".join(f"\n    {n}" for n in t.notes))  # fmt: skip
-        if t.state == "clean":
-            shutil.rmtree(base / f"trial-{i}", ignore_errors=True)
-    return results
+    srv = Server(image, base / "server", 20)
+    try:
+        length = measure_update(image, base / "measure")
+        log(f"powercut: an uninterrupted update takes {length:.1f} s; {trials} trials, seed {seed}")
+        rng = random.Random(seed)
+        instants = [length * (i + rng.random()) / trials for i in range(trials)]
+        rng.shuffle(instants)
+
+        def one(i: int) -> Trial:
+            t = trial(image, base / f"trial-{i}", instants[i], refs)
+            log(f"powercut: trial {i + 1}: cut at {t.at:5.1f} s: {t.state}, version {t.version}, {t.seconds:.0f} s"
+                + "".join(f"\n    {n}" for n in t.notes))  # fmt: skip
+            if t.state == "clean":
+                shutil.rmtree(base / f"trial-{i}", ignore_errors=True)
+            return t
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            return list(pool.map(one, range(trials)))
+    finally:
+        srv.stop()
 
 
 def summary(results: list[Trial]) -> str:
@@ -216,9 +221,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--trials", type=int, default=10, help="number of power cuts (default 10)")
     p.add_argument("--seed", type=int, default=int(time.time()), help="seed of the instants (default: the time)")
     p.add_argument("--workdir", type=Path, help="where the trials' disks go (default: the system's temp dir)")
+    p.add_argument("--jobs", type=int, default=1, help="devices running at once (default 1)")
     args = p.parse_args(argv)
-    if args.trials < 1:
-        p.error("--trials must be at least 1")
-    results = run(args.trials, args.seed, args.workdir, log=lambda m: print(m, flush=True))
+    if args.trials < 1 or args.jobs < 1:
+        p.error("--trials and --jobs must be at least 1")
+    results = run(args.trials, args.seed, args.workdir, log=lambda m: print(m, flush=True), jobs=args.jobs)
     print(summary(results), flush=True)
     return 0 if all(t.state == "clean" for t in results) else 1

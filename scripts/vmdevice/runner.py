@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -51,33 +52,66 @@ class Device:
             shutil.copy(image.deploy / "ovmf.bin", self.deploy / "ovmf.bin")
         self.conf = write_qemuboot(self.deploy)
         self.proc: subprocess.Popen | None = None
+        self._lock = threading.RLock()
+        self._on = False
         self.port = 0
         self.boots = 0
         self.console = workdir / "console.log"
 
     # --- power -------------------------------------------------------------------------------
-    def boot(self, timeout: float = 420) -> float:
-        """Power on and wait until sshd answers; returns the seconds it took."""
-        started = time.monotonic()
+    # QEMU runs with -no-reboot: a reboot the guest asks for ends QEMU, and the watcher starts
+    # runqemu again at once, so every boot is a cold start of the firmware (OVMF under TCG was
+    # seen to hang now and then on a warm reset).
+    def _launch(self) -> None:
         self.boots += 1
         args = [str(oe_core() / "scripts" / "runqemu"), str(self.conf), "wic", "nographic", "slirp", "ovmf"]
         if kvm_works():
             args.append("kvm")
-        log = open(self.console, "a")
-        log.write(f"\n===== boot {self.boots}\n")
-        log.flush()
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, cwd=self.work)  # fmt: skip
-        log.close()
-        deadline = started + timeout
+        with open(self.console, "a") as log:
+            log.write(f"\n===== boot {self.boots}\n")
+            log.flush()
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True, cwd=self.work)  # fmt: skip
+        self.port = 0
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                proc = self.proc
+            if proc is None:
+                return
+            proc.wait()
+            with self._lock:
+                if not self._on or self.proc is not proc:
+                    return
+                last = self.console.read_text(errors="replace").rsplit("===== boot", 1)[-1]
+                if "reboot: Restarting system" not in last:
+                    self._on = False  # powered off, or QEMU ended by itself
+                    return
+                self._launch()
+
+    def boot(self, timeout: float = 420) -> float:
+        """Power on and wait until sshd answers; returns the seconds it took."""
+        started = time.monotonic()
+        with self._lock:
+            self._on = True
+            self._launch()
+        threading.Thread(target=self._watch, daemon=True).start()
+        self.wait_for_ssh(timeout)
+        return time.monotonic() - started
+
+    def wait_for_ssh(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DeviceError(f"runqemu exited with status {self.proc.returncode}: {self.tail()}")
+            with self._lock:
+                proc, on = self.proc, self._on
+            if proc is None or (proc.poll() is not None and not on):
+                raise DeviceError(f"QEMU is not running: {self.tail()}")
             if not self.port:
                 m = re.findall(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:22", self.console.read_text(errors="replace"))
                 self.port = int(m[-1]) if m else 0
             if self.port and self.ssh("true", timeout=20, check=False).returncode == 0:
-                return time.monotonic() - started
+                return
             time.sleep(2)
         self.power_cut()
         raise DeviceError(f"no ssh within {timeout:.0f} s: {self.tail()}")
@@ -100,45 +134,52 @@ class Device:
 
     def power_cut(self) -> None:
         """SIGKILL of QEMU: whatever the guest had not yet written to its disk is gone."""
-        if self.proc is None:
-            return
-        pid = self.qemu_pid()
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
-        self.port = 0
+        with self._lock:
+            self._on = False
+            proc = self.proc
+            if proc is None:
+                return
+            pid = self.qemu_pid()
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            self.proc = None
+            self.port = 0
 
     def shutdown(self, timeout: float = 180) -> None:
         """A clean power-off from inside the guest."""
-        if self.proc is None:
+        with self._lock:
+            proc = self.proc
+        if proc is None:
             return
         self.ssh("systemctl poweroff", timeout=30, check=False)
         try:
-            self.proc.wait(timeout=timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.power_cut()
-        self.proc = None
-        self.port = 0
+            pass
+        self.power_cut()
 
     def reboot(self, timeout: float = 420) -> float:
-        """Reboot from inside the guest and wait for sshd (runqemu's QEMU restarts the machine)."""
+        """Reboot from inside the guest and wait for sshd: QEMU ends, the watcher starts it again."""
+        with self._lock:
+            before = self.boots
         self.ssh("systemctl reboot", timeout=30, check=False)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and self.ssh("true", timeout=10, check=False).returncode == 0:
-            time.sleep(2)
         started = time.monotonic()
-        while time.monotonic() < started + timeout:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise DeviceError(f"QEMU exited on reboot: {self.tail()}")
-            if self.ssh("true", timeout=20, check=False).returncode == 0:
-                return time.monotonic() - started
-            time.sleep(2)
-        raise DeviceError(f"no ssh within {timeout:.0f} s of the reboot: {self.tail()}")
+        while time.monotonic() < started + 180:
+            with self._lock:
+                if self.boots > before:
+                    break
+                if not self._on:
+                    raise DeviceError(f"QEMU did not come back on reboot: {self.tail()}")
+            time.sleep(1)
+        else:
+            raise DeviceError(f"the guest did not reboot: {self.tail()}")
+        self.wait_for_ssh(timeout)
+        return time.monotonic() - started
 
     # --- talking to it -------------------------------------------------------------------------
     @property
