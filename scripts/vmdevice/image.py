@@ -171,7 +171,7 @@ def _make(image: Image, base: Path, cache: Path, log) -> None:
                 (tree / "etc/motd").write_text(f"swupd test device, release {v}\n")
         trees.install_swupd(tree, cache / "wheels")
         trees.stamp(tree, v, URL, image.public_key)
-        trees._tidy(tree)
+        trees.tidy(tree)
         log(f"version {v}: publishing")
         run(*server, "create-update", "--www", www, "--rootfs", tree, "--bundles", bundles, "--version", str(v),
             "--signing-key", keys / "release.key", "--compat", "swupd-device",

@@ -144,7 +144,7 @@ def _boot_links(root: Path) -> None:
     (root / "boot" / INITRD).symlink_to(f"initrd.img-{release}")
 
 
-def _tidy(root: Path) -> None:
+def tidy(root: Path) -> None:
     """What is the build's and not the OS's: caches, logs, machine identity, documentation."""
     # /dev is devtmpfs on the device (OE's images ship it empty too), /run and /tmp are tmpfs.
     for rel in ("dev", "run", "tmp", "var/cache/apt", "var/lib/apt/lists", "var/log", "usr/share/doc",
