@@ -108,7 +108,9 @@ class Device:
             if proc is None or (proc.poll() is not None and not on):
                 raise DeviceError(f"QEMU is not running: {self.tail()}")
             if not self.port:
-                m = re.findall(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:22", self.console.read_text(errors="replace"))
+                # This boot's own forward: an earlier boot's port may be another device's now.
+                this_boot = self.console.read_text(errors="replace").rsplit("===== boot", 1)[-1]
+                m = re.findall(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:22", this_boot)
                 self.port = int(m[-1]) if m else 0
             if self.port and self.ssh("true", timeout=20, check=False).returncode == 0:
                 return
