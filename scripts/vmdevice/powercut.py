@@ -203,7 +203,13 @@ def run(trials: int, seed: int, workdir: Path | None = None, log=print, jobs: in
             return t
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            return list(pool.map(one, range(trials)))
+            try:
+                return list(pool.map(one, range(trials)))
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                for dev in list(Device.live):
+                    dev.power_cut()  # the running trials then end at once
+                raise
     finally:
         srv.stop()
 

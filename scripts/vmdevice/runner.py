@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from .image import NAME, Image, write_qemuboot
 from .oecore import oe_core
@@ -42,6 +43,8 @@ def kvm_works() -> bool:
 
 
 class Device:
+    live: ClassVar[set[Device]] = set()  # devices whose QEMU runs, so that an interrupted run can stop them
+
     def __init__(self, image: Image, workdir: Path, disk: Path | None = None):
         self.work = workdir
         self.deploy = workdir / "deploy"
@@ -96,6 +99,7 @@ class Device:
         with self._lock:
             self._on = True
             self._launch()
+            Device.live.add(self)
         threading.Thread(target=self._watch, daemon=True).start()
         self.wait_for_ssh(timeout)
         return time.monotonic() - started
@@ -138,6 +142,7 @@ class Device:
         """SIGKILL of QEMU: whatever the guest had not yet written to its disk is gone."""
         with self._lock:
             self._on = False
+            Device.live.discard(self)
             proc = self.proc
             if proc is None:
                 return
