@@ -3,25 +3,19 @@ unmodified from the pinned release tarballs in `../shared/yocto` (or `$SWUPD_YOC
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(TOP / "tests" / "bitbake"))
+from oe import sources_dir  # noqa: E402  (where the pinned tarballs are, as the bitbake tier finds them)
+
 TARBALLS = ("openembedded-core-yocto-6.0.2.tar.xz", "bitbake-yocto-6.0.2.tar.xz")
 
 
 class Unavailable(Exception):
     """The upstream sources are not on this machine."""
-
-
-def sources_dir() -> Path:
-    if os.environ.get("SWUPD_YOCTO_SOURCES"):
-        return Path(os.environ["SWUPD_YOCTO_SOURCES"])
-    for parent in TOP.parents:
-        if (parent / "shared" / "yocto").is_dir():
-            return parent / "shared" / "yocto"
-    return TOP.parent / "shared" / "yocto"
 
 
 def _unpacked() -> Path:

@@ -97,14 +97,19 @@ def device(tmp: Path) -> Path:
     return root
 
 
+def place_boot_file(root: Path, name: str, kver: str, data: bytes) -> None:
+    """/boot/<name>-<kver> and the link /boot/<name> to it, as an update leaves them."""
+    (root / f"boot/{name}-{kver}").write_bytes(data)
+    link = root / f"boot/{name}"
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(f"{name}-{kver}")
+
+
 def install_kernel(root: Path, kver: str, version: int) -> str:
     """What an update does: a new /boot/bzImage-<kver>, the link to it, and os-release."""
     data = f"kernel {kver}".encode()
-    (root / f"boot/bzImage-{kver}").write_bytes(data)
-    link = root / "boot/bzImage"
-    if link.is_symlink():
-        link.unlink()
-    link.symlink_to(f"bzImage-{kver}")
+    place_boot_file(root, "bzImage", kver, data)
     (root / "usr/lib/os-release").write_text(f'NAME="Poky"\nVERSION_ID="{version}"\n')
     return "swupd-" + hashlib.sha256(data).hexdigest()[:16]
 
@@ -202,11 +207,7 @@ def test_the_hook_places_the_initramfs_a_kernel_boots_with(tmp_path):
     def kernel_and_initrd(kver: str, version: int) -> str:
         install_kernel(root, kver, version)
         data = f"initramfs {kver}".encode()
-        (root / f"boot/initrd.img-{kver}").write_bytes(data)
-        link = root / "boot/initrd.img"
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(f"initrd.img-{kver}")
+        place_boot_file(root, "initrd.img", kver, data)
         return "swupd-" + hashlib.sha256(f"kernel {kver}".encode() + data).hexdigest()[:16]
 
     first = kernel_and_initrd("6.6.2", 20)
