@@ -19,8 +19,9 @@ TESTS = (
 )  # fmt: skip
 
 
-def run(image: Image, device: Device, served: Path, workdir: Path,
-        timeout: float = 5400) -> subprocess.CompletedProcess:
+def run(
+    image: Image, device: Device, served: Path, workdir: Path, timeout: float = 5400
+) -> subprocess.CompletedProcess:
     """oe-test runtime with the swupd suite; nginx serves `served`, which the test points at
     version 20, then 30."""
     workdir.mkdir(parents=True, exist_ok=True)

@@ -80,4 +80,26 @@ http {{
         return sum(int(line.split(" ", 1)[0]) for line in self.requests() if line[:1].isdigit())
 
     def stop(self) -> None:
+        """Returns once the master has exited: `nginx -s stop` only signals it, and the next
+        server on the same port must not find the port still bound."""
+        pidfile = self.prefix / "nginx.pid"
+        try:
+            pid = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
         subprocess.run([NGINX, "-p", str(self.prefix), "-c", str(self.conf), "-s", "stop"], capture_output=True)
+        deadline = time.monotonic() + 30
+        while pid and _running(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                deadline += 30
+            time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    """A zombie has let go of its sockets: it counts as gone (no init may be reaping here)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -2,8 +2,8 @@
 
 Its tests need root (debootstrap, chroot) and QEMU; they install QEMU, OVMF and the disk tools
 from Debian when missing. Where QEMU cannot run at all they skip with the reason, and under
-`CI=true` they fail instead. They share one nginx port, so they run one after another on one
-worker (xdist group `vm`)."""
+`CI=true` they fail instead. They share one nginx port: its server holds a lock on the port
+(vmdevice.serve), so on two test workers their devices run one after the other."""
 
 from __future__ import annotations
 
@@ -20,13 +20,6 @@ sys.path.insert(0, str(TOP / "scripts"))
 
 from vmdevice import image as img  # noqa: E402
 from vmdevice.oecore import Unavailable  # noqa: E402
-
-
-def pytest_collection_modifyitems(config, items):
-    here = Path(__file__).resolve().parent
-    for item in items:
-        if here in Path(str(item.path)).resolve().parents:
-            item.add_marker(pytest.mark.xdist_group("vm"))
 
 
 def _cannot(message: str):
