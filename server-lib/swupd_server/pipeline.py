@@ -11,7 +11,7 @@ from swupd.format.errors import BuildError, UsageError
 from swupd.format.latest import check_compat, check_stream
 
 from . import bundles as bl
-from . import deltas, elfcheck, fullfiles, keys, manifests, packs, publish, scan, sign, streams
+from . import deltas, elfcheck, fullfiles, keys, manifestdeltas, manifests, packs, publish, scan, sign, streams
 from .config import BuildConfig
 from .history import History
 
@@ -29,10 +29,10 @@ class BuildReport:
 
     def text(self) -> str:
         lines = [f"version {self.version}:"]
-        lines += [f"  {name:<10} {secs:7.2f}s  {summary}" for name, secs, summary in self.stages]
+        lines += [f"  {name:<15} {secs:7.2f}s  {summary}" for name, secs, summary in self.stages]
         lines += [f"  warning: {w}" for w in self.warnings]
         total = sum(s for _, s, _ in self.stages)
-        lines.append(f"  {'total':<10} {total:7.2f}s")
+        lines.append(f"  {'total':<15} {total:7.2f}s")
         return "\n".join(lines)
 
 
@@ -103,6 +103,9 @@ def create_update(cfg: BuildConfig) -> BuildReport:
             t = time.monotonic()
             dreport = deltas.build(mreport, items, history, freport, stage, cfg)
             report.add("deltas", t, dreport.summary())
+            t = time.monotonic()
+            mdreport = manifestdeltas.build(mreport, dreport.sources, history, stage, cfg)
+            report.add("manifest-deltas", t, mdreport.summary())
             t = time.monotonic()
             preport = packs.build(mreport, dreport, freport, history, stage, cfg)
             report.add("packs", t, preport.summary())

@@ -193,7 +193,7 @@ def stamp_os_release(items: dict[str, Item], root: str, version: int, clamp: int
     file a device boots with is the one its manifest lists; `/etc/os-release`, when it is a
     regular file, gets the same content so both always agree.
     """
-    text = "NAME=\"Linux\"\nID=linux\n"
+    text = 'NAME="Linux"\nID=linux\n'
     for candidate in (OS_RELEASE, "/etc/os-release"):
         host = os.path.join(root, candidate.lstrip("/"))
         real = os.path.realpath(host)

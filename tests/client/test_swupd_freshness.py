@@ -296,7 +296,7 @@ def _replace_pack_member(pack: Path, name: str, data: bytes) -> bool:
 
 def _device_reads_everything(www: Path, version: int) -> int:
     """Read every fullfile, and every staged pack member a device of `version` may want, under
-`version` as the device does; how many."""
+    `version` as the device does; how many."""
     import io
     import tarfile
 

@@ -139,7 +139,12 @@ def test_hostile_pack_header_is_refused_and_fullfiles_used(
 
 @pytest.mark.parametrize(("kind", "why"), [("pax-digits", "pax extended header"), ("gnu-long-name", "GNU long name")])
 def test_hostile_fullfile_header_fails_with_one_line(
-    v10_all: Device, clone_device, private_www: Path, private_server: FaultServer, stream: ck.Stream, kind: str,
+    v10_all: Device,
+    clone_device,
+    private_www: Path,
+    private_server: FaultServer,
+    stream: ck.Stream,
+    kind: str,
     why: str,
 ) -> None:
     """A fullfile whose header is hostile (and whose records fit the fullfile's size cap):

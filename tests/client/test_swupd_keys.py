@@ -207,7 +207,6 @@ def test_an_introduction_of_another_key_than_its_name_is_refused(
     assert private_server.requests(f"/keys/{intro.name}")  # looked at, and not taken
 
 
-
 @pytest.mark.parametrize("how", ["altered", "another stream"])
 def test_no_key_is_learned_through_something_refused(rotation: Rotation, tmp_path: Path, how: str) -> None:
     """Beside the new key's genuine introduction, a `latest` the new key did not sign (altered)

@@ -272,7 +272,8 @@ def test_files_the_client_makes_are_closed_to_others_whatever_the_umask(
         for top in made
         for d, dirs, files in os.walk(top)
         for n in dirs + files
-        if os.lstat(os.path.join(d, n)).st_mode & 0o022 and not os.path.islink(os.path.join(d, n))
+        if os.lstat(os.path.join(d, n)).st_mode & 0o022
+        and not os.path.islink(os.path.join(d, n))
         and not os.path.join(d, n).startswith((str(state / "objects/"), str(state / "stage/")))
     ]
     assert loose == []

@@ -4,6 +4,7 @@ the tree byte for byte as it was."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import types
 from pathlib import Path
@@ -93,8 +94,16 @@ def test_a_trusted_second_key_is_accepted(attacked: Device, private_www: Path, s
 # -- hashes -------------------------------------------------------------------------------------
 
 
+def drop_manifest_deltas(www: Path, version: int, bundle: str) -> None:
+    """Without its deltas the device fetches a bundle's manifest whole (a bad delta only sends
+    it there too: tests/client/test_swupd_manifest_deltas.py)."""
+    for p in (www / f"{version}/manifests").glob(f"from-*/Manifest.{bundle}.delta"):
+        p.unlink()
+
+
 def serve_manifest(www: Path, version: int, bundle: str, data: bytes, compressed: bytes | None = None) -> None:
-    """Replace a bundle manifest in both forms a server offers, as an attacker would."""
+    """Replace a bundle manifest in every form a server offers, as an attacker would."""
+    drop_manifest_deltas(www, version, bundle)
     (www / f"{version}/Manifest.{bundle}").write_bytes(data)
     zst = www / f"{version}/manifests/Manifest.{bundle}.zst"
     zst.write_bytes(zstandard.ZstdCompressor().compress(data) if compressed is None else compressed)
@@ -117,6 +126,7 @@ def test_compressed_manifest_altered_is_not_replaced_by_the_plain_one(attacked: 
     """Only a missing compressed manifest sends the device to the plain one; a bad one is an
     attack and fails the update."""
     data = (private_www / "20/Manifest.os-core").read_bytes()
+    drop_manifest_deltas(private_www, 20, "os-core")
     (private_www / "20/manifests/Manifest.os-core.zst").write_bytes(
         zstandard.ZstdCompressor().compress(data.replace(b"/usr/bin/ls", b"/usr/bin/LS"))
     )
@@ -126,6 +136,7 @@ def test_compressed_manifest_altered_is_not_replaced_by_the_plain_one(attacked: 
 def test_compressed_manifest_expanding_past_its_signed_size(attacked: Device, private_www: Path) -> None:
     data = (private_www / "20/Manifest.os-core").read_bytes()
     bomb = zstandard.ZstdCompressor(level=19).compress(data + b"\0" * (64 << 20))
+    drop_manifest_deltas(private_www, 20, "os-core")
     (private_www / "20/manifests/Manifest.os-core.zst").write_bytes(bomb)
     refused(attacked, 6, message="Manifest.os-core")
 
@@ -133,8 +144,7 @@ def test_compressed_manifest_expanding_past_its_signed_size(attacked: Device, pr
 def test_server_without_compressed_manifests(attacked: Device, private_www: Path) -> None:
     """A mirror made before compressed manifests existed still serves updates."""
     for p in private_www.glob("*/manifests"):
-        for f in p.iterdir():
-            f.unlink()
+        shutil.rmtree(p)
     r = attacked.swupd("update")
     assert r.rc == 0, r.err
     assert attacked.version() == 20

@@ -611,7 +611,35 @@ def check_version(www: Www, version: int, fullfiles: bool = True) -> dict[str, M
             os.path.isfile(www.path(str(mom_entry.version), f"pack-{name}-from-0.tar")),
             f"zero pack of {name} missing",
         )
+    check_manifest_deltas(www, version)
     return bundles
+
+
+def manifest_deltas(www: Www, version: int) -> dict[tuple[str, int], bytes]:
+    """(bundle, from version) -> the published manifest delta to that bundle's manifest of `version`."""
+    out = {}
+    top = www.path(str(version), "manifests")
+    for d in sorted(os.listdir(top)) if os.path.isdir(top) else []:
+        if os.path.isdir(os.path.join(top, d)):
+            check(re.fullmatch(r"from-[1-9][0-9]*", d) is not None, f"{version}/manifests/{d}: not a source directory")
+            for f in sorted(os.listdir(os.path.join(top, d))):
+                check(f.startswith("Manifest.") and f.endswith(".delta"), f"{version}/manifests/{d}/{f}: unexpected")
+                out[(f[len("Manifest.") : -len(".delta")], int(d[5:]))] = www.read(str(version), "manifests", d, f)
+    return out
+
+
+def check_manifest_deltas(www: Www, version: int) -> None:
+    """Each manifest delta is a zstd frame that, with the old manifest as a raw-content
+    dictionary, gives exactly the new manifest, and is smaller than the compressed manifest."""
+    for (name, source), blob in manifest_deltas(www, version).items():
+        what = f"{version}/manifests/from-{source}/Manifest.{name}.delta"
+        check(source < version, f"{what}: from a later version")
+        old, new = www.read(str(source), f"Manifest.{name}"), www.read(str(version), f"Manifest.{name}")
+        d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        check(zstandard.frame_content_size(blob) == len(new), f"{what}: declares another size")
+        check(zstandard.ZstdDecompressor(dict_data=d).decompress(blob) == new, f"{what}: gives another manifest")
+        whole = os.path.getsize(www.path(str(version), "manifests", f"Manifest.{name}.zst"))
+        check(len(blob) < whole, f"{what}: not smaller than the compressed manifest")
 
 
 def check_waste(members: dict, needed: set, what: str) -> None:

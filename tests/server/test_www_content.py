@@ -175,6 +175,20 @@ def test_one_changed_file_gives_one_new_fullfile(v30):
     assert new == [b"/etc/motd", b"/usr/lib/os-release"]
 
 
+def test_manifest_deltas_from_each_source_to_each_rewritten_manifest(v30):
+    """30 has deltas from the manifests its sources (10 and 20) name, for os-core only (the one
+    rewritten), each far smaller than the compressed manifest (reader.check_manifest_deltas
+    applies them)."""
+    www, _, _ = v30
+    assert sorted(reader.manifest_deltas(www, 30)) == [("os-core", 10), ("os-core", 20)]
+    assert sorted(reader.manifest_deltas(www, 20)) == [
+        (n, 10) for n in sorted(www.bundles(20)) if www.mom(20).by_path()[n.encode()].version == 20
+    ]
+    blob = reader.manifest_deltas(www, 30)[("os-core", 20)]
+    assert len(blob) * 5 < os.path.getsize(www.path("30", "manifests", "Manifest.os-core.zst"))
+    reader.check_manifest_deltas(www, 30)
+
+
 def test_earlier_versions_are_immutable(v30):
     """Building 30 changes nothing published before except `latest`."""
     www, before, _ = v30

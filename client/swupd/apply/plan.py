@@ -106,7 +106,7 @@ class Disk(Protocol):
     def mount_point(self, path: str) -> bool: ...
 
     def kind(self, path: str) -> str:
-        """"d", "f" (regular file), "l" (link), "s" (special), or "" (absent or unreachable)."""
+        """ "d", "f" (regular file), "l" (link), "s" (special), or "" (absent or unreachable)."""
         ...
 
 

@@ -44,6 +44,12 @@ def manifest_zst(version: int, bundle: str) -> str:
     return f"{manifests_dir(version)}/Manifest.{check_bundle_name(bundle)}.zst"
 
 
+def manifest_delta(version: int, bundle: str, from_version: int) -> str:
+    """A delta from the bundle's manifest of `from_version` to its manifest of `version`
+    (manifestdelta.py); in a directory per source, so no bundle name can collide with it."""
+    return f"{manifests_dir(version)}/from-{from_version}/Manifest.{check_bundle_name(bundle)}.delta"
+
+
 def files_dir(version: int) -> str:
     return f"{version}/files"
 

@@ -37,6 +37,9 @@ class Limits:
     # larger files use zstd-dict.
     max_bsdiff_bytes: int = 8 * 1024 * 1024
     min_delta_target_bytes: int = 200
+    # A manifest delta's window reaches back over the whole old manifest (manifestdelta.py):
+    # the two manifests' sizes together; larger manifests travel whole.
+    max_manifest_delta_window: int = 16 * 1024 * 1024
     # A pack up to this size decompressed is unpacked in memory (in each importing process):
     # its members are then sliced out instead of streamed; a larger one is streamed.
     max_pack_in_memory: int = 4 * 1024 * 1024

@@ -15,7 +15,7 @@ import os
 import re
 import weakref
 
-from swupd.format import compression, layout
+from swupd.format import compression, layout, manifestdelta
 from swupd.format import parsed as parsed_form
 from swupd.format.errors import BundleError, NotFoundError, SizeLimitError, SwupdError, TreeIOError
 from swupd.format.latest import Latest
@@ -125,7 +125,8 @@ class Session:
         directory = self.state.manifest_dir(entry.version)
         cache = os.path.join(directory, f"Manifest.{entry.path}")
         kept = os.path.join(directory, "parsed", f"Manifest.{entry.path}")
-        like = self._like(entry)
+        near = self._like(entry)
+        like = near[1:] if near is not None else None
         loaded: list[Manifest] = []
         # Bound to the manifest's signed hash and to the limits it was checked against.
         stamp = f"{entry.hash} {self.s.limits!r}".encode()
@@ -150,7 +151,7 @@ class Session:
                 m = None
                 loaded.clear()
         if m is None:
-            data = self._manifest_bytes(entry)
+            data = self._manifest_bytes(entry, near)
             m = self.trusted.manifest(entry, data, like)
             write_atomic(cache, data, durable=False)
         if not loaded:
@@ -164,18 +165,34 @@ class Session:
         weakref.finalize(m, self._texts.pop, (entry.path, entry.version), None)
         return m
 
-    def _like(self, entry: Entry) -> tuple[bytes, Manifest] | None:
-        """Another version of the same bundle's manifest read by this command, with its bytes,
-        while it is still in use (an update reads the installed one first)."""
+    def _like(self, entry: Entry) -> tuple[int, bytes, Manifest] | None:
+        """Another version of the same bundle's manifest read by this command, with its version
+        and bytes, while it is still in use (an update reads the installed one first)."""
         for (name, version), (ref, data) in self._texts.items():
             m = ref()
             if name == entry.path and version != entry.version and m is not None:
-                return data, m
+                return version, data, m
         return None
 
-    def _manifest_bytes(self, entry: Entry) -> bytes:
-        """The compressed manifest (a third of the bytes), or the plain one from a server that
-        has none; either way capped by the size the MoM signs and checked against its hash."""
+    def _manifest_bytes(self, entry: Entry, like: tuple[int, bytes, Manifest] | None) -> bytes:
+        """A delta from the version `like` holds when the server has one (a few percent of the
+        manifest), else the compressed manifest (a third of it), else the plain one; each
+        capped by the size the MoM signs. A delta's result is checked against the MoM's hash
+        here, so a bad one costs only the download of the whole manifest."""
+        lim = self.s.limits
+        if like is not None and like[0] < entry.version and manifestdelta.usable(len(like[1]), entry.size, lim):
+            rel = layout.manifest_delta(entry.version, entry.path, like[0])
+            try:
+                cap = compression.max_compressed_size(entry.size)
+                blob = self.fetcher.fetch_bytes(self._url(self.s.contenturl, rel), cap)
+                data = manifestdelta.apply(like[1], blob, entry.size, lim)
+                if self.trusted.pins(entry, data):
+                    return data
+                self.out.warning(f"{rel}: its result does not match the MoM; fetching the whole manifest")
+            except NotFoundError:
+                pass
+            except SwupdError as e:
+                self.out.warning(f"{rel}: {e}; fetching the whole manifest")
         try:
             blob = self.fetcher.fetch_bytes(
                 self._url(self.s.contenturl, layout.manifest_zst(entry.version, entry.path)),

@@ -140,6 +140,11 @@ class TrustedSet:
         self._moms[version] = mom
         return mom
 
+    @staticmethod
+    def pins(entry: Entry, data: bytes) -> bool:
+        """Whether `data` is the bundle manifest a verified MoM entry pins."""
+        return len(data) == entry.size and hash_bytes(data, 0o100644) == entry.hash
+
     def manifest(
         self,
         entry: Entry,
@@ -154,7 +159,7 @@ class TrustedSet:
         manifest.loads) for the lines the two share."""
         if len(data) != entry.size:
             raise SizeLimitError(f"Manifest.{entry.path} is {len(data)} bytes, the MoM says {entry.size}")
-        if hash_bytes(data, 0o100644) != entry.hash:
+        if not self.pins(entry, data):
             raise HashMismatchError(f"Manifest.{entry.path} does not match the hash in the MoM")
         m = parsed() if parsed is not None else None
         if m is None:
