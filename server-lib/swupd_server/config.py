@@ -51,6 +51,9 @@ class BuildConfig:
     delta_level: int = 19
     zero_pack_level: int = 1
     delta_pack_level: int = 19
+    # New objects without a delta go into delta packs up to this compressed size; larger ones
+    # are fetched as fullfiles, so packs from several versions do not each carry them.
+    delta_pack_max_fullfile: int = 64 * 1024
     # Compressed manifests are what devices fetch: level 9 makes os-core's a third of its size
     # in 0.04 s; level 19 saves another 9 % for 15 times the time, on every rebuild.
     manifest_level: int = 9

@@ -5,7 +5,9 @@ fullfiles byte for byte, `delta/<old>/<new>` members are deltas, so the device v
 caches each exactly as if it had fetched it alone. The outer compression mostly removes tar's
 per-member headers, which otherwise cost as much as the deltas of a small update. A zero pack
 holds a whole bundle; a delta pack holds, for one earlier bundle version, a delta for every
-changed file where one pays off and the fullfile of everything else that is new. The tar is
+changed file where one pays off and the fullfile of every other new object up to
+`BuildConfig.delta_pack_max_fullfile` (larger ones the device fetches as fullfiles, so no pack
+copies another's content in bulk); a delta pack with nothing in it is not written. The tar is
 compressed segment by segment (segments.py), so a rebuild copies what did not change.
 """
 
@@ -145,8 +147,10 @@ def _zero_members(m: Manifest, fullfiles: FullfileReport, history: History) -> l
 
 
 def _delta_members(
-    plan: PackPlan, deltas: DeltaReport, fullfiles: FullfileReport, history: History
+    plan: PackPlan, deltas: DeltaReport, fullfiles: FullfileReport, history: History, small: int
 ) -> tuple[list[tuple[str, str]], int]:
+    """Deltas, and the fullfiles of new objects up to `small` bytes: a larger new object is
+    fetched as its own fullfile, so delta packs from several versions never copy it again."""
     # Content the old bundle already has, under any path, is copied on the device, not sent.
     old = {e.hash for e in plan.old.entries if e.present}
     members: dict[str, str] = {}
@@ -162,7 +166,9 @@ def _delta_members(
                 members[name] = delta
                 ndeltas += 1
         else:
-            members.setdefault(layout.pack_fullfile_member(e.hash), _fullfile(fullfiles, history, e.version, e.hash))
+            path = _fullfile(fullfiles, history, e.version, e.hash)
+            if os.path.getsize(path) <= small:
+                members.setdefault(layout.pack_fullfile_member(e.hash), path)
     return sorted(members.items()), ndeltas
 
 
@@ -184,7 +190,9 @@ def build(
         jobs.append((PackInfo(name, cfg.version, 0, rel, 0, 0, len(members)), members, cfg.zero_pack_level))
     for plan in deltas.plans:
         rel = layout.pack(plan.version, plan.bundle, plan.from_version)
-        members, ndeltas = _delta_members(plan, deltas, fullfiles, history)
+        members, ndeltas = _delta_members(plan, deltas, fullfiles, history, cfg.delta_pack_max_fullfile)
+        if not members:
+            continue  # the device takes what it needs from the zero pack or the fullfiles
         info = PackInfo(plan.bundle, plan.version, plan.from_version, rel, 0, ndeltas, len(members) - ndeltas)
         jobs.append((info, members, cfg.delta_pack_level))
     # Packs are independent: written side by side, the largest (a zero pack) first.

@@ -3,8 +3,8 @@
 The device is a network namespace whose only way to the content is a veth link that drops
 packets at random and carries 8 Mbit/s (tests/support/netns.py); the suite's threaded HTTP
 server serves www/ from the host end, and every `swupd` runs inside the namespace. Version 20
-adds a few MB of incompressible files, so its pack takes seconds to arrive and an outage can
-fall in the middle of it. The device's tree is compared with the build's input, file by file.
+rewrites most of a few MB of incompressible files, so its delta pack takes seconds to arrive
+and an outage can fall in the middle of it. The device's tree is compared with the build's input, file by file.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from support.netns import LossyLink
 BIN = Path(sys.executable).parent
 BUNDLES = Path(__file__).resolve().parents[2] / "examples" / "bundles.toml"
 COMPAT = "e2e-lossy"
-NEW_FILES = 3  # files of 1 MB each that version 20 adds
+NEW_FILES = 3  # random files of 1 MiB, all but their first 64 KiB new in version 20
 PACK = "/20/pack-os-core-from-10.tar"
 OUTAGE_AT = 1 << 20  # bytes of the pack on the device when the link goes down
 OUTAGE_SECONDS = 2.0
@@ -41,23 +41,27 @@ class Stream:
     rootfs: dict[int, Path]
 
 
-def _random_file(root: Path, rel: str, size: int, seed: int) -> None:
+def _random_file(root: Path, rel: str, size: int, seed: int, changed: int = 0) -> None:
+    """`size` random bytes, the last `changed` of them from another seed."""
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(random.Random(seed).randbytes(size))
+    data = random.Random(seed).randbytes(size - changed) + random.Random(-1 - seed).randbytes(changed)
+    path.write_bytes(data)
 
 
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory: pytest.TempPathFactory) -> Stream:
-    """Versions 10 and 20 of the example OS; 20 adds NEW_FILES MB that no compressor shrinks."""
+    """Versions 10 and 20 of the example OS with NEW_FILES random files; 20 replaces all but
+    the first 64 KiB of each, so its delta pack carries deltas of almost NEW_FILES MiB that no
+    compressor shrinks."""
     base = tmp_path_factory.mktemp("lossy-stream")
     key, pub, www = base / "key", base / "key.pub", base / "www"
     swupd_server("keygen", "--private", key, "--public", pub)
     rootfs = {}
     for version, variant in ((10, 1), (20, 2)):
         root = Path(exampletree.make_tree(str(base / f"rootfs-{version}"), variant))
-        for i in range(NEW_FILES if version == 20 else 0):
-            _random_file(root, f"usr/share/firmware/blob-{i}.bin", 1 << 20, i)
+        for i in range(NEW_FILES):
+            _random_file(root, f"usr/share/firmware/blob-{i}.bin", 1 << 20, i, (15 << 16) if version == 20 else 0)
         swupd_server("create-update", "--www", www, "--rootfs", root, "--bundles", BUNDLES, "--version", version,
                      "--signing-key", key, "--compat", COMPAT)  # fmt: skip
         rootfs[version] = root

@@ -120,3 +120,32 @@ def test_zero_pack_members_are_the_fullfiles(stream):
         for e in m.present():
             member = pack[f"staged/{e.hash}.tar"]
             assert member == www.read(str(e.version), "files", f"{e.hash}.tar")
+
+
+def test_delta_packs_leave_large_new_objects_to_their_fullfiles(stream, tmp_path):
+    """Version 30 adds a large incompressible file to `app` beside a small one, and 40 only a
+    large one: the 20->30 pack carries the small one but not the large one, and 40 has no pack
+    for `app` from 30, which would hold nothing."""
+    from buildutil import copy_www, create, make_stream_tree
+
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    root = make_stream_tree(str(tmp_path / "rootfs"), 2)
+    big = os.urandom(200 * 1024)
+    with open(os.path.join(root, "opt/app/big.bin"), "wb") as f:
+        f.write(big)
+    with open(os.path.join(root, "opt/app/small.txt"), "wb") as f:
+        f.write(b"small and new\n")
+    create(www, root, 30, stream.keys.private)
+    with open(os.path.join(root, "opt/app/big2.bin"), "wb") as f:
+        f.write(os.urandom(200 * 1024))
+    create(www, root, 40, stream.keys.private)
+    w = reader.Www(www, stream.keys.raw)
+    entries = all_entries(w.bundles(30))
+    pack = w.pack(30, "app", 20)
+    assert f"staged/{entries[b'/opt/app/small.txt'].hash}.tar" in pack
+    assert f"staged/{entries[b'/opt/app/big.bin'].hash}.tar" not in pack
+    assert os.path.getsize(w.path("30", "files", f"{entries[b'/opt/app/big.bin'].hash}.tar")) > 64 * 1024
+    assert w.mom(40).by_path()[b"app"].version == 40
+    assert not os.path.exists(w.path("40", "pack-app-from-30.tar"))
+    assert set(w.pack(40, "app", 20)) == set(pack)  # from 20: the small file again, no large one
+    reader.check_version(w, 40)
