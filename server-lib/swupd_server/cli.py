@@ -13,6 +13,7 @@ from swupd.format.errors import SwupdError, UsageError
 
 from . import __version__
 from .config import DEFAULT_EXPIRY_DAYS, DEFAULT_FORMAT, BuildConfig
+from .progress import Progress
 
 
 def _positive(text: str) -> int:
@@ -150,6 +151,7 @@ def _create(args: argparse.Namespace) -> int:
         expiry_days=args.expiry_days,
         fullfile_level=args.fullfile_level,
         cache_dir=args.cache_dir,
+        progress=Progress.for_terminal(),
     )
     print(create_update(cfg).text())
     return 0

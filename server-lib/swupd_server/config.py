@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from swupd.format.limits import LIMITS, Limits
 from swupd.format.signing import PrivateKey
 
+from .progress import Progress
+
 DEFAULT_FORMAT = 1
 DEFAULT_EXPIRY_DAYS = 90
 
@@ -63,6 +65,8 @@ class BuildConfig:
     timestamp: int = field(default_factory=build_timestamp)
     limits: Limits = LIMITS
     cache_dir: str = ""
+    # Live progress of long stages (a terminal only; see progress.py).
+    progress: Progress = field(default_factory=Progress)
 
     def __post_init__(self) -> None:
         if not self.cache_dir:

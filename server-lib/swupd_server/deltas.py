@@ -228,11 +228,12 @@ def build(
         if known is not None:
             results[key] = known
     ordered = sorted(((k, j) for k, j in jobs.items() if k not in results), key=lambda kv: -kv[1][2])
-    if cfg.jobs > 1 and len(ordered) > 4:
-        made = workers.map(_make_one, [j for _, j in ordered], cfg.jobs)
-        results.update(zip([k for k, _ in ordered], made, strict=True))
-    else:
-        results.update((k, _make_one(j)) for k, j in ordered)
+    with cfg.progress.stage("deltas", len(ordered), unit="pairs") as advance:
+        par = cfg.jobs if len(ordered) > 4 else 1
+        made = workers.map(
+            _make_one, [j for _, j in ordered], par, done=lambda rs: advance(len(rs), sum(r[1] for r in rs))
+        )
+    results.update(zip([k for k, _ in ordered], made, strict=True))
     for key, job in jobs.items():
         name, size = results[key]
         if size:

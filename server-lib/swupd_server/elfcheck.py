@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from . import bundles as bl
 from . import cachefile, workers
+from .progress import Progress
 from .scan import Item
 
 DEFAULT_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64", "/lib32", "/usr/lib32")
@@ -117,7 +118,9 @@ def _ld_conf_dirs(items: dict[str, Item]) -> list[str]:
     return dirs
 
 
-def read_all(items: dict[str, Item], jobs: int = 1, cache_path: str | None = None) -> dict[str, tuple]:
+def read_all(
+    items: dict[str, Item], jobs: int = 1, cache_path: str | None = None, progress: Progress | None = None
+) -> dict[str, tuple]:
     """(needed, search path, interpreter) of every ELF file, by path.
 
     Results are cached by content hash, so a rebuild parses only files it has not seen."""
@@ -125,10 +128,9 @@ def read_all(items: dict[str, Item], jobs: int = 1, cache_path: str | None = Non
     candidates = [p for p, i in items.items() if stat.S_ISREG(i.mode) and i.size > 64 and i.data is None]
     todo = [p for p in candidates if items[p].hash not in cache]
     sources = [items[p].source for p in todo]
-    if jobs > 1 and len(sources) > 256:
-        parsed = workers.map(_read_elf, sources, jobs, chunksize=64)
-    else:
-        parsed = [_read_elf(s) for s in sources]
+    with (progress or Progress()).stage("elf-check", len(sources)) as advance:
+        par = jobs if len(sources) > 256 else 1
+        parsed = workers.map(_read_elf, sources, par, chunksize=64, done=lambda rs: advance(len(rs)))
     for p, r in zip(todo, parsed, strict=True):
         cache[items[p].hash] = list(r) if r is not None else None
     if todo:
@@ -143,9 +145,10 @@ def check(
     claimed: dict[str, set[str]],
     jobs: int = 1,
     cache_path: str | None = None,
+    progress: Progress | None = None,
 ) -> list[Problem]:
     """Every unresolvable dependency of every bundle's ELF files."""
-    elves = read_all(items, jobs, cache_path)
+    elves = read_all(items, jobs, cache_path, progress)
     extra_dirs = _ld_conf_dirs(items)
     owners: dict[str, list[str]] = {}
     for name, paths in claimed.items():

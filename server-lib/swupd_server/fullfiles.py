@@ -100,10 +100,9 @@ def build(
                 out.bytes_in += item.size
             out.paths[e.hash] = dest
     jobs.sort(key=lambda j: -j[2].size)  # big files first keeps all workers busy to the end
-    if cfg.jobs > 1 and len(jobs) > 16:
-        sizes = workers.map(_write_one, jobs, cfg.jobs, chunksize=8)
-    else:
-        sizes = [_write_one(j) for j in jobs]
+    with cfg.progress.stage("fullfiles", len(jobs)) as advance:
+        par = cfg.jobs if len(jobs) > 16 else 1
+        sizes = workers.map(_write_one, jobs, par, chunksize=8, done=lambda rs: advance(len(rs), sum(rs)))
     out.written = len(jobs)
     out.bytes_out = sum(sizes)
     for digest, path in existing.items():

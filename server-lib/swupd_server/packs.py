@@ -210,10 +210,10 @@ def build(
         for info, members, level in jobs
     ]
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1]))
-    if cfg.jobs > 1 and len(jobs) > 1:
-        results = dict(zip(order, workers.map(_write, [args[i] for i in order], min(cfg.jobs, len(jobs))), strict=True))
-    else:
-        results = {i: _write(args[i]) for i in order}
+    with cfg.progress.stage("packs", len(jobs), unit="packs") as advance:
+        todo, par = [args[i] for i in order], min(cfg.jobs, len(jobs))
+        made = workers.map(_write, todo, par, done=lambda rs: advance(len(rs), sum(r[0] for r in rs)))
+    results = dict(zip(order, made, strict=True))
     for i, (info, _, _) in enumerate(jobs):
         info.bytes, copied, fresh = results[i]
         out.copied += copied

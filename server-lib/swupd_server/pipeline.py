@@ -71,7 +71,7 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         cfg.signing_keys = key_plan.signers
 
         t = time.monotonic()
-        items = scan.scan(cfg.rootfs, cfg.jobs, cfg.cache("scan.cache"))
+        items = scan.scan(cfg.rootfs, cfg.jobs, cfg.cache("scan.cache"), cfg.progress)
         for path in bundle_specs.excluded(items):
             del items[path]
         scan.stamp_os_release(items, cfg.rootfs, cfg.version, cfg.timestamp)
@@ -83,7 +83,7 @@ def create_update(cfg: BuildConfig) -> BuildReport:
         report.add("scan", t, f"{len(items)} objects in {cfg.rootfs}")
 
         t = time.monotonic()
-        problems = elfcheck.check(items, bundle_specs, claimed, cfg.jobs, cfg.cache("elf.cache"))
+        problems = elfcheck.check(items, bundle_specs, claimed, cfg.jobs, cfg.cache("elf.cache"), cfg.progress)
         report.warnings += [p.text() for p in problems]
         if problems and cfg.strict:
             raise BuildError(f"{len(problems)} ELF dependency problem(s); first: {problems[0].text()}")

@@ -21,6 +21,7 @@ from swupd.format.manifest import Type
 from swupd.format.paths import check_path, parents
 
 from . import cachefile, workers
+from .progress import Progress
 
 OS_RELEASE = "/usr/lib/os-release"
 # Recorded with the scan stamps: hashes kept under another way of hashing (xattrs once entered
@@ -140,7 +141,7 @@ def _save_stamps(path: str | None, items: list[Item]) -> None:
     cachefile.save(path, data)
 
 
-def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]:
+def scan(root: str, jobs: int, cache_path: str | None = None, progress: Progress | None = None) -> dict[str, Item]:
     """All objects below `root` (the root directory itself excluded), hashed, by path.
 
     With `cache_path`, an object whose inode, size, mtime, ctime, mode and owner are exactly as
@@ -163,7 +164,7 @@ def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]
             item.xattrs = {k: bytes.fromhex(v) for k, v in rec[2].items()} if len(rec) == 3 else {}
         else:
             todo.append(item)
-    _hash_items(todo, jobs)
+    _hash_items(todo, jobs, progress or Progress())
     for item in items:
         # A device takes at most this much of them in a fullfile (and in a delta).
         if item.xattrs and len(xattr_records.dump(item.xattrs)) > LIMITS.max_xattr_bytes:
@@ -172,13 +173,12 @@ def scan(root: str, jobs: int, cache_path: str | None = None) -> dict[str, Item]
     return {i.path: i for i in items}
 
 
-def _hash_items(items: list[Item], jobs: int) -> None:
+def _hash_items(items: list[Item], jobs: int, progress: Progress) -> None:
     args = [(i.source, i.mode, i.uid, i.gid, i.size, i.linkname) for i in items]
     try:
-        if jobs > 1 and len(items) > 256:
-            results = workers.map(_hash_one, args, jobs, chunksize=64)
-        else:
-            results = [_hash_one(a) for a in args]
+        with progress.stage("scan: hashing", len(args)) as advance:
+            par = jobs if len(items) > 256 else 1
+            results = workers.map(_hash_one, args, par, chunksize=64, done=lambda rs: advance(len(rs)))
     except OSError as e:
         raise BuildError(f"cannot read {e.filename}: {e.strerror}") from None
     for item, (digest, xattrs) in zip(items, results, strict=True):

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -52,19 +52,37 @@ def _chunk(fn: Callable[[T], R], items: list[T]) -> list[R]:
     return [fn(x) for x in items]
 
 
-def map(fn: Callable[[T], R], items: Sequence[T], jobs: int, chunksize: int = 1) -> list[R]:
-    """`fn` over `items` in `jobs` worker processes, results in order.
+def map(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    jobs: int,
+    chunksize: int = 1,
+    done: Callable[[list[R]], None] | None = None,
+) -> list[R]:
+    """`fn` over `items` in `jobs` worker processes (in this one when `jobs` is 1), results in
+    order; `done` is called in this process with each chunk's results as it completes (for
+    progress).
 
     If a job fails or the main process is stopped, the workers are killed at once: waiting for
     the jobs still queued (what leaving a process pool does) could take as long as the stage.
     The futures are never cancelled, so the pool's own thread can mark them failed when its
     workers die."""
+    if jobs <= 1:
+        out = []
+        for x in items:
+            out.append(fn(x))
+            if done is not None:
+                done(out[-1:])
+        return out
     before = {p.pid for p in multiprocessing.active_children()}
     ex = ProcessPoolExecutor(
         jobs, mp_context=multiprocessing.get_context("fork"), initializer=_start, initargs=(os.getpid(),)
     )
     try:
         futures = [ex.submit(_chunk, fn, list(items[i : i + chunksize])) for i in range(0, len(items), chunksize)]
+        if done is not None:
+            for f in as_completed(futures):
+                done(f.result())
         return [r for f in futures for r in f.result()]
     except BaseException:
         workers = [p for p in multiprocessing.active_children() if p.pid not in before]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import time
 
@@ -123,3 +124,48 @@ def test_refresh_latest_never_orders_below_the_published_pointer(stream, tmp_pat
     assert (after.version, after.fields["timestamp"]) == (20, before.fields["timestamp"])
     assert after.stream == before.stream
     assert abs(after.fields["expires"] - (time.time() + 5 * 86400)) < 60
+
+
+def _create_on_a_terminal(args: list[str]) -> tuple[int, str, str]:
+    """create-update with stderr on a pseudo-terminal of 120 columns; (rc, stdout, stderr)."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from buildutil import SERVER
+
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    p = subprocess.Popen([SERVER, *args], stdout=subprocess.PIPE, stderr=side, stdin=subprocess.DEVNULL)
+    os.close(side)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        err += chunk
+    out = p.stdout.read()
+    os.close(main)
+    return p.wait(), out.decode(), err.decode(errors="replace")
+
+
+def test_a_build_on_a_terminal_shows_each_long_stage_as_it_goes(stream, tmp_path):
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    root = stream.rootfs[20]
+    key = stream.keys.private
+    rc, out, err = _create_on_a_terminal(create_args(www, root, 30, key, stream.bundles, "--cache-dir", tmp_path / "c"))
+    assert rc == 0, err
+    for stage, unit in (("scan: hashing", "files"), ("elf-check", "files"), ("fullfiles", "files"), ("packs", "packs")):
+        assert re.search(rf"{stage}: +\d+%\|.*\| \d+/\d+ \[.* {unit}/s", err), (stage, err[-3000:])
+    assert re.search(r"fullfiles: .* [0-9.]+ [kM]?B written", err), err[-3000:]
+    assert out.startswith("version 30:") and "%|" not in out
+    # Elsewhere (a pipe, BitBake's log) only the report, as before.
+    r = cli_process(*create_args(copy_www(stream.www, str(tmp_path / "www2")), root, 30, key, stream.bundles))
+    assert r.rc == 0, r.err
+    assert "%|" not in r.err + r.out
+    assert r.out.startswith("version 30:")
