@@ -7,13 +7,14 @@ Configuration under /etc that the administrator changed is listed as `Config:`, 
 Errors: 2 usage (also a path in ROOT or the state directory that another user could change, see
 ownership.py), 3 malformed data, 4 signature, 5 hash mismatch, 6 size limit, 7 rollback,
 8 expired metadata, 9 wrong device (compat id or stream), 11 network, 12 missing on the server, 13 disk
-full, 14 locked, 15 I/O error, 16 bundle problem, 130 interrupted. Each error is one line on
-standard error.
+full, 14 locked, 15 I/O error, 16 bundle problem, 130 interrupted, 141 standard output closed
+by its reader (no message, as coreutils). Each error is one line on standard error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -40,10 +41,15 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _common() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def _common(defaults: bool = True) -> argparse.ArgumentParser:
+    """The global options. They are accepted before the command too: there they carry the
+    defaults, and the command's copy (`defaults=False`) sets only what is given after it, which
+    wins over the same option given before."""
+    p = argparse.ArgumentParser(add_help=False, argument_default=None if defaults else argparse.SUPPRESS)
     g = p.add_argument_group("global options")
-    g.add_argument("--path", "-p", default="/", metavar="ROOT", help="target root (default /)")
+    g.add_argument(
+        "--path", "-p", default="/" if defaults else argparse.SUPPRESS, metavar="ROOT", help="target root (default /)"
+    )
     g.add_argument("--statedir", "-S", metavar="DIR", help="state directory (default ROOT/var/lib/swupd)")
     g.add_argument("--url", "-u", help="version and content URL")
     g.add_argument("--versionurl", "-v", help="version URL")
@@ -60,8 +66,13 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = _common()
-    p = argparse.ArgumentParser(prog="swupd", description="Safe, signed, delta-efficient OS updates.")
+    common = _common(defaults=False)
+    p = argparse.ArgumentParser(
+        prog="swupd",
+        description="Safe, signed, delta-efficient OS updates.",
+        parents=[_common()],
+        epilog="Global options may be given before or after the command.",
+    )
     p.add_argument("--version", action="version", version=f"swupd {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -125,6 +136,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         root = update.prepare_target(target, args.statedir)
     else:
         root = ownership.resolve(args.path, "ROOT")
+        if not os.path.isdir(root):
+            raise UsageError(f"no such root: {args.path} is not a directory")
     statedir = ownership.resolve(args.statedir or os.path.join(root, "var/lib/swupd"), "state directory", False)
     fallback = "/" if args.command == "os-install" else None
     settings = config.load(
@@ -275,18 +288,40 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = run(args, out)
     except SwupdError as e:
-        out.error(str(e))
+        out.error(_as_root_hint(str(e)))
         status = e.exit_code
     except KeyboardInterrupt:
         out.error("interrupted")
         status = 130
+    except BrokenPipeError:
+        # The reader went away (`swupd info | head -1`): quiet, as coreutils are.
+        _silence_stdout()
+        status = 141
     except OSError as e:
-        out.error(f"{e.filename or ''}: {e.strerror}" if e.filename else str(e.strerror or e))
+        out.error(_as_root_hint(f"{e.filename or ''}: {e.strerror}" if e.filename else str(e.strerror or e)))
         status = 13 if e.errno == 28 else 15
     finally:
         os.umask(umask)
     out.end(args.command, status)
     return status
+
+
+_DENIED = ("Operation not permitted", "Permission denied")
+
+
+def _as_root_hint(message: str) -> str:
+    """A refusal by the kernel, for a user other than root, is most often just that."""
+    if os.geteuid() != 0 and any(d in message for d in _DENIED):
+        return f"{message} (swupd sets owners and writes system files: run it as root)"
+    return message
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush meets no pipe."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def entry() -> NoReturn:
@@ -300,9 +335,12 @@ def entry() -> NoReturn:
     status = main()
     try:
         sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:  # a closed pipe: as the interpreter itself would, report failure
+    except BrokenPipeError:  # the reader has all it wanted: quiet, as coreutils are
+        status = status or 141
+    except OSError:
         status = status or 120
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
     os._exit(status)
 
 

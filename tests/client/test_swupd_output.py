@@ -29,7 +29,7 @@ def test_error_paths_print_one_line(device: Device, stream: ck.Stream, private_w
         (2, ["update", "--path", device.root, "--statedir", device.state]),  # no URL, no key
         (2, ["update", *opts[:6], "--format", "1"]),  # no key
         (3, ["update", *opts[:6], "--key", __file__, "--format", "1"]),  # not a key
-        (15, ["update", *opts[2:], "--path", str(tmp_path / "no-such-root")]),
+        (2, ["update", *opts[2:], "--path", str(tmp_path / "no-such-root")]),  # no such root
         (16, ["bundle-add", "nope", *opts]),
         (16, ["bundle-remove", "os-core", *opts]),
         (7, ["update", "--version", "5", *opts]),
@@ -128,3 +128,29 @@ def test_quiet(device: Device, clone_device) -> None:
     ]
     r = twin.swupd("bundle-list", "--all", "--quiet")
     assert "(installed)" not in r.out and "os-core" in r.out.split()
+
+
+def test_global_options_before_or_after_the_command(device: Device, content: FaultServer) -> None:
+    after = ck.run("check-update", *device.opts())
+    before = ck.run(*device.opts(), "check-update")
+    assert (before.rc, before.out) == (after.rc, after.out) == (0, after.out)
+    assert "20" in after.out
+    # Given both ways, the one after the command wins: here a root that does not exist.
+    both = ck.run(*device.opts(), "info", "--path", str(Path(device.root) / "nowhere"))
+    assert both.rc != 0
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(device: Device) -> None:
+    """`swupd info | head -1`: no "Broken pipe" error, the status a shell reports for it."""
+    import subprocess
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes anything
+    p = subprocess.run([ck.SWUPD, "info", *device.opts()], stdout=write, stderr=subprocess.PIPE, text=True)
+    os.close(write)
+    assert (p.returncode, p.stderr) == (141, "")
+
+
+def test_a_root_that_does_not_exist(device: Device) -> None:
+    r = ck.run("info", *device.opts()[2:], "--path", str(Path(device.root) / "nowhere"))
+    assert "no such root" in r.error_line() and r.rc == 2
