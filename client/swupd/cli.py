@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from typing import NoReturn
@@ -25,7 +24,7 @@ from .apply import journal as jn
 from .apply.tree import Tree
 from .format.errors import SwupdError, UsageError
 from .output import Output
-from .state import StateDir
+from .state import StateDir, write_atomic
 from .transport.fetcher import Fetcher, NetConfig
 from .transport.netconfig import ENV as NET_ENV
 from .transport.netconfig import with_overrides
@@ -217,6 +216,8 @@ def _dispatch(args, sess, out, bundles, misc, update, verify, finished=None) -> 
         version, rep = update.os_install(sess, args.to_version, _bundles(args.bundles) or set(), finished)
         if rep is not None:
             out.info(update.summary(rep, sess.fetcher.received))
+        for path in config.keep_installed(sess.s, _write_setting):
+            out.info(f"Setting kept for the installed system: {path}")
         out.result(f"Installed version {version} into {sess.s.root}")
         return 0
     if c == "bundle-add":
@@ -269,10 +270,15 @@ def _dispatch(args, sess, out, bundles, misc, update, verify, finished=None) -> 
 
 def _print_dict(out: Output, data: dict, as_json: bool) -> None:
     if as_json:
-        out.result(json.dumps(data))
+        out.record(data)
         return
     for k, v in data.items():
-        out.result(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
+        if isinstance(v, dict):
+            out.result(f"{k}:")
+            for name, value in v.items():
+                out.result(f"  {name}: {value}")
+        else:
+            out.result(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         os.umask(umask)
     out.end(args.command, status)
     return status
+
+
+def _write_setting(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    write_atomic(path, data)
 
 
 _DENIED = ("Operation not permitted", "Permission denied")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from swupd.format.errors import FormatError, UsageError
@@ -40,36 +41,46 @@ class Settings:
     stream: str = ""
     keys: list[PublicKey] = field(default_factory=list)
     limits: Limits = LIMITS
+    # setting -> where its value came from: "command line" or the file read
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def _etc(self, name: str) -> str:
+        return os.path.join(self.root, ETC_DIR, name)
 
     def require_server(self) -> None:
         if not self.versionurl or not self.contenturl:
-            raise UsageError("no update URL configured: pass --url or set versionurl/contenturl")
+            raise UsageError(
+                f"no update URL configured: pass --url or write it to {self._etc('versionurl')} and contenturl"
+            )
         if not self.keys:
-            raise UsageError("no trusted public key configured: pass --key or install keys/*.pub")
+            raise UsageError(f"no trusted public key configured: pass --key or put it in {self._etc('keys')}/")
         if self.format <= 0:
-            raise UsageError("no format configured: pass --format or set the format file")
+            raise UsageError(f"no format configured: pass --format or write it to {self._etc('format')}")
 
 
-def _read(root: str, name: str) -> str:
+def _read(root: str, name: str) -> tuple[str, str]:
+    """The setting's value and the file it came from ("" and "" when none is set)."""
     for d in (ETC_DIR, DEFAULTS_DIR):
         p = ownership.resolve(os.path.join(root, d, name), "setting")
         try:
             with open(p, encoding="utf-8") as f:
-                return f.read().strip()
+                value = f.read().strip()
         except FileNotFoundError:
             continue
         except OSError as e:
             raise UsageError(f"cannot read {p}: {e.strerror}") from None
-    return ""
+        if value:
+            return value, p
+    return "", ""
 
 
-def _keys(root: str) -> list[PublicKey]:
+def _keys(root: str) -> tuple[list[PublicKey], str]:
     for d in (ETC_DIR, DEFAULTS_DIR):
         keys = ownership.resolve(os.path.join(root, d, "keys"), "key directory")
         paths = sorted(glob.glob(os.path.join(glob.escape(keys), "*.pub")))
         if paths:
-            return [load_public(ownership.resolve(p, "trusted key")) for p in paths]
-    return []
+            return [load_public(ownership.resolve(p, "trusted key")) for p in paths], keys
+    return [], ""
 
 
 def load(
@@ -87,26 +98,31 @@ def load(
     """Settings for a target root, with `fallback_root` consulted for anything it lacks."""
     roots = [root] + ([fallback_root] if fallback_root and fallback_root != root else [])
 
-    def first(name: str) -> str:
-        for r in roots:
-            value = _read(r, name)
-            if value:
-                return value
+    s = Settings(root=os.path.abspath(root))
+    cli = "command line"
+
+    def first(setting: str, *names: str, given: str | None = None) -> str:
+        if given is not None:
+            s.origins[setting] = cli
+            return given
+        for name in names:
+            for r in roots:
+                value, where = _read(r, name)
+                if value:
+                    s.origins[setting] = where
+                    return value
         return ""
 
-    s = Settings(root=os.path.abspath(root))
     s.statedir = os.path.abspath(statedir) if statedir else os.path.join(s.root, "var/lib/swupd")
-    s.versionurl = versionurl or url or first("mirror_versionurl") or first("versionurl")
-    s.contenturl = contenturl or url or first("mirror_contenturl") or first("contenturl")
-    fmt_text = first("format")
-    if fmt:
-        s.format = fmt
-    elif fmt_text:
+    s.versionurl = first("versionurl", "mirror_versionurl", "versionurl", given=versionurl or url or None)
+    s.contenturl = first("contenturl", "mirror_contenturl", "contenturl", given=contenturl or url or None)
+    fmt_text = first("format", "format", given=str(fmt) if fmt else None)
+    if fmt_text:
         if not fmt_text.isdigit():
             raise UsageError(f"format file holds {fmt_text!r}, not a number")
         s.format = int(fmt_text)
-    s.compat = compat if compat is not None else first("compat")
-    s.stream = stream if stream is not None else first("stream")
+    s.compat = first("compat", "compat", given=compat)
+    s.stream = first("stream", "stream", given=stream)
     if s.stream:
         try:
             check_stream(s.stream)
@@ -114,10 +130,36 @@ def load(
             raise UsageError(f"configured {e}") from None
     if key_files:
         s.keys = [load_public(k) for k in key_files]
+        s.origins["keys"] = cli
     else:
         for r in roots:
-            s.keys = _keys(r)
+            s.keys, where = _keys(r)
             if s.keys:
+                s.origins["keys"] = where
                 break
     s.versionurl, s.contenturl = s.versionurl.rstrip("/"), s.contenturl.rstrip("/")
     return s
+
+
+def keep_installed(s: Settings, write: Callable[[str, bytes], None]) -> list[str]:
+    """After os-install: every setting the installed tree does not give by itself (it came from
+    the command line or the running system) is written to its `etc/swupd/`, so that the new
+    system updates with a bare `swupd update`. `write(path, data)` writes one file durably.
+    Returns the files written."""
+    own = load(s.root)
+    files: dict[str, bytes] = {}
+    for name in ("versionurl", "contenturl", "compat", "stream"):
+        value = getattr(s, name)
+        if value and value != getattr(own, name):
+            files[name] = f"{value}\n".encode()
+    if s.format and s.format != own.format:
+        files["format"] = f"{s.format}\n".encode()
+    if s.keys and {k.raw for k in s.keys} != {k.raw for k in own.keys}:
+        for k in s.keys:
+            files[f"keys/{k.keyid}.pub"] = k.dumps()
+    written = []
+    for rel, data in sorted(files.items()):
+        path = os.path.join(s.root, ETC_DIR, rel)
+        write(path, data)
+        written.append(path)
+    return written

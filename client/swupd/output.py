@@ -2,7 +2,9 @@
 
 On a terminal, downloads and applying show a progress line; in a pipe nothing but the
 messages. `--quiet` keeps only the essential results; `--json` prints one JSON object per
-line (`start`, `info`, `warning`, `error`, `progress`, `end`) for other programs to read.
+line (`start`, `info`, `warning`, `error`, `progress`, `result`, `end`) for other programs to
+read; a command whose answer is a record (`info`, `bundle-info`) gives it as the `result`
+record's fields, not as text.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class Output:
             self._emit("info", msg=msg)
         else:
             print(msg, file=self.stream, flush=True)
+
+    def record(self, fields: dict) -> None:
+        """A command's answer as fields: one `result` object with --json."""
+        self._clear()
+        self._emit("result", **fields)
 
     def warning(self, msg: str) -> None:
         self._clear()

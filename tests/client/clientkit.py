@@ -305,9 +305,15 @@ class Stream:
         return want
 
 
+# What os-install writes for the installed system besides the OS (checked exactly by
+# test_swupd_install.py): allowed beside any expected tree.
+KEPT_SETTINGS = "/etc/swupd"
+
+
 def compare_tree(root: str, want: dict, allow_extra=(), skip: tuple[str, ...] = ()) -> list[str]:
     """Differences between the tree and `want` (path -> Obj, or Entry for hash-only checks)."""
     have = read_tree(root, skip)
+    allow_extra = (*allow_extra, KEPT_SETTINGS)
     problems = []
     for p, w in sorted(want.items()):
         h = have.get(p)

@@ -53,7 +53,7 @@ def test_mirror_set_is_used_and_unset(v10_all: Device, clone_device, stream: ck.
     with FaultServer(stream.www) as origin, FaultServer(stream.www) as mirror:
         dev = clone_device(v10_all, origin.url())
         etc = Path(dev.root, "etc/swupd")
-        etc.mkdir(parents=True)
+        etc.mkdir(parents=True, exist_ok=True)
         (etc / "versionurl").write_text(origin.url() + "\n")
         (etc / "contenturl").write_text(origin.url() + "\n")
         opts = ["--path", dev.root, "--statedir", dev.state, "--key", stream.key, "--format", "1"]

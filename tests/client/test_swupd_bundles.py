@@ -88,7 +88,7 @@ def test_bundle_info(device: Device, stream: ck.Stream) -> None:
     r = device.swupd("bundle-info", "app-docs", "--json")
     assert r.rc == 0, r.err
     info = [json.loads(line) for line in r.out.splitlines()]
-    data = json.loads(next(x["msg"] for x in info if x["type"] == "info"))
+    data = next(x for x in info if x["type"] == "result")
     m = ck.bundle_manifest(stream.www, 10, "app-docs")
     assert data["name"] == "app-docs" and data["installed"] is True and data["version"] == 10
     assert data["includes"] == ["os-core", "app"] and data["all_includes"] == ["app", "os-core"]
@@ -112,7 +112,8 @@ def test_info(device: Device, stream: ck.Stream) -> None:
     assert "version: 10" in r.out and f"statedir: {device.state}" in r.out
     assert f"bundles: {', '.join(sorted(ck.ALL_BUNDLES))}" in r.out
     r = device.swupd("info", "--json")
-    data = json.loads(json.loads(r.out.splitlines()[1])["msg"])
+    data = json.loads(r.out.splitlines()[1])
+    assert data["type"] == "result"
     assert data["root"] == device.root and data["format"] == 1 and data["compat"] == ck.COMPAT
     assert data["versionurl"] == device.url.rstrip("/") and len(data["keys"]) == 1
 

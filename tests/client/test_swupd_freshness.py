@@ -172,7 +172,7 @@ def test_a_device_without_compat_holds_to_the_one_it_was_installed_with(
         dev = install(stream, srv.url(), tmp_path / "dev", "--version", "10")
         assert trust(dev)["compat"] == ck.COMPAT
         r = ck.run("info", "--json", "--path", dev.root, "--statedir", dev.state)
-        info = json.loads(json.loads(r.out.splitlines()[1])["msg"])
+        info = json.loads(r.out.splitlines()[1])
         assert info["compat"] == ck.COMPAT, r.out
         assert info["stream"] == ck.mom(str(www30), 10).header["stream"], r.out
         build(monkeypatch, www30, stream.rootfs[30], 30, stream, "--change-stream", "--compat", "other-machine")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import clientkit as ck
@@ -45,6 +47,45 @@ def test_os_install_with_the_state_dir_inside_the_root(stream: ck.Stream, conten
     r = ck.run("update", "--path", str(root), *opts)
     assert r.rc == 0, r.err
     assert ck.os_release_version(str(root)) == 20
+
+
+def test_os_install_keeps_its_settings_for_the_installed_system(
+    stream: ck.Stream, content: FaultServer, tmp_path: Path
+) -> None:
+    """What os-install was given goes to ROOT/etc/swupd/, so a bare `swupd update` works
+    there, and `info` says where each setting comes from."""
+    root, state = tmp_path / "root", str(tmp_path / "state")
+    opts = ["--statedir", state, "--url", content.url(), "--key", stream.key, "--format", "1", "--compat", ck.COMPAT]
+    r = ck.run("os-install", str(root), "--version", "10", *opts)
+    assert r.rc == 0, r.err
+    etc = root / "etc/swupd"
+    kid = hashlib.sha256(bytes.fromhex(Path(stream.key).read_text().split()[1])).hexdigest()[:16]
+    files = {str(p.relative_to(etc)): p.read_bytes() for p in sorted(etc.rglob("*")) if p.is_file()}
+    assert files == {
+        "versionurl": f"{content.url().rstrip('/')}\n".encode(),
+        "contenturl": f"{content.url().rstrip('/')}\n".encode(),
+        "format": b"1\n",
+        "compat": f"{ck.COMPAT}\n".encode(),
+        f"keys/{kid}.pub": Path(stream.key).read_bytes(),
+    }
+    assert all(p.stat().st_mode & 0o777 in (0o644, 0o755) for p in etc.rglob("*"))
+    bare = ["--path", str(root), "--statedir", state]
+    info = ck.run("info", *bare, "--json")
+    assert info.rc == 0, info.err
+    record = next(r for r in map(json.loads, info.out.splitlines()) if r["type"] == "result")
+    assert record["settings_from"]["versionurl"] == str(etc / "versionurl")
+    assert record["settings_from"]["keys"] == str(etc / "keys")
+    assert record["format"] == 1
+    r = ck.run("update", *bare)
+    assert r.rc == 0, r.err
+    assert ck.os_release_version(str(root)) == 20
+
+
+def test_a_missing_setting_names_the_file_to_write(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    r = ck.run("check-update", "--path", str(root), "--statedir", str(tmp_path / "state"))
+    assert f"write it to {root}/etc/swupd/versionurl" in r.error_line()
 
 
 def test_os_install_refuses_a_non_empty_directory(stream: ck.Stream, content: FaultServer, tmp_path: Path) -> None:

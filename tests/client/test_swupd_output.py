@@ -25,9 +25,11 @@ def one_line_error(r: ck.Result, code: int) -> str:
 
 def test_error_paths_print_one_line(device: Device, stream: ck.Stream, private_www: Path, tmp_path: Path) -> None:
     opts = device.opts()
+    bare = tmp_path / "bare"  # a root with no settings of its own
+    bare.mkdir()
     cases = [
-        (2, ["update", "--path", device.root, "--statedir", device.state]),  # no URL, no key
-        (2, ["update", *opts[:6], "--format", "1"]),  # no key
+        (2, ["update", "--path", bare, "--statedir", tmp_path / "st"]),  # no URL, no key
+        (2, ["update", "--path", bare, "--statedir", tmp_path / "st", *opts[4:6], "--format", "1"]),  # no key
         (3, ["update", *opts[:6], "--key", __file__, "--format", "1"]),  # not a key
         (2, ["update", *opts[2:], "--path", str(tmp_path / "no-such-root")]),  # no such root
         (16, ["bundle-add", "nope", *opts]),

@@ -108,14 +108,16 @@ def _tree(root: Path) -> dict[str, tuple]:
 
 
 def assert_tree_is(device_root: Path, rootfs: Path, version: int) -> None:
-    """The device holds exactly the input tree, but for what the build itself adds: the
-    os-release that names the version and the installed-bundle markers."""
+    """The device holds exactly the input tree, but for what the build itself adds (the
+    os-release that names the version and the installed-bundle markers) and the settings
+    os-install keeps for it in /etc/swupd."""
     have, want = _tree(device_root), _tree(rootfs)
     os_release = "/usr/lib/os-release"
     assert f"\nVERSION_ID={version}\n" in Path(device_root, os_release.lstrip("/")).read_text()
     problems = [f"{p}: missing" for p in sorted(set(want) - set(have))]
     problems += [f"{p}: differs" for p in sorted(set(want) & set(have)) if have[p] != want[p] and p != os_release]
-    problems += [f"{p}: not expected" for p in sorted(set(have) - set(want)) if not p.startswith("/usr/share/clear")]
+    ours = ("/usr/share/clear", "/etc/swupd")
+    problems += [f"{p}: not expected" for p in sorted(set(have) - set(want)) if not p.startswith(ours)]
     assert not problems, "tree differs from the input:\n" + "\n".join(problems[:40])
 
 

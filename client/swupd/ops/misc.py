@@ -33,6 +33,7 @@ def info(sess: Session) -> dict:
         "keys": [k.keyid for k in sess.s.keys],
         "bundles": sorted(sess.installed_bundles()),
         "highest_version_seen": trust.highest_version,
+        "settings_from": dict(sorted(sess.s.origins.items())),
     }
 
 
