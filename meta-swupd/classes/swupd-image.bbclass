@@ -93,7 +93,7 @@ SWUPD_EXPIRY_DAYS ??= "90"
 SWUPD_EXPIRY_DAYS[doc] = "Days until devices treat the stream's latest pointer as stale."
 
 SWUPD_STRICT_ELF ??= "0"
-SWUPD_STRICT_ELF[doc] = "Set to 1 to fail the build when an ELF file of a bundle misses a library."
+SWUPD_STRICT_ELF[doc] = "Set to 1 to fail the build when an ELF file of a bundle misses a library or a bundle path matches nothing in the rootfs."
 
 DEPLOY_DIR_SWUPD ??= "${DEPLOY_DIR}/swupd/${MACHINE}/${SWUPD_IMAGE_PN}"
 DEPLOY_DIR_SWUPD[doc] = "Holds www/ (publish it; keep it between builds) and the build cache."

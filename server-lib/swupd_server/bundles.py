@@ -179,6 +179,23 @@ def assign(bundles: dict[str, Bundle], paths: Iterable[str]) -> dict[str, set[st
 _NONE: frozenset[str] = frozenset()
 
 
+def unmatched(bundles: dict[str, Bundle], paths: Iterable[str]) -> list[tuple[str, str]]:
+    """(bundle, path pattern) for every pattern that matches nothing in the tree: most often a
+    typo, which would otherwise make an empty bundle without a word."""
+    have = set(paths)
+    out = []
+    for n, b in sorted(bundles.items()):
+        for p in b.patterns:
+            p = p.rstrip("/") or "/"
+            if any(c in p for c in "*?["):
+                rx = _glob_regex(p)
+                if not any(rx.fullmatch(path) for path in have):
+                    out.append((n, p))
+            elif p not in have:
+                out.append((n, p))
+    return out
+
+
 def marker(name: str) -> str:
     """The file whose presence on a device means the bundle is installed."""
     return f"{MARKER_DIR}/{name}"

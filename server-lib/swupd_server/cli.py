@@ -1,8 +1,17 @@
-"""The `swupd-server` command."""
+"""The `swupd-server` command.
+
+Exit status: 0 success; 1 `check-bundles` found problems; 2 usage (options, the bundles file, a
+version that is not above the published one, a key that did not sign the stream); 3 malformed
+published data; 10 a root file system that cannot be published (device nodes, sockets,
+FIFOs, unreadable files, ELF problems with `--strict`); 13 disk full; 14 another build holds
+the stream's lock; 15 any other I/O error; 130 interrupted, 128+N stopped by signal N (143 for
+SIGTERM). Each error is one line on standard error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -81,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
         help="make delta packs from the last K versions (default %(default)s)",
     )
     c.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    c.add_argument("--strict", action="store_true", help="fail on ELF dependency problems instead of warning")
+    strict = "fail on ELF dependency problems and on bundle paths that match nothing, instead of warning"
+    c.add_argument("--strict", action="store_true", help=strict)
     c.add_argument(
         "--expiry-days",
         type=_positive,
@@ -185,6 +195,7 @@ def _refresh(args: argparse.Namespace) -> int:
     from .history import History
     from .keys import check_signers
     from .publish import locked, published, write_latest
+    from .sign import utc
 
     keys = [signing.load_private(k) for k in args.signing_key]
     missing = UsageError(f"no published version of format {args.format} in {args.www}")
@@ -202,7 +213,7 @@ def _refresh(args: argparse.Namespace) -> int:
         expires = max(now, int(time.time())) + args.expiry_days * 86400
         record = Latest(old.version, args.format, now, expires, old.stream)
         write_latest(args.www, record, keys)
-    print(f"latest of format {args.format} is {record.version}, expires at {record.expires}")
+    print(f"latest of format {args.format} is {record.version}, expires {utc(record.expires)}")
     return 0
 
 
@@ -256,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as e:
         print(f"swupd-server: {e.filename or ''}: {e.strerror}", file=sys.stderr)
-        return 1
+        return 13 if e.errno == errno.ENOSPC else 15
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -42,6 +42,19 @@ class Problem:
         return f"bundle {self.bundle}: {self.path} needs {self.needed}, but {where}"
 
 
+def grouped(problems: list[Problem]) -> list[str]:
+    """One line per bundle and missing library, with how many files need it and one of them:
+    a tree missing one library would otherwise print a line for each of its users."""
+    groups: dict[tuple[str, str, str], list[Problem]] = {}
+    for p in problems:
+        groups.setdefault((p.bundle, p.needed, p.found_in or p.elsewhere), []).append(p)
+    out = []
+    for (_, _, _), ps in sorted(groups.items()):
+        first = ps[0].text()
+        out.append(first if len(ps) == 1 else f"{first} (and {len(ps) - 1} more file(s) need it)")
+    return out
+
+
 def _read_elf(source: str) -> tuple[list[str], list[str], str] | None:
     """(needed, search path, interpreter) of an ELF file, or None if it is not one."""
     # Imported here: a rebuild finds nearly every file's facts in the cache.

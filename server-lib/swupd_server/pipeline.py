@@ -81,10 +81,14 @@ def create_update(cfg: BuildConfig) -> BuildReport:
             spec.patterns.append(marker)
         claimed = bl.assign(bundle_specs, items)
         report.add("scan", t, f"{len(items)} objects in {cfg.rootfs}")
+        empty = [f"bundle {n}: path {p!r} matches nothing in the rootfs" for n, p in bl.unmatched(bundle_specs, items)]
+        if empty and cfg.strict:
+            raise UsageError(f"{empty[0]}" + (f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""))
+        report.warnings += empty
 
         t = time.monotonic()
         problems = elfcheck.check(items, bundle_specs, claimed, cfg.jobs, cfg.cache("elf.cache"), cfg.progress)
-        report.warnings += [p.text() for p in problems]
+        report.warnings += elfcheck.grouped(problems)
         if problems and cfg.strict:
             raise BuildError(f"{len(problems)} ELF dependency problem(s); first: {problems[0].text()}")
         report.add("elf-check", t, f"{len(problems)} problem(s)")

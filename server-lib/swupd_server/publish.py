@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from swupd.format import latest as latest_fmt
 from swupd.format import layout, signing
 from swupd.format.durable import sync_filesystem
-from swupd.format.errors import BuildError, FormatError, SignatureError
+from swupd.format.errors import BuildError, FormatError, LockedError, SignatureError
 
 from . import workers
 from .config import BuildConfig
@@ -40,7 +40,7 @@ def locked(www: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BuildError(f"another build holds the lock on {www}") from None
+            raise LockedError(f"another build holds the lock on {www}") from None
         workers.keep_from_workers(fd)
         yield
     finally:

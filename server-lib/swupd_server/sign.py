@@ -9,6 +9,7 @@ to fetch; its hash is checked after decompression.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from swupd.format import compression, layout, signing
@@ -24,7 +25,11 @@ class SignReport:
     latest: latest_fmt.Latest
 
     def summary(self) -> str:
-        return f"signed by {', '.join(self.keyids)}; latest expires at {self.latest.expires}"
+        return f"signed by {', '.join(self.keyids)}; latest expires {utc(self.latest.expires)}"
+
+
+def utc(t: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
 
 
 def latest_record(cfg: BuildConfig, stream: str) -> latest_fmt.Latest:

@@ -116,3 +116,37 @@ def test_library_off_the_search_path_is_named_where_it_is(elf_tree, tmp_path):
     assert problems == [
         f"bundle app: {PROGRAM} needs libm.so.6, but it is only at /usr/lib/private/libm.so.6, off its search path"
     ], r.out
+
+
+def test_warnings_are_grouped_by_missing_library(elf_tree, keys, tmp_path):
+    """Three programs missing one library give one warning line that counts them."""
+    root, broken, _ = elf_tree
+    tree = tmp_path / "rootfs"
+    shutil.copytree(root, tree, symlinks=True)
+    for n in (2, 3):
+        shutil.copy2(tree / PROGRAM.lstrip("/"), tree / f"opt/app/bin/find{n}")
+    r = cli(*create_args(str(tmp_path / "www"), str(tree), 10, keys.private, broken))
+    assert r.rc == 0, r.err
+    warnings = [line for line in r.out.splitlines() if "warning:" in line]
+    assert len(warnings) == 1, r.out
+    assert LIBRARY in warnings[0] and "(and 2 more file(s) need it)" in warnings[0]
+
+
+def test_a_bundle_path_that_matches_nothing(elf_tree, keys, tmp_path):
+    """A typo in a bundle path is a warning, and with --strict an error before anything is
+    published."""
+    root, _, _ = elf_tree
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[bundle.app]\npaths = ["/opt/ap", "/opt/app/bin/fin?", "/usr/share/nothing/*"]\n')
+    www = str(tmp_path / "www")
+    r = cli(*create_args(www, root, 10, keys.private, str(typo)))
+    assert r.rc == 0, r.err
+    warnings = [line.strip() for line in r.out.splitlines() if "matches nothing" in line]
+    assert warnings == [
+        "warning: bundle app: path '/opt/ap' matches nothing in the rootfs",
+        "warning: bundle app: path '/usr/share/nothing/*' matches nothing in the rootfs",
+    ], r.out
+    strict = cli(*create_args(str(tmp_path / "www2"), root, 10, keys.private, str(typo), "--strict"))
+    assert strict.rc == 2
+    assert "path '/opt/ap' matches nothing in the rootfs (and 1 more)" in strict.one_line_error()
+    assert not os.path.exists(tmp_path / "www2" / "10")

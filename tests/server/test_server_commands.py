@@ -169,3 +169,14 @@ def test_a_build_on_a_terminal_shows_each_long_stage_as_it_goes(stream, tmp_path
     assert r.rc == 0, r.err
     assert "%|" not in r.err + r.out
     assert r.out.startswith("version 30:")
+
+
+def test_a_build_while_another_holds_the_lock_exits_14(stream, tmp_path):
+    import fcntl
+
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    with open(os.path.join(www, ".lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = cli_process(*create_args(www, stream.rootfs[20], 30, stream.keys.private, stream.bundles))
+    assert r.rc == 14
+    assert "another build holds the lock" in r.one_line_error()
