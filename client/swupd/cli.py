@@ -64,6 +64,16 @@ def _common(defaults: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Like parse_args, but an unknown option is reported with its command's usage."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def _parser() -> argparse.ArgumentParser:
     common = _common(defaults=False)
     p = argparse.ArgumentParser(
@@ -72,14 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         parents=[_common()],
         epilog="Global options may be given before or after the command.",
     )
-    p.add_argument("--version", action="version", version=f"swupd {__version__}")
+    p.add_argument("--version", action="version", version=f"swupd {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
 
     u = cmd("update", "update the OS to the latest (or a given) version")
-    u.add_argument("--version", "-V", dest="to_version", type=_positive, metavar="V")
+    u.add_argument("--version", "-V", dest="to_version", type=_positive, metavar="V", help="update to version V")
     u.add_argument("--download-only", "--download", action="store_true", help="fetch and verify, do not apply")
     cmd("check-update", "tell whether a newer version is available")
     v = cmd("verify", "compare the OS with its manifests")
@@ -88,32 +98,36 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--bundles", "-B", help="comma-separated bundles to check (default: all installed)")
     r = cmd("repair", "restore the OS to its manifests (verify --fix)")
     r.add_argument("--picky", action="store_true", help="also remove unknown files under /usr")
-    r.add_argument("--bundles", "-B")
+    r.add_argument("--bundles", "-B", help="comma-separated bundles to repair (default: all installed)")
     i = cmd("os-install", "install a whole OS into an empty directory")
-    i.add_argument("target", metavar="ROOT", nargs="?")
-    i.add_argument("--version", "-V", dest="to_version", type=_positive, metavar="V")
+    i.add_argument("target", metavar="ROOT", nargs="?", help="empty directory to install into (or --path)")
+    i.add_argument(
+        "--version", "-V", dest="to_version", type=_positive, metavar="V", help="install version V (default: latest)"
+    )
     i.add_argument("--bundles", "-B", default="", help="comma-separated bundles besides os-core")
     a = cmd("bundle-add", "install bundles")
-    a.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    a.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundle to install, with what it includes")
     rm = cmd("bundle-remove", "remove bundles")
-    rm.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    rm.add_argument(
+        "bundles", nargs="+", metavar="BUNDLE", help="bundle to remove (not os-core, nor one another needs)"
+    )
     ls = cmd("bundle-list", "list installed (or all) bundles")
-    ls.add_argument("--all", "-a", action="store_true")
+    ls.add_argument("--all", "-a", action="store_true", help="every bundle the server offers, installed ones marked")
     bi = cmd("bundle-info", "show what a bundle holds")
-    bi.add_argument("bundle")
+    bi.add_argument("bundle", help="bundle name")
     s = cmd("search", "find which bundle provides a file")
-    s.add_argument("term", metavar="PATH")
+    s.add_argument("term", metavar="PATH", help="file path, or the end of one")
     cmd("info", "show the installed version and configuration")
     c = cmd("clean", "remove cached downloads and objects")
     c.add_argument("--all", action="store_true", help="also the current version's manifests")
     au = cmd("autoupdate", "show, enable or disable automatic updates")
     g = au.add_mutually_exclusive_group()
-    g.add_argument("--enable", action="store_true")
-    g.add_argument("--disable", action="store_true")
+    g.add_argument("--enable", action="store_true", help="install and start the daily update timer")
+    g.add_argument("--disable", action="store_true", help="stop the timer")
     m = cmd("mirror", "use a mirror, or go back to the default URLs")
     g = m.add_mutually_exclusive_group(required=True)
-    g.add_argument("--set", metavar="URL")
-    g.add_argument("--unset", action="store_true")
+    g.add_argument("--set", metavar="URL", help="fetch versions and content from URL")
+    g.add_argument("--unset", action="store_true", help="go back to the configured URLs")
     return p
 
 
@@ -283,7 +297,7 @@ def _print_dict(out: Output, data: dict, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     heap.tune_malloc()
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     out = Output(quiet=args.quiet, as_json=args.json)
     out.start(args.command)
     # Nothing the client makes (state, settings, units, directories) is ever open to group or

@@ -35,24 +35,44 @@ def _versions(text: str) -> list[int]:
     return [_positive(v) for v in text.replace(",", " ").split()]
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Like parse_args, but an unknown option is reported with its command's usage."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="swupd-server", description="Build signed swupd update content.")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    k = sub.add_parser("keygen", help="make an Ed25519 signing key pair")
+    k = sub.add_parser(
+        "keygen", help="make an Ed25519 signing key pair", description="make an Ed25519 signing key pair"
+    )
     k.add_argument("--private", required=True, metavar="KEYFILE", help="private key to create (mode 0600)")
     k.add_argument("--public", required=True, metavar="PUBFILE", help="public key to install on devices")
 
-    pk = sub.add_parser("public-key", help="write the public key of a private key file")
-    pk.add_argument("--private", required=True, metavar="KEYFILE")
+    pk = sub.add_parser(
+        "public-key",
+        help="write the public key of a private key file",
+        description="write the public key of a private key file",
+    )
+    pk.add_argument("--private", required=True, metavar="KEYFILE", help="private key file")
     pk.add_argument("--output", "-o", metavar="PUBFILE", help="file to write (default: standard output)")
 
-    c = sub.add_parser("create-update", help="build one version of update content into www/")
+    c = sub.add_parser(
+        "create-update",
+        help="build one version of update content into www/",
+        description="build one version of update content into www/",
+    )
     c.add_argument("--www", required=True, help="the published tree; earlier versions in it are the history")
     c.add_argument("--rootfs", required=True, help="root file system of the new version")
     c.add_argument("--bundles", required=True, metavar="BUNDLES.toml", help="bundle definitions")
-    c.add_argument("--version", required=True, type=_positive, dest="os_version", metavar="V")
+    c.add_argument("--version", required=True, type=_positive, dest="os_version", metavar="V", help="the new version")
     c.add_argument(
         "--signing-key",
         required=True,
@@ -101,20 +121,40 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--fullfile-level", type=int, default=6, help="zstd level of fullfiles (default %(default)s)")
     c.add_argument("--cache-dir", default="", help="build cache (default: WWW.cache beside the tree)")
 
-    b = sub.add_parser("check-bundles", help="check that every ELF file of each bundle finds its libraries")
-    b.add_argument("--rootfs", required=True)
-    b.add_argument("--bundles", required=True, metavar="BUNDLES.toml")
-    b.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1)
+    b = sub.add_parser(
+        "check-bundles",
+        help="check that every ELF file of each bundle finds its libraries",
+        description="check that every ELF file of each bundle finds its libraries",
+    )
+    b.add_argument("--rootfs", required=True, help="root file system to check")
+    b.add_argument("--bundles", required=True, metavar="BUNDLES.toml", help="bundle definitions")
+    b.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
 
-    r = sub.add_parser("report", help="write a static HTML page per stream into WWW/report/")
-    r.add_argument("--www", required=True)
+    r = sub.add_parser(
+        "report",
+        help="write a static HTML page per stream into WWW/report/",
+        description="write a static HTML page per stream into WWW/report/",
+    )
+    r.add_argument("--www", required=True, help="the published tree")
     r.add_argument("--output", help="directory for the pages (default WWW/report)")
 
-    s = sub.add_parser("refresh-latest", help="re-sign `latest` with a new expiry, without a new version")
-    s.add_argument("--www", required=True)
-    s.add_argument("--signing-key", required=True, action="append", metavar="KEYFILE")
-    s.add_argument("--format", type=_positive, default=DEFAULT_FORMAT)
-    s.add_argument("--expiry-days", type=_positive, default=DEFAULT_EXPIRY_DAYS)
+    s = sub.add_parser(
+        "refresh-latest",
+        help="re-sign `latest` with a new expiry, without a new version",
+        description="re-sign `latest` with a new expiry, without a new version",
+    )
+    s.add_argument("--www", required=True, help="the published tree")
+    s.add_argument(
+        "--signing-key",
+        required=True,
+        action="append",
+        metavar="KEYFILE",
+        help="key that signed the stream (repeatable)",
+    )
+    s.add_argument(
+        "--format", type=_positive, default=DEFAULT_FORMAT, help="format of the pointer (default %(default)s)"
+    )
+    s.add_argument("--expiry-days", type=_positive, default=DEFAULT_EXPIRY_DAYS, help="days until it is stale again")
     return p
 
 
@@ -247,7 +287,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     previous = {}
     try:
         try:
