@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     bi = cmd("bundle-info", "show what a bundle holds")
     bi.add_argument("bundle", help="bundle name")
     s = cmd("search", "find which bundle provides a file")
-    s.add_argument("term", metavar="PATH", help="file path, or the end of one")
+    s.add_argument("term", metavar="TERM", help="part of a file name, a glob (*.conf), or part of a path (/bin/)")
     cmd("info", "show the installed version and configuration")
     c = cmd("clean", "remove cached downloads and objects")
     c.add_argument("--all", action="store_true", help="also the current version's manifests")

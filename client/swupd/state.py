@@ -16,6 +16,7 @@ owner can enter) marks one found open to others whose content has not been check
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -200,8 +201,9 @@ class StateDir:
         os.makedirs(d, mode=0o700, exist_ok=True)
         return d
 
-    def clean(self, keep_versions: set[int], everything: bool = False) -> tuple[int, int]:
-        """Drop cached objects, downloads and manifests of other versions; (files, bytes) freed."""
+    def clean(self, keep: set[str], everything: bool = False) -> tuple[int, int]:
+        """Drop cached objects, downloads and every kept manifest but those in `keep` (paths
+        relative to the manifests directory); (files, bytes) freed."""
         files = size = 0
 
         def drop(p: str) -> None:
@@ -230,7 +232,12 @@ class StateDir:
         for i in range(256):
             os.makedirs(self.sub("objects", f"{i:02x}"), mode=0o700, exist_ok=True)
         mdir = self.sub("manifests")
-        for n in os.listdir(mdir) if os.path.isdir(mdir) else []:
-            if everything or not n.isdigit() or int(n) not in keep_versions:
-                drop(os.path.join(mdir, n))
+        for root, _, names in os.walk(mdir, topdown=False):
+            for n in names:
+                rel = os.path.relpath(os.path.join(root, n), mdir)
+                if everything or rel not in keep:
+                    drop(os.path.join(root, n))
+            if root != mdir:
+                with contextlib.suppress(OSError):
+                    os.rmdir(root)  # only when emptied
         return files, size

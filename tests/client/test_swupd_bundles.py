@@ -106,6 +106,27 @@ def test_search(device: Device) -> None:
     assert r.rc == 1 and "No bundle provides no-such-file" in r.out
 
 
+def test_search_by_part_of_a_name_or_a_glob(device: Device) -> None:
+    r = device.swupd("search", "shared")
+    assert sorted(r.out.splitlines()) == ["extras\t/usr/share/common/shared.txt", "tools\t/usr/share/common/shared.txt"]
+    r = device.swupd("search", "gre?")
+    assert r.out.splitlines() == ["app\t/opt/app/bin/grep"]
+    r = device.swupd("search", "/opt/app/bin/*")
+    assert len(r.out.splitlines()) >= 2 and all(line.startswith("app\t/opt/app/bin/") for line in r.out.splitlines())
+    r = device.swupd("search", "/app/bin/")
+    assert r.rc == 0 and "app\t/opt/app/bin/grep" in r.out.splitlines()
+
+
+def test_search_offline_answers_from_the_installed_bundles(v10_core: Device, clone_device) -> None:
+    """With the server gone, the installed bundles' kept manifests still answer; the bundles
+    not installed are left out with a warning."""
+    dev = clone_device(v10_core, "http://127.0.0.1:9")  # nothing listens there
+    r = dev.swupd("search", "os-release")
+    assert r.rc == 0, r.err
+    assert "os-core\t/usr/lib/os-release" in r.out.splitlines()
+    assert "bundles not installed were not searched" in r.err
+
+
 def test_info(device: Device, stream: ck.Stream) -> None:
     r = device.swupd("info")
     assert r.rc == 0
@@ -141,6 +162,24 @@ def test_clean(device: Device, content: FaultServer) -> None:
 def test_clean_keeps_every_manifest_of_the_current_version(device: Device, content: FaultServer) -> None:
     assert device.swupd("update").rc == 0
     assert device.swupd("clean").rc == 0
+    content.clear_log()
+    assert device.swupd("verify").rc == 0
+    assert [e.path for e in content.log if "Manifest" in e.path] == []
+
+
+def test_clean_keeps_only_what_the_installed_system_uses(device: Device, content: FaultServer) -> None:
+    """After 10 -> 20, version 10's MoM and its replaced manifests go; what 20 uses stays."""
+    assert device.swupd("update").rc == 0
+    mdir = Path(device.state, "manifests")
+    assert (mdir / "10/Manifest.MoM").exists() and (mdir / "10/Manifest.os-core").exists()
+    assert device.swupd("clean").rc == 0
+    kept = sorted(str(p.relative_to(mdir)) for p in mdir.rglob("*") if p.is_file())
+    # The device has every bundle (v10_all).
+    want = {"20/Manifest.MoM", "20/Manifest.MoM.sig"}
+    for name, e in ck.Manifest.load(str(mdir / "20/Manifest.MoM")).present().items():
+        want |= {f"{e.version}/Manifest.{name}", f"{e.version}/parsed/Manifest.{name}"}
+    assert set(kept) == want, kept
+    assert not (mdir / "10/Manifest.MoM").exists()
     content.clear_log()
     assert device.swupd("verify").rc == 0
     assert [e.path for e in content.log if "Manifest" in e.path] == []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from swupd.format.errors import BundleError
+from swupd.format.errors import BundleError, NetworkError
 
 from ..apply.plan import diff, union
 from .obtain import pack_source
@@ -112,15 +114,35 @@ def bundle_info(sess: Session, name: str) -> dict:
     }
 
 
+def _matcher(term: str) -> Callable[[str], bool]:
+    """A term with `*?[` is a glob: of the whole path when it holds a `/`, else of the file's
+    name. Otherwise a term with a `/` matches paths that contain it, and a plain word matches
+    file names that contain it (`greeting` finds `/usr/share/greeting.txt`)."""
+    if any(c in term for c in "*?["):
+        if "/" in term:
+            return lambda path: fnmatch.fnmatchcase(path, term)
+        return lambda path: fnmatch.fnmatchcase(path.rpartition("/")[2], term)
+    if "/" in term:
+        return lambda path: term in path
+    return lambda path: term in path.rpartition("/")[2]
+
+
 def search(sess: Session, term: str) -> list[tuple[str, str]]:
-    """(bundle, path) for every present path equal to `term` or ending in `/term`."""
+    """(bundle, path) for every present path the term matches (see `_matcher`). Installed
+    bundles are searched first, from the manifests the device keeps (no network); the others
+    need their manifests from the server, and when it cannot be reached their part is left
+    out with a warning."""
     cur = require_current(sess)
     mom = sess.mom(cur, allow_older=True)
+    match = _matcher(term)
+    installed = sess.installed_bundles()
+    entries = sorted((e for e in mom.entries if e.present), key=lambda e: (e.path not in installed, e.path))
     hits = []
-    for e in sorted(mom.entries, key=lambda e: e.path):
-        if not e.present:
-            continue
-        for x in sess.manifest(e).entries:
-            if x.present and (x.path == term or x.path.endswith("/" + term.lstrip("/"))):
-                hits.append((e.path, x.path))
-    return hits
+    for e in entries:
+        try:
+            m = sess.manifest(e)
+        except NetworkError as err:
+            sess.out.warning(f"bundles not installed were not searched: {err}")
+            break
+        hits += [(e.path, x.path) for x in m.entries if x.present and match(x.path)]
+    return sorted(hits)

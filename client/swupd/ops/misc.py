@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from importlib import resources
 
+from swupd.format import layout
 from swupd.format.errors import SwupdError, TreeIOError, UsageError
 
 from ..config import ETC_DIR
@@ -38,15 +39,30 @@ def info(sess: Session) -> dict:
 
 
 def clean(sess: Session, everything: bool) -> tuple[int, int]:
-    """Drop caches; the manifests the installed version still uses are kept (unless `everything`)."""
+    """Drop caches. Of the manifests, only what the installed system uses is kept (unless
+    `everything`): its version's MoM and the installed bundles' manifests, with their parsed
+    copies; so verify and search still work offline."""
     cur = sess.current_version()
-    keep = {cur}
+    keep: set[str] = set()
     if cur and not everything:
         try:
-            keep |= {e.version for e in sess.mom(cur, allow_older=True).entries}
+            mom = sess.mom(cur, allow_older=True)
+            keep |= {f"{cur}/{layout.MOM}", f"{cur}/{layout.sig(layout.MOM)}"}
+            for name in sess.installed_closure(mom):
+                e = sess.bundle_entry(mom, name)
+                keep |= {f"{e.version}/Manifest.{name}", f"{e.version}/parsed/Manifest.{name}"}
         except SwupdError:
-            pass
+            keep = _all_below(sess.state.sub("manifests"), {str(cur)})
     return sess.state.clean(keep, everything)
+
+
+def _all_below(top: str, dirs: set[str]) -> set[str]:
+    """Every file below the named subdirectories of `top`, relative to `top`."""
+    out = set()
+    for d in dirs:
+        for root, _, names in os.walk(os.path.join(top, d)):
+            out |= {os.path.relpath(os.path.join(root, n), top) for n in names}
+    return out
 
 
 def _host(sess: Session, rel: str) -> str:
