@@ -23,7 +23,7 @@ from . import __version__, config, heap, ownership
 from .apply import journal as jn
 from .apply.tree import Tree
 from .format.errors import SwupdError, UsageError
-from .output import Output
+from .output import Output, setup_logging
 from .state import StateDir, write_atomic
 from .transport.fetcher import Fetcher, NetConfig
 from .transport.netconfig import ENV as NET_ENV
@@ -61,6 +61,8 @@ def _common(defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--quiet", "-q", action="store_true", help="print only essential results")
     g.add_argument("--yes", "-y", action="store_true", help="assume yes for questions")
     g.add_argument("--no-scripts", "-N", action="store_true", help="do not run post-update hooks")
+    g.add_argument("--verbose", action="store_true", help="also print each request, retry and decision")
+    g.add_argument("--log-file", metavar="FILE", help="append everything --verbose shows, with times, to FILE")
     return p
 
 
@@ -299,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     heap.tune_malloc()
     args = _parse(argv)
     out = Output(quiet=args.quiet, as_json=args.json)
+    try:
+        setup_logging(out, args.verbose, args.log_file)
+    except OSError as e:
+        out.error(f"cannot open log file {args.log_file}: {e.strerror}")
+        return 2
     out.start(args.command)
     # Nothing the client makes (state, settings, units, directories) is ever open to group or
     # others, whatever umask it was started with: another user could change it, and the

@@ -10,9 +10,42 @@ record's fields, not as text.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import TextIO
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(out: Output, verbose: bool, log_file: str | None) -> None:
+    """The `swupd` logger's records (requests, retries, fallbacks, decisions): warnings always
+    reach the user, through `out` (so a progress line is cleared first, and --json gets a
+    record); with `verbose` everything does; `log_file` gets everything, with times."""
+    log = logging.getLogger("swupd")
+    log.setLevel(logging.DEBUG if verbose or log_file else logging.WARNING)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    log.addHandler(_ToOutput(out, logging.DEBUG if verbose else logging.WARNING))
+    if log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        log.addHandler(handler)
+
+
+class _ToOutput(logging.Handler):
+    def __init__(self, out: Output, level: int) -> None:
+        super().__init__(level)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            self.out.warning(msg)
+        else:
+            self.out.detail(msg)
 
 
 class Output:
@@ -55,6 +88,14 @@ class Output:
         """A command's answer as fields: one `result` object with --json."""
         self._clear()
         self._emit("result", **fields)
+
+    def detail(self, msg: str) -> None:
+        """A --verbose line: on standard error, so results on standard output stay clean."""
+        self._clear()
+        if self.json:
+            self._emit("debug", msg=msg)
+        else:
+            print(msg, file=sys.stderr, flush=True)
 
     def warning(self, msg: str) -> None:
         self._clear()

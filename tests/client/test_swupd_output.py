@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -156,3 +157,27 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(device: Device) -> Non
 def test_a_root_that_does_not_exist(device: Device) -> None:
     r = ck.run("info", *device.opts()[2:], "--path", str(Path(device.root) / "nowhere"))
     assert "no such root" in r.error_line() and r.rc == 2
+
+
+def test_verbose_and_log_file_show_requests_retries_and_decisions(
+    device: Device, content: FaultServer, tmp_path: Path
+) -> None:
+    """A retry is shown as it happens; --verbose shows each request and which packs served the
+    update; --log-file keeps all of it with times."""
+    content.fail(503, times=1, path="/20/Manifest.MoM")
+    log = tmp_path / "swupd.log"
+    r = device.swupd("update", "--verbose", "--log-file", str(log))
+    assert r.rc == 0, r.err
+    assert "Warning: " in r.err and "/20/Manifest.MoM: " in r.err and "retrying in" in r.err
+    assert "GET " in r.err and "pack-os-core-from-10.tar:" in r.err
+    assert "Update successful" in r.out and "GET " not in r.out
+    text = log.read_text()
+    assert re.search(r"^\d{4}-\d\d-\d\d [0-9:,]+ WARNING swupd\.transport\.fetcher: .*retrying in", text, re.M), text
+    assert re.search(r"INFO swupd\.ops\.obtain: 20/pack-os-core-from-10\.tar: \d+ bytes", text), text
+
+
+def test_a_retry_is_shown_without_verbose(device: Device, content: FaultServer) -> None:
+    content.fail(503, times=1, path="/20/Manifest.MoM")
+    r = device.swupd("update")
+    assert r.rc == 0, r.err
+    assert "retrying in" in r.err and "GET " not in r.err

@@ -77,7 +77,7 @@ def test_tar_extracts_a_fullfile(tmp_path):
     """A person with GNU tar can still unpack a fullfile."""
     (tmp_path / "ff.tar").write_bytes(
         _raw(Meta(stat.S_IFREG | 0o640, os.getuid(), os.getgid(), 9, 3, "", {"user.a": b"1"}), b"abc")
-    )  # noqa: E501
+    )
     subprocess.run(["tar", "-xf", "ff.tar"], cwd=tmp_path, check=True)
     assert (tmp_path / H).read_bytes() == b"abc"
     assert (tmp_path / f"{H}.xattrs").read_bytes() == xattrs.dump({"user.a": b"1"})

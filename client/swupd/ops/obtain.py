@@ -9,6 +9,7 @@ stored, so a hostile or broken server can cause an error but never a wrong file.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from ..store.importer import fullfile_cap, import_fullfile
 from ..store.objects import ObjectStore
 from ..store.parallel import PackJob, import_pack_files
 from .session import Session
+
+log = logging.getLogger(__name__)
 
 _PACK_MEMBER_OVERHEAD = 4096
 _SLACK = 1 << 20
@@ -163,11 +166,15 @@ def obtain(
         zsize = sess.exists(rel)
         estimate = sum(e.size // 2 + 1024 for e in mine.values())
         if zsize is None or zsize > estimate:
+            why = "it has none" if zsize is None else f"its zero pack has {zsize} bytes"
+            log.info("%s: %d objects as fullfiles (%s)", src.bundle, len(mine), why)
             continue
+        log.info("%s: no delta pack; the zero pack (%d bytes) for %d objects", src.bundle, zsize, len(mine))
         if got := _fetch(sess, rel, src.zero_cap, mine, download, rep):
             _import(sess, store, [got], source_of, rep)
             _forget_stored(store, missing)
     if missing:
+        log.info("%d objects as single fullfiles", len(missing))
         _fullfiles(sess, store, missing, download, rep)
     faults.check("downloaded")
     return rep
@@ -199,6 +206,7 @@ def _fetch(sess, rel, cap, mine, download, rep) -> tuple[str, PackJob] | None:
         return None
     rep.bytes += size
     rep.packs.append(rel)
+    log.info("%s: %d bytes for %d objects", rel, size, len(mine))
     return rel, PackJob(dest, cap * 4, mine)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import http.client
+import logging
 import os
 import random
 import re
@@ -32,6 +33,8 @@ from swupd.format.errors import DiskFullError, NetworkError, NotFoundError, Size
 
 from .netconfig import NetConfig
 from .patience import Adapter, Patience
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Fetcher", "ManyProgress", "NetConfig", "Progress"]
 
@@ -272,7 +275,9 @@ class Fetcher:
                     if failures > cfg.retries:
                         raise NetworkError(f"cannot fetch {_shown(url)}: {e.reason} ({attempts} attempts)") from None
                     delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** (failures - 1))
-                    patience.pause(delay * random.uniform(0.5, 1.0))  # jitter: devices must not retry in step
+                    delay *= random.uniform(0.5, 1.0)  # jitter: devices must not retry in step
+                    log.warning("%s: %s; retrying in %.1f s (attempt %d)", _shown(url), e.reason, delay, attempts + 1)
+                    patience.pause(delay)
                     continue
                 except NetworkError:
                     self._check_patience(url)
@@ -290,6 +295,7 @@ class Fetcher:
         cfg = self.config
         # No connection attempt outlasts the run's patience (the watchdog cuts off the rest).
         connect = min(cfg.connect_timeout, max(0.01, self.patience.remaining()))
+        log.debug("%s %s%s", method, _shown(url), f" ({headers['Range']})" if headers and "Range" in headers else "")
         try:
             return self._session.request(method, url, headers=headers, stream=True, timeout=(connect, cfg.read_timeout))
         except requests.exceptions.SSLError as e:  # a certificate will not get better by retrying
