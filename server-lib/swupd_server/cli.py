@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import signal
 import sys
@@ -49,15 +50,23 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="swupd-server", description="Build signed swupd update content.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("logging")
+    g.add_argument("--verbose", action="store_true", help="print each stage as it ends, and what it did")
+    g.add_argument("--log-file", metavar="FILE", help="append what --verbose shows, with times, to FILE")
 
     k = sub.add_parser(
-        "keygen", help="make an Ed25519 signing key pair", description="make an Ed25519 signing key pair"
+        "keygen",
+        parents=[common],
+        help="make an Ed25519 signing key pair",
+        description="make an Ed25519 signing key pair",
     )
     k.add_argument("--private", required=True, metavar="KEYFILE", help="private key to create (mode 0600)")
     k.add_argument("--public", required=True, metavar="PUBFILE", help="public key to install on devices")
 
     pk = sub.add_parser(
         "public-key",
+        parents=[common],
         help="write the public key of a private key file",
         description="write the public key of a private key file",
     )
@@ -66,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "create-update",
+        parents=[common],
         help="build one version of update content into www/",
         description="build one version of update content into www/",
     )
@@ -123,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser(
         "check-bundles",
+        parents=[common],
         help="check that every ELF file of each bundle finds its libraries",
         description="check that every ELF file of each bundle finds its libraries",
     )
@@ -132,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser(
         "report",
+        parents=[common],
         help="write a static HTML page per stream into WWW/report/",
         description="write a static HTML page per stream into WWW/report/",
     )
@@ -140,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "refresh-latest",
+        parents=[common],
         help="re-sign `latest` with a new expiry, without a new version",
         description="re-sign `latest` with a new expiry, without a new version",
     )
@@ -286,8 +299,30 @@ def _stop(signum: int, frame: object) -> None:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _setup_logging(verbose: bool, log_file: str | None) -> None:
+    log = logging.getLogger("swupd_server")
+    log.setLevel(logging.INFO if verbose or log_file else logging.WARNING)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    if verbose:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("swupd-server: %(message)s"))
+        log.addHandler(h)
+    if log_file:
+        h = logging.FileHandler(log_file, encoding="utf-8")
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(h)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    try:
+        _setup_logging(args.verbose, args.log_file)
+    except OSError as e:
+        print(f"swupd-server: cannot open log file {args.log_file}: {e.strerror}", file=sys.stderr)
+        return 2
     previous = {}
     try:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from . import deltas, elfcheck, fullfiles, keys, manifestdeltas, manifests, pack
 from .config import BuildConfig
 from .history import History
 
+log = logging.getLogger("swupd_server")
+
 
 @dataclass
 class BuildReport:
@@ -26,6 +29,7 @@ class BuildReport:
 
     def add(self, name: str, started: float, summary: str) -> None:
         self.stages.append((name, time.monotonic() - started, summary))
+        log.info("%s (%.2f s): %s", name, self.stages[-1][1], summary)
 
     def text(self) -> str:
         lines = [f"version {self.version}:"]

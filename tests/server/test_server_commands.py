@@ -180,3 +180,15 @@ def test_a_build_while_another_holds_the_lock_exits_14(stream, tmp_path):
         r = cli_process(*create_args(www, stream.rootfs[20], 30, stream.keys.private, stream.bundles))
     assert r.rc == 14
     assert "another build holds the lock" in r.one_line_error()
+
+
+def test_verbose_and_log_file_show_each_stage(stream, tmp_path):
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    log = tmp_path / "build.log"
+    args = create_args(www, stream.rootfs[20], 30, stream.keys.private, stream.bundles, "--verbose", "--log-file", log)
+    r = cli_process(*args)
+    assert r.rc == 0, r.err
+    for stage in ("scan", "manifests", "fullfiles", "deltas", "packs", "publish"):
+        assert re.search(rf"^swupd-server: {stage} \([0-9.]+ s\): ", r.err, re.M), r.err
+        assert re.search(rf"^\d{{4}}-\d\d-\d\d [0-9:,]+ INFO swupd_server: {stage} \(", log.read_text(), re.M)
+    assert r.out.startswith("version 30:")
