@@ -56,6 +56,7 @@ class Output:
         self.tty = self.stream.isatty() and not as_json and not quiet
         self._last = 0.0
         self._progress_shown = False
+        self._step, self._began = "", 0.0
 
     def _emit(self, kind: str, **fields: object) -> None:
         print(json.dumps({"type": kind, **fields}), file=self.stream, flush=True)
@@ -110,7 +111,9 @@ class Output:
             self._emit("error", msg=msg)
         print(f"Error: {msg}", file=sys.stderr, flush=True)
 
-    def progress(self, step: str, done: int, total: int | None) -> None:
+    def progress(self, step: str, done: int, total: int | None, nbytes: bool = False) -> None:
+        """`done` of `total` (bytes with `nbytes`: then the line also shows the amount, the
+        speed since the step began and the time left)."""
         if self.json:
             now = time.monotonic()
             if now - self._last > 0.5 or (total and done >= total):
@@ -121,17 +124,27 @@ class Output:
         if not self.tty:
             return
         now = time.monotonic()
+        if step != self._step:
+            self._step, self._began = step, now
         if now - self._last < 0.1 and not (total and done >= total):
             return
         self._last = now
         if total:
-            width = 30
+            width = 24
             filled = int(width * min(done, total) / total)
             bar = "#" * filled + "." * (width - filled)
-            text = f"\r{step:<24} [{bar}] {100 * done // total:3d}%"
+            text = f"\r{step:<20} [{bar}] {100 * done // total:3d}%"
         else:
-            text = f"\r{step:<24} {done}"
-        self.stream.write(text)
+            text = f"\r{step:<20} {_amount(done) if nbytes else done}"
+        if nbytes:
+            elapsed = now - self._began
+            speed = done / elapsed if elapsed > 0.2 else 0.0
+            text += f" {_amount(done)}" + (f"/{_amount(total)}" if total else "")
+            if speed:
+                text += f" {_amount(speed)}/s"
+                if total and done < total:
+                    text += f" {int((total - done) / speed) + 1}s left"
+        self.stream.write(text + "\033[K")
         self.stream.flush()
         self._progress_shown = True
 
@@ -139,3 +152,11 @@ class Output:
         if self._progress_shown:
             self.stream.write("\r\033[K")
             self._progress_shown = False
+
+
+def _amount(n: float) -> str:
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"

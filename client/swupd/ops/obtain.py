@@ -238,7 +238,7 @@ def _fullfiles(sess: Session, store: ObjectStore, missing: dict[str, Entry], dow
 
     def progress(url: str, got: int, _total: int | None) -> None:
         done[url] = got
-        sess.out.progress("Downloading files", min(sum(done.values()), total), total)
+        sess.out.progress("Downloading files", min(sum(done.values()), total), total, nbytes=True)
 
     failures: list[BaseException] = []
     # A fullfile that fails its checks is fetched once more from its first byte: it may have
@@ -286,6 +286,6 @@ def _fullfiles(sess: Session, store: ObjectStore, missing: dict[str, Entry], dow
 
 def _progress(sess: Session, step: str):
     def report(done: int, total: int | None) -> None:
-        sess.out.progress(step, done, total)
+        sess.out.progress(step, done, total, nbytes=True)
 
     return report
