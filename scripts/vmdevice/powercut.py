@@ -2,9 +2,11 @@
 
 Each trial boots version 10 from a fresh copy of the disk, starts `swupd update` (to 20, served
 by nginx) and kills QEMU with SIGKILL at an instant drawn from the whole update: the guest loses
-its page cache as in a power cut. The instants are stratified over [0, D], D being the length of
-one uninterrupted update measured first (from the command's start to the end of its final sync,
-journal renames and post-update hooks included), so even a few trials spread over every phase.
+its page cache as in a power cut. The instants are stratified fractions of D, the length of an
+uninterrupted update (from the command's start to the end of its final sync, journal renames
+and post-update hooks included), so even a few trials spread over every phase. D is measured
+once first and then follows the updates the trials themselves run (`Length`): on a loaded host
+updates take longer, and a fixed D would put every cut before the commit.
 Then the device boots again and must:
 - come up (`booted`);
 - after its first swupd command (`swupd verify`, which finishes an interrupted transaction
@@ -24,9 +26,11 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -109,6 +113,25 @@ def compare(found: dict[str, str], want: dict[str, str], older: dict[str, str]) 
     return problems
 
 
+class Length:
+    """How long an uninterrupted update takes, as last seen: first measured alone, then each
+    trial left at version 10 times the update it runs after the reboot. Cut instants are
+    fractions of it, so on a loaded host, where updates take longer, the cuts still spread over
+    the whole update instead of all falling before its commit."""
+
+    def __init__(self, first: float) -> None:
+        self._seen = [first]
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._seen = [*self._seen[-4:], seconds]
+
+    def now(self) -> float:
+        with self._lock:
+            return statistics.median(self._seen)
+
+
 @dataclass
 class Trial:
     at: float
@@ -131,14 +154,14 @@ def measure_update(image: img.Image, work: Path) -> float:
         dev.shutdown()
 
 
-def trial(image: img.Image, work: Path, at: float, refs: dict[int, dict[str, str]]) -> Trial:
-    t = Trial(at)
+def trial(image: img.Image, work: Path, fraction: float, length: Length, refs: dict[int, dict[str, str]]) -> Trial:
+    t = Trial(fraction * length.now())
     started = time.monotonic()
     dev = Device(image, work)
     try:
         dev.boot()
         cmd = dev.start("swupd update")
-        time.sleep(at)
+        time.sleep(t.at)
         dev.power_cut()
         cmd.wait()
         try:
@@ -162,7 +185,10 @@ def trial(image: img.Image, work: Path, at: float, refs: dict[int, dict[str, str
             t.notes.append(f"first swupd command failed: {(first.stdout + first.stderr)[-800:]}")
             return t
         if t.version == 10:
-            dev.ssh("swupd update && swupd verify")
+            began = time.monotonic()
+            dev.ssh("swupd update --quiet && sync")
+            length.add(time.monotonic() - began)
+            dev.ssh("swupd verify")
         kernel = dev.ssh("uname -r").stdout.strip()
         dev.reboot()
         now = dev.ssh("uname -r; sed -n 's/^VERSION_ID=//p' /usr/lib/os-release").stdout.split()
@@ -188,15 +214,17 @@ def run(trials: int, seed: int, workdir: Path | None = None, log=print, jobs: in
     refs = {v: host_listing(image.tree(v)) for v in (10, 20)}
     srv = Server(image, base / "server", 20)
     try:
-        length = measure_update(image, base / "measure")
-        log(f"powercut: an uninterrupted update takes {length:.1f} s; {trials} trials, seed {seed}")
+        first = measure_update(image, base / "measure")
+        log(f"powercut: an uninterrupted update takes {first:.1f} s; {trials} trials, seed {seed}")
+        length = Length(first)
         rng = random.Random(seed)
-        instants = [length * (i + rng.random()) / trials for i in range(trials)]
-        rng.shuffle(instants)
+        fractions = [(i + rng.random()) / trials for i in range(trials)]
+        rng.shuffle(fractions)
 
         def one(i: int) -> Trial:
-            t = trial(image, base / f"trial-{i}", instants[i], refs)
-            log(f"powercut: trial {i + 1}: cut at {t.at:5.1f} s: {t.state}, version {t.version}, {t.seconds:.0f} s"
+            t = trial(image, base / f"trial-{i}", fractions[i], length, refs)
+            log(f"powercut: trial {i + 1}: cut at {t.at:5.1f} s ({fractions[i]:.2f} of the update): {t.state}, "
+                f"version {t.version}, {t.seconds:.0f} s"
                 + "".join(f"\n    {n}" for n in t.notes))  # fmt: skip
             if t.state == "clean":
                 shutil.rmtree(base / f"trial-{i}", ignore_errors=True)
