@@ -164,6 +164,19 @@ def trial(image: img.Image, work: Path, fraction: float, length: Length, refs: d
         time.sleep(t.at)
         dev.power_cut()
         cmd.wait()
+        return examine(image, dev, t, refs, length)
+    except DeviceError as e:
+        t.notes.append(str(e))
+        return t
+    finally:
+        dev.power_cut()
+        t.seconds = time.monotonic() - started
+
+
+def examine(image: img.Image, dev: Device, t: Trial, refs: dict[int, dict[str, str]], length: Length) -> Trial:
+    """Everything after the cut: boot, the first swupd command, the tree, the update on request
+    and the reboot into version 20's kernel."""
+    try:
         try:
             dev.boot()
         except DeviceError as e:
@@ -201,9 +214,23 @@ def trial(image: img.Image, work: Path, fraction: float, length: Length, refs: d
     except DeviceError as e:
         t.notes.append(str(e))
         return t
+
+
+def recheck(trial_dir: Path, log=print) -> Trial:
+    """Examine a failed trial's disk again, as it was left after its cut (a boot that failed for
+    a reason of its own, say, gets another chance); needs the image the run used, so before the
+    image is rebuilt."""
+    image = img.Image(img.cache_dir() / "image")
+    refs = {v: host_listing(image.tree(v)) for v in (10, 20)}
+    srv = Server(image, Path(tempfile.mkdtemp(prefix="recheck-")), 20)
+    dev = Device(image, trial_dir)
+    try:
+        t = examine(image, dev, Trial(0.0), refs, Length(0.0))
     finally:
         dev.power_cut()
-        t.seconds = time.monotonic() - started
+        srv.stop()
+    log(f"powercut: recheck of {trial_dir}: {t.state}, version {t.version}" + "".join(f"\n    {n}" for n in t.notes))
+    return t
 
 
 def run(trials: int, seed: int, workdir: Path | None = None, log=print, jobs: int = 1) -> list[Trial]:
@@ -256,7 +283,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=int(time.time()), help="seed of the instants (default: the time)")
     p.add_argument("--workdir", type=Path, help="where the trials' disks go (default: the system's temp dir)")
     p.add_argument("--jobs", type=int, default=1, help="devices running at once (default 1)")
+    p.add_argument("--recheck", type=Path, metavar="TRIAL_DIR", help="examine a failed trial's disk again, and stop")
     args = p.parse_args(argv)
+    if args.recheck:
+        return 0 if recheck(args.recheck).state == "clean" else 1
     if args.trials < 1 or args.jobs < 1:
         p.error("--trials and --jobs must be at least 1")
     results = run(args.trials, args.seed, args.workdir, log=lambda m: print(m, flush=True), jobs=args.jobs)
