@@ -217,6 +217,19 @@ def _dispatch(args, sess, out, bundles, misc, update, verify, finished=None) -> 
     if c in ("verify", "repair"):
         fix = c == "repair" or args.fix
         rep = verify.verify(sess, fix, args.picky, _bundles(args.bundles))
+        if args.json:
+            out.record(
+                {
+                    "version": rep.version,
+                    "checked": rep.checked,
+                    "missing": rep.missing,
+                    "modified": rep.modified,
+                    "extra": rep.extra,
+                    "config": rep.config,
+                    "fixed": bool(fix and rep.fixed),
+                }
+            )
+            return 0 if (fix or rep.clean) else 1
         labels = (("Missing", rep.missing), ("Modified", rep.modified), ("Extra", rep.extra), ("Config", rep.config))
         for label, paths in labels:
             for p in paths:

@@ -107,6 +107,21 @@ def test_json_output(device: Device, content: FaultServer) -> None:
     assert "not found" in recs[1]["msg"]
 
 
+def test_verify_json_gives_its_findings_as_fields(device: Device) -> None:
+    target = Path(device.root, "etc/motd")
+    target.write_text("changed\n")
+    Path(device.root, "usr/bin/stray").write_text("not ours\n")
+    r = device.swupd("verify", "--json", "--picky")
+    assert r.rc == 1, r.err
+    result = next(x for x in json_records(r.out) if x["type"] == "result")
+    assert result["version"] == 10 and result["checked"] > 30
+    assert "/usr/bin/stray" in result["extra"] and result["missing"] == [] and result["fixed"] is False
+    assert result["modified"] + result["config"] == ["/etc/motd"]
+    r = device.swupd("verify", "--json", "--fix", "--picky")
+    assert r.rc == 0, r.err
+    assert next(x for x in json_records(r.out) if x["type"] == "result")["fixed"] is True
+
+
 def test_json_progress_records(device: Device) -> None:
     r = device.swupd("update", "--json")
     recs = json_records(r.out)
