@@ -22,6 +22,7 @@ from typing import NoReturn
 from . import __version__, config, heap, ownership
 from .apply import journal as jn
 from .apply.tree import Tree
+from .format import cmdline
 from .format.errors import SwupdError, UsageError
 from .output import Output, setup_logging
 from .state import StateDir, write_atomic
@@ -64,16 +65,6 @@ def _common(defaults: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--verbose", action="store_true", help="also print each request, retry and decision")
     g.add_argument("--log-file", metavar="FILE", help="append everything --verbose shows, with times, to FILE")
     return p
-
-
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    """Like parse_args, but an unknown option is reported with its command's usage."""
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
-    return args
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -312,7 +303,7 @@ def _print_dict(out: Output, data: dict, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     heap.tune_malloc()
-    args = _parse(argv)
+    args = cmdline.parse(_parser(), argv)
     out = Output(quiet=args.quiet, as_json=args.json)
     try:
         setup_logging(out, args.verbose, args.log_file)

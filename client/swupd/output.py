@@ -15,24 +15,15 @@ import sys
 import time
 from typing import TextIO
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from swupd.format import cmdline
 
 
 def setup_logging(out: Output, verbose: bool, log_file: str | None) -> None:
     """The `swupd` logger's records (requests, retries, fallbacks, decisions): warnings always
     reach the user, through `out` (so a progress line is cleared first, and --json gets a
     record); with `verbose` everything does; `log_file` gets everything, with times."""
-    log = logging.getLogger("swupd")
-    log.setLevel(logging.DEBUG if verbose or log_file else logging.WARNING)
-    log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
+    log = cmdline.logger("swupd", logging.DEBUG if verbose or log_file else logging.WARNING, log_file)
     log.addHandler(_ToOutput(out, logging.DEBUG if verbose else logging.WARNING))
-    if log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        log.addHandler(handler)
 
 
 class _ToOutput(logging.Handler):
@@ -135,13 +126,13 @@ class Output:
             bar = "#" * filled + "." * (width - filled)
             text = f"\r{step:<20} [{bar}] {100 * done // total:3d}%"
         else:
-            text = f"\r{step:<20} {_amount(done) if nbytes else done}"
+            text = f"\r{step:<20} {cmdline.size(done) if nbytes else done}"
         if nbytes:
             elapsed = now - self._began
             speed = done / elapsed if elapsed > 0.2 else 0.0
-            text += f" {_amount(done)}" + (f"/{_amount(total)}" if total else "")
+            text += f" {cmdline.size(done)}" + (f"/{cmdline.size(total)}" if total else "")
             if speed:
-                text += f" {_amount(speed)}/s"
+                text += f" {cmdline.size(speed)}/s"
                 if total and done < total:
                     text += f" {int((total - done) / speed) + 1}s left"
         self.stream.write(text + "\033[K")
@@ -152,11 +143,3 @@ class Output:
         if self._progress_shown:
             self.stream.write("\r\033[K")
             self._progress_shown = False
-
-
-def _amount(n: float) -> str:
-    for unit in ("B", "kB", "MB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"

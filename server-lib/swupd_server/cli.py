@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from swupd.format import signing
+from swupd.format import cmdline, signing
 from swupd.format.errors import SwupdError, UsageError
 
 from . import __version__
@@ -36,16 +36,6 @@ def _versions(text: str) -> list[int]:
     return [_positive(v) for v in text.replace(",", " ").split()]
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    """Like parse_args, but an unknown option is reported with its command's usage."""
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
-    return args
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="swupd-server", description="Build signed swupd update content.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}", help="print the version and exit")
@@ -55,30 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--verbose", action="store_true", help="print each stage as it ends, and what it did")
     g.add_argument("--log-file", metavar="FILE", help="append what --verbose shows, with times, to FILE")
 
-    k = sub.add_parser(
-        "keygen",
-        parents=[common],
-        help="make an Ed25519 signing key pair",
-        description="make an Ed25519 signing key pair",
-    )
+    def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+
+    k = cmd("keygen", "make an Ed25519 signing key pair")
     k.add_argument("--private", required=True, metavar="KEYFILE", help="private key to create (mode 0600)")
     k.add_argument("--public", required=True, metavar="PUBFILE", help="public key to install on devices")
 
-    pk = sub.add_parser(
-        "public-key",
-        parents=[common],
-        help="write the public key of a private key file",
-        description="write the public key of a private key file",
-    )
+    pk = cmd("public-key", "write the public key of a private key file")
     pk.add_argument("--private", required=True, metavar="KEYFILE", help="private key file")
     pk.add_argument("--output", "-o", metavar="PUBFILE", help="file to write (default: standard output)")
 
-    c = sub.add_parser(
-        "create-update",
-        parents=[common],
-        help="build one version of update content into www/",
-        description="build one version of update content into www/",
-    )
+    c = cmd("create-update", "build one version of update content into www/")
     c.add_argument("--www", required=True, help="the published tree; earlier versions in it are the history")
     c.add_argument("--rootfs", required=True, help="root file system of the new version")
     c.add_argument("--bundles", required=True, metavar="BUNDLES.toml", help="bundle definitions")
@@ -131,31 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--fullfile-level", type=int, default=6, help="zstd level of fullfiles (default %(default)s)")
     c.add_argument("--cache-dir", default="", help="build cache (default: WWW.cache beside the tree)")
 
-    b = sub.add_parser(
-        "check-bundles",
-        parents=[common],
-        help="check that every ELF file of each bundle finds its libraries",
-        description="check that every ELF file of each bundle finds its libraries",
-    )
+    b = cmd("check-bundles", "check that every ELF file of each bundle finds its libraries")
     b.add_argument("--rootfs", required=True, help="root file system to check")
     b.add_argument("--bundles", required=True, metavar="BUNDLES.toml", help="bundle definitions")
     b.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
 
-    r = sub.add_parser(
-        "report",
-        parents=[common],
-        help="write a static HTML page per stream into WWW/report/",
-        description="write a static HTML page per stream into WWW/report/",
-    )
+    r = cmd("report", "write a static HTML page per stream into WWW/report/")
     r.add_argument("--www", required=True, help="the published tree")
     r.add_argument("--output", help="directory for the pages (default WWW/report)")
 
-    s = sub.add_parser(
-        "refresh-latest",
-        parents=[common],
-        help="re-sign `latest` with a new expiry, without a new version",
-        description="re-sign `latest` with a new expiry, without a new version",
-    )
+    s = cmd("refresh-latest", "re-sign `latest` with a new expiry, without a new version")
     s.add_argument("--www", required=True, help="the published tree")
     s.add_argument(
         "--signing-key",
@@ -300,24 +263,15 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _setup_logging(verbose: bool, log_file: str | None) -> None:
-    log = logging.getLogger("swupd_server")
-    log.setLevel(logging.INFO if verbose or log_file else logging.WARNING)
-    log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
+    log = cmdline.logger("swupd_server", logging.INFO if verbose or log_file else logging.WARNING, log_file)
     if verbose:
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("swupd-server: %(message)s"))
         log.addHandler(h)
-    if log_file:
-        h = logging.FileHandler(log_file, encoding="utf-8")
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        log.addHandler(h)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    args = cmdline.parse(_parser(), argv)
     try:
         _setup_logging(args.verbose, args.log_file)
     except OSError as e:

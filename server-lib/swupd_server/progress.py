@@ -12,19 +12,13 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 
+from swupd.format import cmdline
+
 Advance = Callable[..., None]
 
 
 def _ignore(n: int = 1, nbytes: int = 0) -> None:
     pass
-
-
-def human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 class Progress:
@@ -53,7 +47,7 @@ class Progress:
                 nonlocal written
                 written += nbytes
                 if written:
-                    bar.set_postfix_str(f"{human(written)} written", refresh=False)
+                    bar.set_postfix_str(f"{cmdline.size(written)} written", refresh=False)
                 bar.update(n)
 
             yield advance
