@@ -208,29 +208,21 @@ def _dispatch(args, sess, out, bundles, misc, update, verify, finished=None) -> 
     if c in ("verify", "repair"):
         fix = c == "repair" or args.fix
         rep = verify.verify(sess, fix, args.picky, _bundles(args.bundles))
-        if args.json:
-            out.record(
-                {
-                    "version": rep.version,
-                    "checked": rep.checked,
-                    "missing": rep.missing,
-                    "modified": rep.modified,
-                    "extra": rep.extra,
-                    "config": rep.config,
-                    "fixed": bool(fix and rep.fixed),
-                }
-            )
-            return 0 if (fix or rep.clean) else 1
+        fixed = bool(fix and rep.fixed)
         labels = (("Missing", rep.missing), ("Modified", rep.modified), ("Extra", rep.extra), ("Config", rep.config))
-        for label, paths in labels:
-            for p in paths:
-                out.result(f"{label}: {p}")
-        out.result(
-            f"Checked {rep.checked} files of version {rep.version}: {len(rep.missing)} missing, "
-            f"{len(rep.modified)} modified, {len(rep.extra)} extra"
-            + (f", {len(rep.config)} configuration changed locally (kept)" if rep.config else "")
-            + ("; all fixed" if fix and rep.fixed else "")
-        )
+        if args.json:
+            found = {label.lower(): paths for label, paths in labels}
+            out.record({"version": rep.version, "checked": rep.checked, **found, "fixed": fixed})
+        else:
+            for label, paths in labels:
+                for p in paths:
+                    out.result(f"{label}: {p}")
+            out.result(
+                f"Checked {rep.checked} files of version {rep.version}: {len(rep.missing)} missing, "
+                f"{len(rep.modified)} modified, {len(rep.extra)} extra"
+                + (f", {len(rep.config)} configuration changed locally (kept)" if rep.config else "")
+                + ("; all fixed" if fixed else "")
+            )
         return 0 if (fix or rep.clean) else 1
     if c == "os-install":
         version, rep = update.os_install(sess, args.to_version, _bundles(args.bundles) or set(), finished)

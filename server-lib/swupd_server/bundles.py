@@ -146,9 +146,8 @@ def assign(bundles: dict[str, Bundle], paths: Iterable[str]) -> dict[str, set[st
     literal: dict[str, set[str]] = {}
     globs: dict[str, list[str]] = {}
     for n, b in bundles.items():
-        for p in b.patterns:
-            p = p.rstrip("/") or "/"
-            if any(c in p for c in "*?["):
+        for p, is_glob in map(_pattern, b.patterns):
+            if is_glob:
                 globs.setdefault(n, []).append(_glob_regex(p).pattern)
             else:
                 literal.setdefault(p, set()).add(n)
@@ -185,15 +184,17 @@ def unmatched(bundles: dict[str, Bundle], paths: Iterable[str]) -> list[tuple[st
     have = set(paths)
     out = []
     for n, b in sorted(bundles.items()):
-        for p in b.patterns:
-            p = p.rstrip("/") or "/"
-            if any(c in p for c in "*?["):
-                rx = _glob_regex(p)
-                if not any(rx.fullmatch(path) for path in have):
-                    out.append((n, p))
-            elif p not in have:
+        for p, is_glob in map(_pattern, b.patterns):
+            rx = _glob_regex(p) if is_glob else None
+            if not (any(rx.fullmatch(path) for path in have) if rx else p in have):
                 out.append((n, p))
     return out
+
+
+def _pattern(p: str) -> tuple[str, bool]:
+    """A bundle path as matched (no trailing slash), and whether it is a glob."""
+    p = p.rstrip("/") or "/"
+    return p, any(c in p for c in "*?[")
 
 
 def marker(name: str) -> str:

@@ -49,7 +49,7 @@ def grouped(problems: list[Problem]) -> list[str]:
     for p in problems:
         groups.setdefault((p.bundle, p.needed, p.found_in or p.elsewhere), []).append(p)
     out = []
-    for (_, _, _), ps in sorted(groups.items()):
+    for _, ps in sorted(groups.items()):
         first = ps[0].text()
         out.append(first if len(ps) == 1 else f"{first} (and {len(ps) - 1} more file(s) need it)")
     return out
