@@ -87,6 +87,7 @@ class BuildConfig:
 
         settings = f"{PAYLOAD_REVISION}/{self.delta_codecs}/{self.delta_level}/{self.limits.max_bsdiff_bytes}"
         settings += f"/{self.format}/{self.limits.max_delta_source_bytes}/{self.limits.min_delta_target_bytes}"
+        settings += f"/{self.limits.max_zstd_dict_pair_bytes}"
         tag = hashlib.sha256(settings.encode()).hexdigest()[:12]
         return self.cache("deltas", tag, f"{from_hash}-{to_hash}")
 

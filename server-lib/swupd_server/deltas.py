@@ -128,7 +128,7 @@ def _make_one(job: tuple) -> tuple[str, int]:
 
     Results, including "no delta pays off", are kept in the build cache by hash pair, so a
     rebuild only computes deltas for content it has not seen before."""
-    old_ff, old_hash, old_size, new_source, new_data, meta, new_hash, dest, limit, codecs, level, max_bsdiff = job
+    old_ff, old_hash, old_size, new_source, new_data, meta, new_hash, dest, limit, codecs, level, limits = job
     known = _cached(dest)
     if known is not None:
         return known
@@ -144,7 +144,7 @@ def _make_one(job: tuple) -> tuple[str, int]:
     for name in codecs:
         if name == "zstd-dict" and len(old) < 8:
             continue
-        if name == "bsdiff" and max(len(old), len(new_data)) > max_bsdiff:
+        if not codec.usable(codec.CODECS[name], len(old), len(new_data), limits):
             continue
         blob = codec.ENCODERS[codec.CODECS[name]](old, new_data, meta, level)
         if not best or len(blob) < len(best):
@@ -216,7 +216,7 @@ def build(
                     limit,
                     cfg.delta_codecs,
                     cfg.delta_level,
-                    cfg.limits.max_bsdiff_bytes,
+                    cfg.limits,
                 )
             out.plans.append(plan)
     out.tried = len(jobs)

@@ -245,3 +245,18 @@ def test_hostile_bsdiff_blocks_are_refused(control, diff, extra, message):
     old = b"0123456789" * 10
     with pytest.raises(FormatError, match=message):
         delta.apply(old, _bsdiff_blob(old, 10, control, diff, extra))
+
+
+def test_zstd_dict_pair_beyond_the_device_memory_bound_is_refused():
+    # 6 MiB + 6 MiB: a zstd-dict delta would hold 12 MiB at once on the device.
+    old = bytes(range(256)) * (6 << 12)
+    new = old[:-4096] + b"changed!" * 512
+    blob = delta.encode_zstd_dict(old, new, meta(new, {}), level=1)
+    with pytest.raises(SizeLimitError, match="zstd-dict"):
+        delta.header(blob)
+    with pytest.raises(SizeLimitError):
+        delta.open_result(old, blob)
+    # bsdiff holds only the old file, so the same pair is fine with it.
+    assert delta.usable(delta.BSDIFF, len(old), len(new))
+    assert not delta.usable(delta.ZSTD_DICT, len(old), len(new))
+    assert delta.usable(delta.ZSTD_DICT, 5 << 20, 5 << 20)

@@ -284,6 +284,11 @@ def parse_delta(blob: bytes) -> Delta:
     check(magic == b"SWDELTA1", "delta without the SWDELTA1 magic")
     check(codec in (1, 2), f"delta of unknown codec {codec}")
     check(stat.S_ISREG(mode), "delta target is not a regular file")
+    # What a device holds while applying one is bounded (docs/format.md, "Deltas").
+    if codec == 1:
+        check(old_size + new_size <= 10 << 20, "zstd-dict delta for files of over 10 MiB together")
+    else:
+        check(max(old_size, new_size) <= 8 << 20, "bsdiff delta for a file of over 8 MiB")
     end = _DELTA_HEADER.size + xlen
     check(end <= len(blob), "delta xattr records truncated")
     xattrs = parse_xattr_records(blob[_DELTA_HEADER.size : end], "delta")

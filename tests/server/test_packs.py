@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 import reader
@@ -148,4 +149,32 @@ def test_delta_packs_leave_large_new_objects_to_their_fullfiles(stream, tmp_path
     assert w.mom(40).by_path()[b"app"].version == 40
     assert not os.path.exists(w.path("40", "pack-app-from-30.tar"))
     assert set(w.pack(40, "app", 20)) == set(pack)  # from 20: the small file again, no large one
+    reader.check_version(w, 40)
+
+
+def test_deltas_stay_within_what_a_device_may_hold(stream, tmp_path):
+    """Version 30 changes a 6 MiB file and a 9 MiB one a little. A zstd-dict delta would hold
+    old and new at once on the device, over its 10 MiB bound for both: the 6 MiB file's delta
+    is a bsdiff (old file only), and the 9 MiB file, too large for bsdiff, has none."""
+    from buildutil import copy_www, create, make_stream_tree
+
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    root = make_stream_tree(str(tmp_path / "rootfs"), 2)
+    rng = random.Random(5)
+    words = [rng.randbytes(6).hex().encode() for _ in range(4000)]
+    body = {n: b" ".join(rng.choice(words) for _ in range((mib << 20) // 13)) for n, mib in (("mid", 6), ("big", 9))}
+    for name, data in body.items():
+        with open(os.path.join(root, f"opt/app/{name}.dat"), "wb") as f:
+            f.write(data)
+    create(www, root, 30, stream.keys.private)
+    for name, data in body.items():
+        with open(os.path.join(root, f"opt/app/{name}.dat"), "wb") as f:
+            f.write(data[:1000] + b"edited" + data[1006:])
+    create(www, root, 40, stream.keys.private)
+    w = reader.Www(www, stream.keys.raw)
+    old, new = all_entries(w.bundles(30)), all_entries(w.bundles(40))
+    pack = w.pack(40, "app", 30)
+    mid = f"delta/{old[b'/opt/app/mid.dat'].hash}/{new[b'/opt/app/mid.dat'].hash}"
+    assert reader.parse_delta(pack[mid]).codec == 2
+    assert not any(m.endswith(new[b"/opt/app/big.dat"].hash) for m in pack)
     reader.check_version(w, 40)

@@ -35,6 +35,7 @@ MAGIC = b"SWDELTA1"
 ZSTD_DICT = 1
 BSDIFF = 2
 CODECS = {"zstd-dict": ZSTD_DICT, "bsdiff": BSDIFF}
+_NAMES = {v: k for k, v in CODECS.items()}
 # Bumped whenever a codec's payload layout changes, so build caches never reuse older deltas.
 PAYLOAD_REVISION = 2
 _HEADER = struct.Struct("<8sBQQIIII")
@@ -84,10 +85,18 @@ def codec_name(delta: bytes) -> str:
     if len(delta) < _HEADER.size:
         raise FormatError("delta too short")
     magic, number = _HEADER.unpack_from(delta)[:2]
-    names = {v: k for k, v in CODECS.items()}
-    if magic != MAGIC or number not in names:
+    if magic != MAGIC or number not in _NAMES:
         raise FormatError("not a delta of a known codec")
-    return names[number]
+    return _NAMES[number]
+
+
+def usable(codec: int, old_len: int, new_len: int, limits: Limits = LIMITS) -> bool:
+    """Whether a device may apply `codec` to files of these sizes: what it holds in memory
+    meanwhile is bounded (bsdiff: the old file; zstd-dict: the old and the new one). The build
+    makes only deltas that pass, and a device refuses any other."""
+    if codec == BSDIFF:
+        return max(old_len, new_len) <= limits.max_bsdiff_bytes
+    return old_len + new_len <= limits.max_zstd_dict_pair_bytes
 
 
 def header(delta: bytes, limits: Limits = LIMITS) -> tuple[int, int, Meta, int]:
@@ -106,8 +115,8 @@ def header(delta: bytes, limits: Limits = LIMITS) -> tuple[int, int, Meta, int]:
         raise FormatError("delta xattrs truncated")
     if not stat.S_ISREG(mode):
         raise FormatError("delta target is not a regular file")
-    if codec == BSDIFF and max(old_len, new_len) > limits.max_bsdiff_bytes:
-        raise SizeLimitError("bsdiff delta for a file larger than bsdiff may be used for")
+    if not usable(codec, old_len, new_len, limits):
+        raise SizeLimitError(f"{_NAMES[codec]} delta for files larger than that codec may be used for")
     records = xattrs.load(memoryview(delta)[_HEADER.size : _HEADER.size + xlen])
     return codec, old_len, Meta(mode, uid, gid, 0, new_len, "", records), _HEADER.size + xlen
 

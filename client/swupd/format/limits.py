@@ -36,6 +36,10 @@ class Limits:
     # Making a bsdiff delta takes a suffix array of 16 bytes per old byte on the build side;
     # larger files use zstd-dict.
     max_bsdiff_bytes: int = 8 * 1024 * 1024
+    # A zstd-dict delta holds the old file (its dictionary) and the new one (its window) in
+    # memory at once on the device: the two together up to this, which keeps a release
+    # upgrade under 64 MiB; larger pairs use bsdiff (old file only) or travel as fullfiles.
+    max_zstd_dict_pair_bytes: int = 10 * 1024 * 1024
     min_delta_target_bytes: int = 200
     # A manifest delta's window reaches back over the whole old manifest (manifestdelta.py):
     # the two manifests' sizes together; larger manifests travel whole.
