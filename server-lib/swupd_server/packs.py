@@ -4,7 +4,11 @@ A pack is a zstd-compressed tar of ready-made objects: `staged/<hash>.tar` membe
 fullfiles byte for byte, `delta/<old>/<new>` members are deltas, so the device verifies and
 caches each exactly as if it had fetched it alone. The outer compression mostly removes tar's
 per-member headers, which otherwise cost as much as the deltas of a small update. A zero pack
-holds a whole bundle; a delta pack holds, for one earlier bundle version, a delta for every
+holds the bundle's small objects first published in its version (fullfiles up to
+`BuildConfig.zero_pack_max_fullfile`): a device installing the bundle takes the zero packs of
+the versions its objects come from, and larger objects as fullfiles, one request each, so no
+version republishes what an earlier one holds and small files still come many to a download.
+A delta pack holds, for one earlier bundle version, a delta for every
 changed file where one pays off and the fullfile of every other new object up to
 `BuildConfig.delta_pack_max_fullfile` (larger ones the device fetches as fullfiles, so no pack
 copies another's content in bulk); a delta pack with nothing in it is not written. The tar is
@@ -137,12 +141,16 @@ def _fullfile(fullfiles: FullfileReport, history: History, version: int, digest:
     return fullfiles.paths.get(digest) or history.path(layout.fullfile(version, digest))
 
 
-def _zero_members(m: Manifest, fullfiles: FullfileReport, history: History) -> list[tuple[str, str]]:
+def _zero_members(
+    m: Manifest, fullfiles: FullfileReport, history: History, version: int, small: int
+) -> list[tuple[str, str]]:
     members, seen = [], set()
     for e in sorted(m.entries, key=lambda e: e.hash):
-        if e.present and e.hash not in seen:
+        if e.present and e.version == version and e.hash not in seen:
             seen.add(e.hash)
-            members.append((layout.pack_fullfile_member(e.hash), _fullfile(fullfiles, history, e.version, e.hash)))
+            path = _fullfile(fullfiles, history, e.version, e.hash)
+            if os.path.getsize(path) <= small:
+                members.append((layout.pack_fullfile_member(e.hash), path))
     return members
 
 
@@ -186,7 +194,9 @@ def build(
         if not result.written:
             continue
         rel = layout.pack(cfg.version, name, 0)
-        members = _zero_members(result.manifest, fullfiles, history)
+        members = _zero_members(result.manifest, fullfiles, history, cfg.version, cfg.zero_pack_max_fullfile)
+        if not members:
+            continue
         jobs.append((PackInfo(name, cfg.version, 0, rel, 0, 0, len(members)), members, cfg.zero_pack_level))
     for plan in deltas.plans:
         rel = layout.pack(plan.version, plan.bundle, plan.from_version)

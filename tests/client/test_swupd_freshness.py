@@ -339,7 +339,7 @@ def test_a_new_format_reuses_no_content_of_the_older(
     old = _old_symlink_fullfile(link.hash)
     (www / "10" / "files" / f"{link.hash}.tar").write_bytes(old)
     packs = [p for v in (10, 20) for p in (www / str(v)).glob("pack-*.tar")]
-    assert sum(_replace_pack_member(p, f"staged/{link.hash}.tar", old) for p in packs) >= 2
+    assert sum(_replace_pack_member(p, f"staged/{link.hash}.tar", old) for p in packs) >= 1
     for rel in ("10/Manifest.MoM", "20/Manifest.MoM", LATEST):
         _strip_stream(www, rel, stream)
 

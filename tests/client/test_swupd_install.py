@@ -140,3 +140,30 @@ def test_os_install_run_again_finishes_an_installation_cut_off_after_its_commit(
     assert not Path(state, "journal").exists()
     r = ck.run("verify", "--path", root, *opts)
     assert r.rc == 0 and "0 missing, 0 modified, 0 extra" in r.out, r.out
+
+
+def test_os_install_takes_the_zero_packs_of_the_versions_its_objects_come_from(
+    stream: ck.Stream, content: FaultServer, tmp_path: Path
+) -> None:
+    """Installing version 20: os-core's small objects of version 10 come from 10's zero pack,
+    and no object a fetched pack holds is fetched again as a fullfile."""
+    import io
+    import tarfile
+
+    import zstandard
+
+    root, state = str(tmp_path / "root"), str(tmp_path / "state")
+    opts = ["--statedir", state, "--url", content.url(), "--key", stream.key, "--format", "1", "--compat", ck.COMPAT]
+    r = ck.run("os-install", root, "--bundles", ",".join(ck.ALL_BUNDLES[1:]), *opts)
+    assert r.rc == 0, r.err
+    ck.assert_tree(root, stream.expected(20, ck.ALL_BUNDLES))
+    packs = [e.path for e in content.requests(method="GET") if "/pack-" in e.path]
+    assert "/10/pack-os-core-from-0.tar" in packs
+    packed = set()
+    for rel in packs:
+        blob = (Path(stream.www) / rel.lstrip("/")).read_bytes()
+        raw = zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=True).read()
+        with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+            packed |= {m.name.removeprefix("staged/").removesuffix(".tar") for m in t.getmembers() if m.isreg()}
+    fullfiles = {e.path.rsplit("/", 1)[1].removesuffix(".tar") for e in content.requests() if "/files/" in e.path}
+    assert fullfiles and not fullfiles & packed

@@ -158,6 +158,24 @@ def test_symlink_fullfile_pointing_elsewhere(
     assert not [p for p in objects if p.is_symlink() and "shadow" in os.readlink(p)]
 
 
+def _zero_pack(stream: ck.Stream) -> str:
+    """os-core's zero pack of version 10: its small objects, many to a pack."""
+    return os.path.join(stream.www, "10", "pack-os-core-from-0.tar")
+
+
+def _packed_files(stream: ck.Stream) -> dict:
+    """os-core's regular files of version 10 that its zero pack holds, as entries."""
+    from swupd.format.manifest import Entry, Type
+
+    with open(_zero_pack(stream), "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        packed = {m.name.removeprefix("staged/").removesuffix(".tar") for m in t.getmembers() if m.isreg()}
+    entries = ck.entries(stream.www, 10, {"os-core"})
+    files = {p: e for p, e in entries.items() if e.kind == "F" and e.hash in packed}
+    return {e.hash: Entry(p, Type.FILE, e.hash, 10, e.size) for p, e in files.items()}
+
+
 # How a pack reaches the importer: a plain tar (streamed), zstd small enough to be unpacked in
 # memory, and zstd above the in-memory limit (streamed).
 PACK_FORMS = ["tar", "zstd-in-memory", "zstd-streamed"]
@@ -176,14 +194,12 @@ def _as_form(path: Path, form: str):
 def test_pack_import_rejects_a_bad_member_only(stream: ck.Stream, tmp_path: Path, form: str) -> None:
     """Every wanted object arrives, each bad member is reported by name, the rest are still
     stored."""
-    from swupd.format.manifest import Entry, Type
     from swupd.store.importer import import_pack
     from swupd.store.objects import ObjectStore
 
-    entries = ck.entries(stream.www, 20, {"os-core"})
-    wanted = {e.hash: Entry(p, Type.FILE, e.hash, 20, e.size) for p, e in entries.items() if e.kind == "F"}
+    wanted = _packed_files(stream)
     # A copy of the zero pack in which one member's bytes are replaced by another's.
-    src = os.path.join(stream.www, "20", "pack-os-core-from-0.tar")
+    src = _zero_pack(stream)
     bad = sorted(wanted)[len(wanted) // 2]
     with open(src, "rb") as f:
         raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
@@ -209,13 +225,11 @@ def test_pack_import_rejects_a_bad_member_only(stream: ck.Stream, tmp_path: Path
 def test_pack_offering_an_object_twice(stream: ck.Stream, tmp_path: Path, form: str) -> None:
     """An incremental pack may carry an object twice (an old member and a new one): it is
     imported once."""
-    from swupd.format.manifest import Entry, Type
     from swupd.store.importer import import_pack
     from swupd.store.objects import ObjectStore
 
-    entries = ck.entries(stream.www, 20, {"os-core"})
-    wanted = {e.hash: Entry(p, Type.FILE, e.hash, 20, e.size) for p, e in entries.items() if e.kind == "F"}
-    src = os.path.join(stream.www, "20", "pack-os-core-from-0.tar")
+    wanted = _packed_files(stream)
+    src = _zero_pack(stream)
     with open(src, "rb") as f:
         raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
     doubled = tmp_path / "pack.tar"
@@ -234,13 +248,11 @@ def test_pack_offering_an_object_twice(stream: ck.Stream, tmp_path: Path, form: 
 @pytest.mark.parametrize("form", ["zstd-in-memory", "zstd-streamed"])
 def test_pack_cut_short_keeps_what_came_whole(stream: ck.Stream, tmp_path: Path, form: str) -> None:
     """A pack that ends inside its last member: that member is refused, the others are stored."""
-    from swupd.format.manifest import Entry, Type
     from swupd.store.importer import import_pack
     from swupd.store.objects import ObjectStore
 
-    entries = ck.entries(stream.www, 20, {"os-core"})
-    wanted = {e.hash: Entry(p, Type.FILE, e.hash, 20, e.size) for p, e in entries.items() if e.kind == "F"}
-    src = os.path.join(stream.www, "20", "pack-os-core-from-0.tar")
+    wanted = _packed_files(stream)
+    src = _zero_pack(stream)
     with open(src, "rb") as f:
         raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
     with tarfile.open(fileobj=io.BytesIO(raw)) as t:
@@ -265,11 +277,7 @@ def filehash_of(store, digest: str) -> str:
 
 
 def _zero_pack_wanted(stream: ck.Stream) -> tuple[str, dict]:
-    from swupd.format.manifest import Entry, Type
-
-    entries = ck.entries(stream.www, 20, {"os-core"})
-    wanted = {e.hash: Entry(p, Type.FILE, e.hash, 20, e.size) for p, e in entries.items() if e.kind == "F"}
-    return os.path.join(stream.www, "20", "pack-os-core-from-0.tar"), wanted
+    return _zero_pack(stream), _packed_files(stream)
 
 
 def test_pack_import_split_over_processes(stream: ck.Stream, tmp_path: Path) -> None:

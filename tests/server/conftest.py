@@ -64,5 +64,5 @@ def installed10(tmp_path_factory, stream) -> str:
     os.makedirs(dest)
     www = stream.reader()
     for name in sorted(www.bundles(10)):
-        reader.unpack_zero_pack(www, 10, name, dest)
+        reader.install_bundle(www, 10, name, dest)
     return dest

@@ -611,11 +611,8 @@ def check_version(www: Www, version: int, fullfiles: bool = True) -> dict[str, M
                 obj = www.fullfile(e.version, e.hash)
                 check(obj.kind == e.type, f"{name}: {e.path!r} is {e.type} but its fullfile holds {obj.kind}")
                 check(obj.size == e.size, f"{name}: {e.path!r} size {e.size} but fullfile holds {obj.size}")
-        mom_entry = www.mom(version).by_path()[name.encode()]
-        check(
-            os.path.isfile(www.path(str(mom_entry.version), f"pack-{name}-from-0.tar")),
-            f"zero pack of {name} missing",
-        )
+        if www.mom(version).by_path()[name.encode()].version == version:
+            check_zero_pack(www, version, name, m)
     check_manifest_deltas(www, version)
     return bundles
 
@@ -655,22 +652,54 @@ def check_waste(members: dict, needed: set, what: str) -> None:
     check(waste <= 0.10 * total + 8192, f"{what}: {waste} of {total} bytes are members it does not need")
 
 
-def unpack_zero_pack(www: Www, version: int, bundle: str, dest: str) -> dict[bytes, Entry]:
-    """Install a bundle from its zero pack alone; returns the entries installed."""
+# A zero pack holds its bundle's objects first published in its version whose fullfiles are
+# at most this size (the build's default `zero_pack_max_fullfile`).
+ZERO_PACK_MAX_FULLFILE = 8192
+
+
+def check_zero_pack(www: Www, version: int, name: str, m: Manifest) -> None:
+    """The zero pack of a bundle's manifest version holds exactly its small new objects, each
+    byte for byte its fullfile; a bundle with none has no zero pack."""
+    want = {
+        e.hash
+        for e in m.present()
+        if e.version == version
+        and os.path.getsize(www.path(str(version), "files", f"{e.hash}.tar")) <= ZERO_PACK_MAX_FULLFILE
+    }
+    path = www.path(str(version), f"pack-{name}-from-0.tar")
+    if not want:
+        check(not os.path.exists(path), f"zero pack of {name} published with nothing to hold")
+        return
+    check(os.path.isfile(path), f"zero pack of {name} missing")
+    staged = {staged_hash(n): blob for n, blob in www.pack(version, name, 0).items()}
+    check(None not in staged, f"zero pack of {name} holds a delta")
+    check(want <= set(staged), f"zero pack of {name} lacks {len(want - set(staged))} of its small new objects")
+    check_waste(staged, want, f"zero pack of {name}")
+    for digest, blob in staged.items():
+        check(len(blob) <= ZERO_PACK_MAX_FULLFILE, f"zero pack of {name} holds {digest}, a large object")
+        check(blob == www.read(str(version), "files", f"{digest}.tar"), f"pack member {digest} differs from files/")
+
+
+def install_bundle(www: Www, version: int, bundle: str, dest: str) -> dict[bytes, Entry]:
+    """Install a bundle as a device that has nothing does: the zero packs of the versions its
+    entries come from, and the fullfiles of what they do not hold. Returns the entries
+    installed; every small object must come from a pack."""
     entry = www.mom(version).by_path()[bundle.encode()]
     m = www.bundle(entry)
-    pack = www.pack(entry.version, bundle, 0)
-    hashes = {e.hash for e in m.present()}
-    staged = {staged_hash(n): blob for n, blob in pack.items()}
-    check(None not in staged, f"zero pack of {bundle} holds a delta")
-    check(hashes <= set(staged), f"zero pack of {bundle} lacks {len(hashes - set(staged))} of its objects")
-    check_waste(staged, hashes, f"zero pack of {bundle}")
+    staged: dict[str, bytes] = {}
+    for v in sorted({e.version for e in m.present()}):
+        if os.path.isfile(www.path(str(v), f"pack-{bundle}-from-0.tar")):
+            staged.update({staged_hash(n): blob for n, blob in www.pack(v, bundle, 0).items()})
     installed: dict[bytes, Entry] = {}
     for e in sorted(m.present(), key=lambda e: e.path):
-        blob = staged[e.hash]
-        check(blob == www.read(str(e.version), "files", f"{e.hash}.tar"), f"pack member {e.hash} differs from files/")
+        fullfile = www.read(str(e.version), "files", f"{e.hash}.tar")
+        blob = staged.get(e.hash)
+        if blob is None:
+            check(len(fullfile) > ZERO_PACK_MAX_FULLFILE, f"{e.path!r}: a small object in no zero pack")
+            blob = fullfile
+        check(blob == fullfile, f"pack member {e.hash} differs from files/")
         obj = read_fullfile(blob, e.hash)
-        check(obj.hash() == e.hash, f"zero pack member for {e.path!r} does not hash to {e.hash}")
+        check(obj.hash() == e.hash, f"object for {e.path!r} does not hash to {e.hash}")
         install(obj, dest, e.path)
         installed[e.path] = e
     fix_dir_modes(dest, {p: e for p, e in installed.items() if e.type == "D"}, www)

@@ -1,5 +1,6 @@
-"""Incremental packs: a rebuild copies the frames of the previous pack that are still (mostly)
-wanted, compresses only the rest, and the result still installs and updates a device."""
+"""Incremental packs: a build copies the frames of the previous version's pack from the same
+source that are still (mostly) wanted, compresses only the rest, and the result still updates
+a device."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ def small_frames(monkeypatch):
 
 
 def make_tree(root: str, changed: dict[int, int]) -> str:
-    """os-core plus a `data` bundle of FILES incompressible 16 KiB files; `changed` maps a
-    file's number to the generation of its content."""
+    """os-core plus a `data` bundle of FILES incompressible 16 KiB files (each change makes a
+    pack member of about its size); `changed` maps a file's number to the generation of its
+    content."""
     for i in range(FILES):
         rng = random.Random(i * 1000 + changed.get(i, 0))
         write_file(root, f"usr/share/data/f{i:02}.bin", rng.randbytes(16 * 1024))
@@ -58,18 +60,30 @@ def stream(tmp_path, keys, small_frames):
         root = tmp_path / f"rootfs-{version}"
         shutil.rmtree(root, ignore_errors=True)
         make_tree(str(root), state)
-        create(www, root, version, keys.private, bundles, "--jobs", "1")
+        sources = ["--delta-versions", "10"] if version > 10 else []
+        create(www, root, version, keys.private, bundles, "--jobs", "1", *sources)
         return str(root)
 
     return www, build
 
 
-def test_a_rebuild_copies_all_but_the_changed_frame(stream, keys):
+def installed(www, keys, version: int, dest) -> str:
+    w = reader.Www(str(www), keys.raw)
+    os.makedirs(dest)
+    for name in sorted(w.bundles(version)):
+        reader.install_bundle(w, version, name, str(dest))
+    return str(dest)
+
+
+def test_a_rebuild_copies_all_but_the_changed_frame(stream, keys, tmp_path):
+    """Version 20 changes every file, 30 one more: the pack from 10 of version 30 copies every
+    frame of version 20's but the one that held the file changed again."""
     www, build = stream
     build(10, [])
-    root20 = build(20, [7])
-    old = frame_bytes(str(www / "10" / "pack-data-from-0.tar"))
-    new = frame_bytes(str(www / "20" / "pack-data-from-0.tar"))
+    build(20, list(range(FILES)))
+    root30 = build(30, [7])
+    old = frame_bytes(str(www / "20" / "pack-data-from-10.tar"))
+    new = frame_bytes(str(www / "30" / "pack-data-from-10.tar"))
     assert len(old) >= 10
     # Every frame but the one that held file 7 is copied byte for byte, in order; what that
     # frame still had to offer and file 7's new content make one new frame at the end.
@@ -77,41 +91,41 @@ def test_a_rebuild_copies_all_but_the_changed_frame(stream, keys):
     assert len(kept) == len(old) - 1
     assert new == [*kept, new[-1]]
     # What the build remembered of the new pack is what reading it finds.
-    pack = str(www / "20" / "pack-data-from-0.tar")
-    record = cachefile.load(f"{www}.cache/packframes/pack-data-from-0.tar.cache")
+    pack = str(www / "30" / "pack-data-from-10.tar")
+    record = cachefile.load(f"{www}.cache/packframes/pack-data-from-10.tar.cache")
     st = os.stat(pack)
-    assert (record["pack"], record["stamp"]) == ("20/pack-data-from-0.tar", f"{st.st_size}:{st.st_mtime_ns}")
+    assert (record["pack"], record["stamp"]) == ("30/pack-data-from-10.tar", f"{st.st_size}:{st.st_mtime_ns}")
     remembered = [segments.Frame(**fr) for fr in record["frames"]]
     assert remembered == segments.frames_of(pack) and len(remembered) == len(new)
-    # The independent reader finds every object (and bounded waste) in both kinds of pack.
-    www_r = reader.Www(str(www), keys.raw)
-    dest = www / ".." / "unpacked"
-    os.makedirs(dest)
-    installed = reader.unpack_zero_pack(www_r, 20, "data", str(dest))
-    assert len(installed) >= FILES
-    got = reader.tree(str(dest))
-    want = reader.tree(root20)
-    for path in installed:
+    # The independent reader updates a device of 10 from the pack alone (bounded waste).
+    base = installed(www, keys, 10, tmp_path / "v10")
+    work = str(tmp_path / "device")
+    reader.copy_tree(base, work)
+    used = reader.apply_delta_pack(reader.Www(str(www), keys.raw), "data", 10, 30, base, work)
+    assert used["staged"] + used["delta"] == FILES, used
+    got, want = reader.tree(work), reader.tree(root30)
+    for path in want:
         if path.startswith(b"/usr/share/data/"):
             assert got[path] == want[path], path
 
 
-def test_waste_stays_bounded_over_many_rebuilds(stream, keys):
+def test_waste_stays_bounded_over_many_rebuilds(stream, keys, tmp_path):
     """Changing a third of the files at once leaves frames mostly unwanted: those are packed
-    anew, not copied, and no pack ever carries more than a tenth of unneeded bytes."""
+    anew, not copied, and every pack still updates a device of 10 with no member to spare."""
     www, build = stream
     build(10, [])
-    for version, change in ((20, [1]), (30, list(range(0, FILES, 3))), (40, [1, 2]), (50, [1])):
+    for version, change in ((20, list(range(FILES))), (30, [1]), (40, list(range(0, FILES, 3))), (50, [1, 2])):
         build(version, change)
     www_r = reader.Www(str(www), keys.raw)
+    base = installed(www, keys, 10, tmp_path / "v10")
     for version in (20, 30, 40, 50):
-        unpacked = www / ".." / f"unpacked-{version}"
-        os.makedirs(unpacked)
-        reader.unpack_zero_pack(www_r, version, "data", str(unpacked))  # checks waste
-    copied_30 = set(frame_bytes(str(www / "30" / "pack-data-from-0.tar"))) & set(
-        frame_bytes(str(www / "20" / "pack-data-from-0.tar"))
+        work = str(tmp_path / f"device-{version}")
+        reader.copy_tree(base, work)
+        reader.apply_delta_pack(www_r, "data", 10, version, base, work)
+    copied_40 = set(frame_bytes(str(www / "40" / "pack-data-from-10.tar"))) & set(
+        frame_bytes(str(www / "30" / "pack-data-from-10.tar"))
     )
-    assert len(copied_30) < len(frame_bytes(str(www / "20" / "pack-data-from-0.tar"))) - 3
+    assert len(copied_40) < len(frame_bytes(str(www / "30" / "pack-data-from-10.tar"))) - 3
 
 
 def test_device_installs_and_updates_from_incremental_packs(stream, keys, tmp_path):

@@ -12,15 +12,16 @@ from buildutil import all_entries, compare_to_rootfs, is_generated
 
 @pytest.mark.parametrize("version", [10, 20])
 def test_zero_packs_reproduce_each_bundle(stream, tmp_path, version):
-    """Each bundle unpacked alone from its zero pack into an empty directory holds exactly the
-    bundle's objects as they are in the rootfs."""
+    """Each bundle installed alone into an empty directory, from the zero packs of the versions
+    its objects come from and the fullfiles of its large objects, holds exactly the bundle's
+    objects as they are in the rootfs."""
     www = stream.reader()
     rootfs = reader.tree(stream.rootfs[version])
     bundles = www.bundles(version)
     for name, m in bundles.items():
         dest = str(tmp_path / name)
         os.makedirs(dest)
-        installed = reader.unpack_zero_pack(www, version, name, dest)
+        installed = reader.install_bundle(www, version, name, dest)
         assert set(installed) == {e.path for e in m.present()}
         result = reader.tree(dest)
         for path, e in installed.items():
@@ -113,14 +114,28 @@ def test_delta_carries_new_metadata(stream):
     assert obj.hash() == new.hash
 
 
-def test_zero_pack_members_are_the_fullfiles(stream):
+def test_zero_packs_hold_each_version_s_small_new_objects_once(stream):
+    """A zero pack holds the bundle's objects first published in its version, up to 8 KiB as
+    fullfiles, byte for byte: content unchanged since an earlier version is not packed again,
+    and large objects are left to their fullfiles."""
     www = stream.reader()
-    for name, m in www.bundles(20).items():
-        entry = www.mom(20).by_path()[name.encode()]
-        pack = www.pack(entry.version, name, 0)
-        for e in m.present():
-            member = pack[f"staged/{e.hash}.tar"]
-            assert member == www.read(str(e.version), "files", f"{e.hash}.tar")
+    packed: dict[str, int] = {}
+    for version in (10, 20):
+        for name, m in www.bundles(version).items():
+            if www.mom(version).by_path()[name.encode()].version != version:
+                continue
+            pack = www.pack(version, name, 0)
+            new = {e.hash: e for e in m.present() if e.version == version}
+            for member, blob in pack.items():
+                digest = reader.staged_hash(member)
+                assert digest in new, f"{version} {name}: {member} is not new in {version}"
+                assert blob == www.read(str(version), "files", f"{digest}.tar")
+                assert len(blob) <= 8192
+                packed[f"{version}/{name}/{digest}"] = version
+            for e in new.values():
+                if os.path.getsize(www.path(str(version), "files", f"{e.hash}.tar")) > 8192:
+                    assert f"staged/{e.hash}.tar" not in pack, e.path
+    assert any(v == 20 for v in packed.values()) and any(v == 10 for v in packed.values())
 
 
 def test_delta_packs_leave_large_new_objects_to_their_fullfiles(stream, tmp_path):

@@ -184,5 +184,5 @@ def test_fullfiles_of_an_earlier_layout_are_written_anew_not_reused(tmp_path, ke
     assert all(e.version == 20 for e in all_entries(w.bundles(20)).values())
     dest = tmp_path / "installed"
     dest.mkdir()
-    installed = reader.unpack_zero_pack(w, 20, "os-core", str(dest))
+    installed = reader.install_bundle(w, 20, "os-core", str(dest))
     assert os.readlink(dest / "usr/share/long-link") == target and b"/usr/share/long-link" in installed

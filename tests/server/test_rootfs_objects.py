@@ -88,7 +88,7 @@ def test_extras_bundle_round_trips_exactly(odd, tmp_path):
     root, www, _, _ = odd
     dest = str(tmp_path / "out")
     os.makedirs(dest)
-    installed = reader.unpack_zero_pack(www, 10, "extras", dest)
+    installed = reader.install_bundle(www, 10, "extras", dest)
     expected = reader.tree(root)
     got = reader.tree(dest)
     srv = [p for p in expected if p == b"/srv" or p.startswith(b"/srv/")]

@@ -1,10 +1,12 @@
 """Getting every object a transaction needs into the verified store, fewest bytes first.
 
 In order: objects already in the store; content the tree already holds under another path
-(copied and re-hashed, not downloaded); delta packs from the installed bundle versions; a zero
-pack when it is smaller than the fullfiles it replaces; single fullfiles for whatever is still
-missing. Every download is capped by signed sizes, and every object is verified before it is
-stored, so a hostile or broken server can cause an error but never a wrong file.
+(copied and re-hashed, not downloaded); delta packs from the installed bundle versions; the
+zero packs of the versions the missing objects come from (each holds a bundle's small objects
+first published in its version), each when it is smaller than the fullfiles it replaces; single
+fullfiles for whatever is still missing. Every download is capped by signed sizes, and every
+object is verified before it is stored, so a hostile or broken server can cause an error but
+never a wrong file.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from swupd.format.errors import (
     SwupdError,
     TreeIOError,
 )
-from swupd.format.fullfile import TAR_OVERHEAD, Meta
+from swupd.format.fullfile import Meta
 from swupd.format.manifest import Entry, Manifest
 
 from .. import faults
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 
 _PACK_MEMBER_OVERHEAD = 4096
 _SLACK = 1 << 20
-_PRESENT = Entry.present.fget
 
 
 @dataclass
@@ -53,15 +54,11 @@ class PackSource:
     version: int
     from_version: int
     entries: dict[str, Entry]
-    zero_cap: int
 
 
 def pack_source(bundle: str, manifest: Manifest, from_version: int, wanted: set[str]) -> PackSource:
     mine = {e.hash: e for e in manifest.entries if e.hash in wanted and e.present}
-    # At least what a member per entry could take (see fullfile_cap), from the signed sizes.
-    size, present = manifest.contentsize, sum(map(_PRESENT, manifest.entries))
-    zero_cap = size + size // 64 + present * (TAR_OVERHEAD + _PACK_MEMBER_OVERHEAD) + _SLACK
-    return PackSource(bundle, manifest.version, from_version, mine, zero_cap)
+    return PackSource(bundle, manifest.version, from_version, mine)
 
 
 @dataclass
@@ -156,28 +153,43 @@ def obtain(
             fallback.append((src, mine))
     _import(sess, store, fetched, source_of, rep)
     _forget_stored(store, missing)
-    # A zero pack where no delta pack could be had, when it is smaller than the fullfiles;
-    # one at a time, since a whole bundle's pack can be large beside a small disk.
+    # Where no delta pack could be had: the zero packs of the versions the objects come from,
+    # each when it is smaller than the fullfiles, one at a time (a small disk holds one).
     for src, mine in fallback:
-        mine = {h: e for h, e in mine.items() if h in missing}
-        if len(mine) < 8:
-            continue
-        rel = layout.pack(src.version, src.bundle, 0)
-        zsize = sess.exists(rel)
-        estimate = sum(e.size // 2 + 1024 for e in mine.values())
-        if zsize is None or zsize > estimate:
-            why = "it has none" if zsize is None else f"its zero pack has {zsize} bytes"
-            log.info("%s: %d objects as fullfiles (%s)", src.bundle, len(mine), why)
-            continue
-        log.info("%s: no delta pack; the zero pack (%d bytes) for %d objects", src.bundle, zsize, len(mine))
-        if got := _fetch(sess, rel, src.zero_cap, mine, download, rep):
-            _import(sess, store, [got], source_of, rep)
+        by_version: dict[int, dict[str, Entry]] = {}
+        for h, e in mine.items():
+            if h in missing:
+                by_version.setdefault(e.version, {})[h] = e
+        for version, group in sorted(by_version.items()):
+            group = {h: e for h, e in group.items() if h in missing}
+            _zero_pack(sess, store, src.bundle, version, group, missing, download, source_of, rep)
             _forget_stored(store, missing)
     if missing:
         log.info("%d objects as single fullfiles", len(missing))
         _fullfiles(sess, store, missing, download, rep)
     faults.check("downloaded")
     return rep
+
+
+def _zero_pack(sess, store, bundle, version, group, missing, download, source_of, rep) -> None:
+    """Import what `bundle`'s zero pack of `version` holds of the missing objects, if it has one
+    smaller than the fullfiles of `group` (the missing objects whose entries in the bundle
+    changed in that version), which it should hold; it may hold others that are missing too
+    (content another bundle shares)."""
+    if len(group) < 8:
+        return
+    rel = layout.pack(version, bundle, 0)
+    zsize = sess.exists(rel)
+    estimate = sum(e.size // 2 + 1024 for e in group.values())
+    if zsize is None or zsize > estimate:
+        why = "it has none" if zsize is None else f"its zero pack has {zsize} bytes"
+        log.info("%s: %d objects of version %d as fullfiles (%s)", bundle, len(group), version, why)
+        return
+    log.info("%s: zero pack of version %d (%d bytes) for up to %d objects", bundle, version, zsize, len(group))
+    # No more than the estimate from the signed sizes is downloaded (the pack may also hold
+    # small objects of that version the device does not need).
+    if got := _fetch(sess, rel, estimate + _SLACK, missing, download, rep):
+        _import(sess, store, [got], source_of, rep)
 
 
 def _forget_stored(store: ObjectStore, missing: dict[str, Entry]) -> None:
