@@ -65,7 +65,19 @@ def test_the_output_depends_on_neither_terminal_nor_clock(tmp_path):
         assert str(TOP).encode() not in data and str(tmp_path).encode() not in data, rel
 
 
+def _debian(binary: str, package: str) -> None:
+    """`package` from Debian, installed when `binary` is missing and this test may (as root; CI
+    runs so); else the test is skipped, or fails under CI."""
+    try:
+        _ensure(binary, package)
+    except SetupError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"no {binary}: {e}")
+        pytest.skip(f"no {binary}: {e}")
+
+
 def _man(prog: str) -> str:
+    _debian("man", "man-db")
     page = TOP / COMMANDS[prog][1] / "man" / f"{prog}.1"
     r = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", page], capture_output=True, text=True,
                        env={**os.environ, "MANWIDTH": "80", "MAN_KEEP_FORMATTING": ""})  # fmt: skip
@@ -145,13 +157,7 @@ def test_bash_completes_the_server_s_commands_and_options():
 
 @pytest.fixture(scope="module")
 def zsh() -> str:
-    """zsh from Debian, installed when missing and this test may (as root; CI runs so)."""
-    try:
-        _ensure("zsh", "zsh")
-    except SetupError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"no zsh: {e}")
-        pytest.skip(f"no zsh: {e}")
+    _debian("zsh", "zsh")
     return shutil.which("zsh")
 
 
