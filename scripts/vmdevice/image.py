@@ -130,7 +130,8 @@ def build(cache: Path | None = None, log=print) -> Image:
         # What goes into the trees: the client and its install steps, the layer's rootfs code,
         # the image builder itself.
         client, lib = trees.TOP / "client", trees.TOP / "meta-swupd" / "lib" / "swupdlayer"
-        made_by = (client / "swupd", client / "boot", client / "install", lib, HERE / "trees.py", HERE / "image.py")
+        made_by = (client / "swupd", client / "boot", client / "install", client / "man", client / "completion", lib,
+                   HERE / "trees.py", HERE / "image.py")  # fmt: skip
         want = f"{want_base}:{PORT}:" + _digest(*made_by)
         stamp = image.root / ".stamp"
         if stamp.exists() and stamp.read_text() == want:

@@ -17,6 +17,7 @@ updates; then the refusals, each a build that stops naming what to set.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import os
 import shutil
@@ -154,10 +155,11 @@ class Stream:
 
 
 def _reset(build: oe.Build) -> None:
-    """A new stream each session: the image's work directory and stamps go, so that its sysroot
-    is staged again from the native recipes built now, and every task runs; so do the previous
-    sessions' logs (BitBake's event log takes megabytes per call)."""
-    for pattern in (f"tmp/work/*/{IMAGE}", f"tmp/stamps/*/{IMAGE}", "tmp/log", "swupd-test"):
+    """A new stream each session: the image's (and the client recipe's) work directory and
+    stamps go, so that its sysroot is staged again from the native recipes built now, and every
+    task runs; so do the previous sessions' logs (BitBake's event log takes megabytes per call)."""
+    for pattern in (f"tmp/work/*/{IMAGE}", f"tmp/stamps/*/{IMAGE}", "tmp/log", "swupd-test",
+                    "tmp/work/*/swupd-client", "tmp/stamps/*/swupd-client"):  # fmt: skip
         for path in build.path.glob(pattern):
             shutil.rmtree(path)
 
@@ -249,6 +251,45 @@ def test_an_updated_checkout_installs_its_server_again(stream):
         assert installed.read_bytes().endswith(b"# a change\n")
     finally:
         source.write_bytes(original)
+
+
+def _package_of(path: str, env: dict[str, str]) -> str | None:
+    """The package OE's do_package gives an installed file: the first of PACKAGES whose FILES
+    names it, or a directory above it, or a glob that matches it."""
+    for pkg in env["PACKAGES"].split():
+        for pattern in env.get(f"FILES:{pkg}", "").split():
+            if path == pattern or path.startswith(pattern.rstrip("/") + "/") or fnmatch.fnmatch(path, pattern):
+                return pkg
+    return None
+
+
+@pytest.mark.parametrize(
+    "pn,recipe,command,folder",
+    [("swupd-client", "recipes-core/swupd-client/swupd-client_0.1.0.bb", "swupd", "client"),
+     ("swupd-server", "recipes-devtools/swupd-server/swupd-server_0.1.0.bb", "swupd-server", "server-lib")],
+)  # fmt: skip
+def test_the_recipes_install_and_split_the_man_page_and_completions(stream, pn, recipe, command, folder):
+    """do_install (the client's through client/install) puts the committed man page and
+    completions where OE looks for them, and the recipe's packages take them as OE-core splits
+    them: the page in -doc, the completions in -bash-completion and -zsh-completion. (do_package
+    itself does not run under `bitbake -b`: OE-core's pkgdata step fails there.)"""
+    path = str(stream.yocto.layer / recipe)
+    r = stream.bitbake("-b", path, "-c", "install", env={})
+    assert r.returncode == 0, oe.describe(r)
+    r = stream.bitbake("-e", "-b", path, env={})
+    assert r.returncode == 0, oe.describe(r)
+    env = oe.parse_env(r.stdout)
+    mandir, datadir = env["mandir"], env["datadir"]
+    bash = f"{datadir}/bash-completion/completions/{command}"
+    made = {  # installed path: (the committed file, the package it belongs in)
+        f"{mandir}/man1/{command}.1": (f"man/{command}.1", f"{pn}-doc"),
+        bash: (f"completion/bash/{command}", f"{pn}-bash-completion"),
+        f"{datadir}/zsh/site-functions/_{command}": (f"completion/zsh/_{command}", f"{pn}-zsh-completion"),
+    }
+    for installed, (committed, package) in made.items():
+        assert (Path(env["D"]) / installed.lstrip("/")).read_bytes() == (oe.TOP / folder / committed).read_bytes()
+        assert _package_of(installed, env) == package, installed
+    assert _package_of(f"{env['bindir']}/{command}", env) == pn
 
 
 def test_two_builds_publish_a_signed_stream_with_pseudo_owners(stream):

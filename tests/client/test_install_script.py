@@ -33,6 +33,24 @@ def test_client_lands_where_the_recipe_says(tmp_path: Path) -> None:
     assert str(tmp_path).encode() not in cache.read_bytes()
 
 
+def test_the_man_page_and_completions_land_where_the_recipe_says(tmp_path: Path) -> None:
+    """As scripts/gen-docs made them; without --mandir and --datadir, under /usr/share."""
+    r = install(tmp_path / "a", "client", "--python", sys.executable, "--mandir", "/usr/man", "--datadir", "/opt/share")
+    assert r.returncode == 0, r.stderr
+    r = install(tmp_path / "b", "client", "--python", sys.executable)
+    assert r.returncode == 0, r.stderr
+    for dest, mandir, datadir in (("a", "usr/man", "opt/share"), ("b", "usr/share/man", "usr/share")):
+        made = {
+            "man/swupd.1": f"{mandir}/man1/swupd.1",
+            "completion/bash/swupd": f"{datadir}/bash-completion/completions/swupd",
+            "completion/zsh/_swupd": f"{datadir}/zsh/site-functions/_swupd",
+        }
+        for src, rel in made.items():
+            installed = tmp_path / dest / rel
+            assert installed.read_bytes() == (TOP / "client" / src).read_bytes(), installed
+            assert installed.stat().st_mode & 0o777 == 0o644
+
+
 def test_byte_code_stays_valid_when_an_update_gives_the_sources_new_times(tmp_path: Path) -> None:
     """An update installs the files it changes with new times; the caches the package shipped
     must still be the ones Python uses, or Python writes new ones that `verify` calls modified."""

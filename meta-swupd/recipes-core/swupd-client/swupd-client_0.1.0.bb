@@ -15,19 +15,27 @@ SWUPD_SOURCE_DIR ??= "${SWUPD_LAYERDIR}/.."
 SRC_URI = ""
 S = "${SWUPD_SOURCE_DIR}/client"
 
-inherit python3-dir python3native
+inherit python3-dir python3native bash-completion
 
 # The sources are the checkout's own, not fetched: their files are part of do_install's
 # signature, so an updated checkout installs its client again rather than reusing the old one.
-do_install[file-checksums] += "${S}/swupd:True ${S}/install:True"
+do_install[file-checksums] += "${S}/swupd:True ${S}/install:True ${S}/man:True ${S}/completion:True"
 
 # client/install holds the steps, shared with the test device's image builder: the package
 # byte-compiled for the target's Python (a read-only /usr cannot keep caches, and caches no
-# manifest lists are what `verify --picky` reports), the command, the units, the state directory.
+# manifest lists are what `verify --picky` reports), the command, the units, the state directory,
+# the man page and the bash and zsh completions.
 do_install() {
     sh ${S}/install client --python "${PYTHON}" --sitedir ${PYTHON_SITEPACKAGES_DIR} --bindir ${bindir} \
-        --unitdir ${systemd_system_unitdir} --statedir ${localstatedir}/lib/swupd ${D}
+        --unitdir ${systemd_system_unitdir} --statedir ${localstatedir}/lib/swupd \
+        --mandir ${mandir} --datadir ${datadir} ${D}
 }
+
+# The man page goes to ${PN}-doc and the bash completion to ${PN}-bash-completion, as OE-core
+# splits them; the zsh completion to ${PN}-zsh-completion, as OE-core's recipes name it (an
+# image's bash-completion-pkgs and zsh-completion-pkgs features install these).
+PACKAGE_BEFORE_PN += "${PN}-zsh-completion"
+FILES:${PN}-zsh-completion += "${datadir}/zsh"
 
 FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}/swupd ${systemd_system_unitdir} ${localstatedir}/lib/swupd"
 RDEPENDS:${PN} += "\
