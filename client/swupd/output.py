@@ -145,6 +145,9 @@ class Output:
             if bar is None or step != self._step or total != bar.total or done < bar.n:
                 self._close_bar()
                 bar = self._bar = self._new_bar(step, total, nbytes)
+                if bar is None:
+                    self.tty = False
+                    return
                 self._step = step
             bar.update(done - bar.n)
             if total is not None and done >= total:
@@ -155,8 +158,11 @@ class Output:
         """The step shown ended short of its total (a transfer given up on): its bar goes."""
         self._close_bar()
 
-    def _new_bar(self, step: str, total: int | None, nbytes: bool) -> tqdm:
-        from tqdm import tqdm
+    def _new_bar(self, step: str, total: int | None, nbytes: bool) -> tqdm | None:
+        try:
+            from tqdm import tqdm
+        except ImportError:  # a device built without it: the work goes on, without bars
+            return None
 
         tqdm.monitor_interval = 0  # no monitor thread: the client forks for its hooks and imports
         try:
