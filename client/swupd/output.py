@@ -72,6 +72,7 @@ class Output:
             bar = self._bar
             if bar is not None:
                 bar.clear()
+                self.stream.flush()  # the bar's line is clear before a line on another stream
             print(msg, file=file, flush=True)
             if bar is not None:
                 bar.refresh()
