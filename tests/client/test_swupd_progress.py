@@ -12,6 +12,7 @@ import struct
 import subprocess
 import termios
 from collections.abc import Callable
+from pathlib import Path
 
 import clientkit as ck
 import pytest
@@ -34,12 +35,14 @@ def amount(shown: str) -> float:
     return float(m[1]) * {"": 1, "k": 1e3, "M": 1e6}[m[2]]
 
 
-def on_terminal(args: list[str], cols: int = 120, rows: int = 30) -> tuple[int, str]:
+def on_terminal(
+    args: list[str], cols: int = 120, rows: int = 30, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """`swupd ARGS` with standard output and error on one pseudo-terminal, `cols` wide (0: a
     terminal that does not know its size); what it wrote there, and its exit status."""
     main, side = pty.openpty()
     fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    p = subprocess.Popen([ck.SWUPD, *args], stdin=subprocess.DEVNULL, stdout=side, stderr=side)
+    p = subprocess.Popen([ck.SWUPD, *args], stdin=subprocess.DEVNULL, stdout=side, stderr=side, env=env)
     os.close(side)
     shown = b""
     while True:
@@ -205,3 +208,18 @@ def test_a_fallback_to_fullfiles_is_its_own_line_and_ends_the_pack_bar(device: D
     assert "Downloading pack" not in rest, rest
     assert re.search(r"Downloading files: +\d+%\|[^|]*\| [0-9.]+[kM]?B/[0-9.]+[kM]?B \[", rest), rest
     assert not [line for line in shown if "%|" in line or "Downloading" in line], shown
+
+
+def test_without_tqdm_an_update_on_a_terminal_goes_on_without_bars(
+    device: Device, content: FaultServer, tmp_path: Path
+) -> None:
+    """A device whose image lacks tqdm updates all the same: no bar, no traceback."""
+    missing = tmp_path / "no-tqdm" / "tqdm"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text('raise ImportError("No module named \'tqdm\'")\n')
+    env = dict(os.environ, PYTHONPATH=str(missing.parent))
+    content.drip(300_000, path=PACK)
+    rc, raw = on_terminal(["update", *device.opts()], env=env)
+    assert rc == 0, raw[-3000:]
+    assert "Traceback" not in raw and "%|" not in raw, raw[-3000:]
+    assert "Update successful" in raw and device.version() == 20
