@@ -32,7 +32,8 @@ PACKAGES = (
 )  # fmt: skip
 # The client's dependencies that Debian 12 lacks or ships too old, as wheels meeting the
 # client's own requirements (bookworm's Python is 3.11, as the wheels are).
-WHEELS = ("bsdiff4>=1.3", "zstandard>=0.21", "requests>=2.28", "urllib3>=2", "idna", "charset-normalizer", "certifi")
+WHEELS = ("bsdiff4>=1.3", "zstandard>=0.21", "requests>=2.28", "urllib3>=2", "idna", "charset-normalizer", "certifi",
+          "tqdm>=4.60")  # fmt: skip
 # What the kernel needs on this virtual machine; every other module goes, so a kernel update
 # moves megabytes rather than a whole driver tree.
 MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "vfat", "nls_cp437", "nls_ascii", "efivarfs")

@@ -38,11 +38,12 @@ FULL = "SWUPD_YOCTO_FULL"
 
 # Every build configuration costs a cold parse, and a world signature run grows with the number
 # of recipes: meta-oe and meta-python are masked down to the recipes the layer needs (libsodium,
-# PyNaCl, zstandard). Both layers stay real and enabled; SWUPD_YOCTO_FULL=1 parses all of them.
+# PyNaCl, zstandard, tqdm). Both layers stay real and enabled; SWUPD_YOCTO_FULL=1 parses all of
+# them.
 MASK_UNNEEDED = (
     'BBMASK += "/meta-openembedded/meta-oe/recipes-(?!crypto/libsodium/)"\n'
     'BBMASK += "/meta-openembedded/meta-python/recipes-'
-    '(?!devtools/python3-zstandard/|devtools/python/python3-pynacl_)"\n'
+    '(?!devtools/python3-zstandard/|devtools/python/python3-(pynacl|tqdm)_)"\n'
     'BBMASK += "/meta-openembedded/meta-(oe|python)/dynamic-layers/"\n'
 )
 

@@ -197,27 +197,3 @@ def test_a_retry_is_shown_without_verbose(device: Device, content: FaultServer) 
     assert r.rc == 0, r.err
     assert "retrying in" in r.err and "GET " not in r.err
 
-
-def test_on_a_terminal_a_download_shows_bytes_speed_and_time_left(device: Device, content: FaultServer) -> None:
-    import pty
-
-    content.drip(150_000, path="/20/pack-os-core-from-10.tar")
-    main, side = pty.openpty()
-    p = subprocess.Popen([ck.SWUPD, "update", *device.opts()], stdout=side, stderr=subprocess.PIPE)
-    os.close(side)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(main)
-    assert p.wait(timeout=120) == 0, p.stderr.read()
-    text = shown.decode(errors="replace")
-    assert re.search(r"Downloading pack +\[[#.]+\] +\d+% [0-9.]+ k?B/[0-9.]+ kB [0-9.]+ kB/s \d+s left", text), text[
-        -2000:
-    ]
-    assert "Update successful" in text

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
+from pathlib import Path
 
+from packaging.requirements import Requirement
 from vmdevice import oeqa, powercut
 from vmdevice.runner import Device
 from vmdevice.serve import Server
@@ -24,6 +27,34 @@ def test_the_image_carries_the_client_as_the_recipe_installs_it(device_image, tm
         assert (tree / rel).read_bytes() == path.read_bytes(), rel
     hook = tree / "usr/lib/swupd/post-update.d/50-boot-efi"
     assert hook.stat().st_mode & 0o111 and "initrd_name=initrd.img" in hook.read_text()
+
+
+_VERSIONS = """import importlib.metadata as m, sys
+for name in sys.argv[1:]:
+    try:
+        print(name, m.version(name))
+    except m.PackageNotFoundError:
+        print(name, "-")
+"""
+
+
+def unmet_requirements(tree: Path) -> list[str]:
+    """The client's requirements (client/pyproject.toml) that the Python of `tree` lacks, or has
+    at a version that does not meet them."""
+    project = tomllib.loads((powercut.img.trees.TOP / "client/pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    r = subprocess.run(["chroot", str(tree), "python3", "-B", "-c", _VERSIONS, *(q.name for q in wanted)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    found = dict(line.split() for line in r.stdout.splitlines())
+    return [str(q) for q in wanted if found[q.name] == "-" or not q.specifier.contains(found[q.name], prereleases=True)]
+
+
+def test_the_image_carries_what_the_client_requires(device_image):
+    """A requirement the device lacks fails only where it is used (tqdm: on a terminal), so each
+    version's tree is checked for all of them."""
+    for version in powercut.img.VERSIONS:
+        assert unmet_requirements(device_image.tree(version)) == [], version
 
 
 def test_oeqa_runtime_suite_passes_on_the_booted_device(device_image, tmp_path):

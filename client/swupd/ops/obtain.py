@@ -214,6 +214,7 @@ def _fetch(sess, rel, cap, mine, download, rep) -> tuple[str, PackJob] | None:
     except SwupdError as e:
         if sess.fetcher.patience.reason:  # the run gave up on the server: fullfiles would fare no better
             raise
+        sess.out.step_ended()  # its bar goes with it, rather than standing below the warning
         sess.out.warning(f"pack {rel} unusable ({e}); using fullfiles")
         return None
     rep.bytes += size

@@ -53,5 +53,6 @@ RDEPENDS:${PN} += "\
     python3-netclient \
     python3-pynacl \
     python3-requests \
+    python3-tqdm \
     python3-zstandard \
 "
