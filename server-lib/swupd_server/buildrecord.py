@@ -39,6 +39,15 @@ class BuildRecord:
     elf: list[ElfGroup] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def missing_libraries(self) -> list[str]:
+        return sorted({g.library for g in self.elf})
+
+    @property
+    def elf_files(self) -> int:
+        """Files with an ELF problem (a file missing two libraries counts twice)."""
+        return sum(g.files for g in self.elf)
+
 
 def make(version: int, problems: list[Problem], warnings: list[str]) -> BuildRecord:
     elf = [

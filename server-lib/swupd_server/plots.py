@@ -74,8 +74,8 @@ def short_count(n: float) -> str:
 
 
 def ticks(top: int, binary: bool) -> list[float]:
-    """About four evenly spaced round values from 0 to at least `top` (in steps of 1, 2, 2.5
-    or 5 times a power of ten, or of a power of 1024 times those for byte counts)."""
+    """About four evenly spaced round values from 0 to at least `top`: steps of 1, 2, 2.5 or 5
+    times a power of ten (times a power of 1024 for byte counts), and whole numbers below 1024."""
     top = max(top, 1)
     unit = 1.0
     if binary:
@@ -83,9 +83,10 @@ def ticks(top: int, binary: bool) -> list[float]:
             unit *= 1024
     raw = top / unit / 4
     mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    if not binary:
-        step = max(1, round(step))
+    whole = unit == 1  # counts and bytes have no fractions
+    if whole and mag < 1:
+        mag = 1
+    step = next(m * mag for m in ((1, 2, 5, 10) if whole and mag < 10 else (1, 2, 2.5, 5, 10)) if m * mag >= raw)
     step *= unit
     count = math.ceil(top / step)
     return [i * step for i in range(count + 1)]

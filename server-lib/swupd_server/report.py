@@ -9,7 +9,6 @@ inline SVG without script: what each update costs a device, content size and cha
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import shlex
@@ -25,6 +24,7 @@ from swupd.format.latest import loads as load_latest
 from . import buildrecord, plots
 from .costs import BundleCost, Costs
 from .history import History
+from .sign import utc
 
 _PACK = re.compile(r"pack-(?P<bundle>.+)-from-(?P<frm>\d+)\.tar\Z")
 OS_RELEASE = "/usr/lib/os-release"
@@ -73,7 +73,7 @@ class StreamInfo:
         return utc(self.latest.expires)
 
     @property
-    def signed(self) -> str:
+    def timestamp(self) -> str:
         return utc(self.latest.timestamp)
 
     @property
@@ -93,10 +93,6 @@ class Stream:
     @property
     def update_bundles(self) -> list[str]:
         return sorted({b for _, _, costs in self.updates for b in costs}, key=lambda n: (n != "os-core", n))
-
-
-def utc(t: int) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _signers(history: History, rel: str) -> list[str]:
@@ -255,7 +251,10 @@ def write_report(www: str, output: str | None = None) -> list[str]:
     for fmt, stream in sorted(streams.items()):
         path = os.path.join(out, f"format{fmt}.html")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(env.get_template("stream.html").render(s=stream, rows=stream.rows, format=fmt))
+            page = env.get_template("stream.html").render(
+                s=stream, rows=stream.rows, format=fmt, update_targets=UPDATE_TARGETS, series_versions=SERIES_VERSIONS
+            )
+            f.write(page)
         pages.append(path)
     index = os.path.join(out, "index.html")
     with open(index, "w", encoding="utf-8") as f:

@@ -157,9 +157,9 @@ class Chromium:
 
     def open(self, url: str) -> Page:
         """A page of its own at `url`, loaded (its load event fired)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=self.timeout) as r:
-            targets = json.load(r)
-        target = next(t for t in targets if t.get("type") == "page")
+        new = urllib.request.Request(f"http://127.0.0.1:{self.port}/json/new?about:blank", method="PUT")
+        with urllib.request.urlopen(new, timeout=self.timeout) as r:
+            target = json.load(r)
         ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=self.timeout, suppress_origin=True)
         page = Page(ws, self.timeout)
         self.pages.append(page)
