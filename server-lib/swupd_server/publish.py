@@ -52,8 +52,9 @@ def remove_leftovers(www: str) -> list[str]:
     """Remove what killed builds left: staging directories, version directories that no
     `latest` pointer reached (a build stopped between moving its version into place and
     publishing `latest`), which no device can have seen, and their build records, and the
-    introductions of keys that signed no published version (a rotation stopped before its version was published, or
-    abandoned): devices must not go on learning a key the stream never used."""
+    introductions of keys that signed no published version (a rotation stopped before its
+    version was published, or abandoned): devices must not go on learning a key the stream
+    never used."""
     from .history import History
 
     removed = []

@@ -174,6 +174,22 @@ def test_an_unpublished_build_record_is_removed(stream, tmp_path):
     assert sorted(os.listdir(os.path.join(www, "report"))) == ["build-10.json", "build-20.json", "build-30.json"]
 
 
+def test_build_records_hold_other_warnings(stream, tmp_path):
+    """A bundle path that matches nothing is recorded and shown with its version."""
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    typo = tmp_path / "bundles.toml"
+    with open(stream.bundles) as f:
+        typo.write_text(f.read() + '\n[bundle.extra]\npaths = ["/opt/ap"]\n')
+    create(www, stream.rootfs[20], 30, stream.keys.private, str(typo))
+    warning = "bundle extra: path '/opt/ap' matches nothing in the rootfs"
+    with open(os.path.join(www, "report", "build-30.json")) as f:
+        assert json.load(f)["warnings"] == [warning]
+    assert cli("report", "--www", www).rc == 0
+    page = _page(os.path.join(www, "report", "format1.html"))
+    assert page.count(f"Warning: {warning}") == 1
+    assert page.index(f"Warning: {warning}") > page.index('<h2 id="v30">')
+
+
 def test_a_malformed_build_record_is_one_line_error(stream, tmp_path):
     www = copy_www(stream.www, str(tmp_path / "www"))
     with open(os.path.join(www, "report", "build-20.json"), "w") as f:

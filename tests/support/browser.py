@@ -7,10 +7,11 @@
         page.screenshot(path, width, height)
 
 Chromium is started with its own empty profile and `--remote-debugging-port=0`; the port it
-picked is read from the profile's `DevToolsActivePort`, and one page is driven over a WebSocket
-(websocket-client). Every console message of level error or warning, every uncaught exception
-and every browser log entry of level error (a resource that failed to load, a blocked request)
-lands in `errors`. `chromium_binary()` says where Debian's Chromium is, or None.
+picked is read from the profile's `DevToolsActivePort`, and each page is a tab of its own,
+driven over a WebSocket (websocket-client). Every console message of level error, every failed
+console.assert, every uncaught exception and every browser log entry of level error (a
+resource that failed to load, a blocked request) lands in `errors`; warnings do not, since a
+newer Chromium may warn of anything. `chromium_binary()` says where Debian's Chromium is.
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ class Page:
 
     def _note(self, msg: dict) -> None:
         method, params = msg.get("method"), msg.get("params", {})
-        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning", "assert"):
+        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
             args = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
             self.errors.append(f"console.{params['type']}: {args}")
         elif method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
             self.errors.append(f"exception: {details.get('exception', {}).get('description', details.get('text'))}")
-        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") in ("error", "warning"):
+        elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
             where = f"{entry.get('source')}, {entry.get('url', '')}"
             self.errors.append(f"log {entry['level']} ({where}): {entry.get('text')}")
