@@ -42,14 +42,19 @@ class Problem:
         return f"bundle {self.bundle}: {self.path} needs {self.needed}, but {where}"
 
 
-def grouped(problems: list[Problem]) -> list[str]:
-    """One line per bundle and missing library, with how many files need it and one of them:
-    a tree missing one library would otherwise print a line for each of its users."""
-    groups: dict[tuple[str, str, str], list[Problem]] = {}
+def groups(problems: list[Problem]) -> list[list[Problem]]:
+    """Problems by bundle, missing library and where that library is, in that order: a tree
+    missing one library would otherwise give a line for each of its users."""
+    by_key: dict[tuple[str, str, str], list[Problem]] = {}
     for p in problems:
-        groups.setdefault((p.bundle, p.needed, p.found_in or p.elsewhere), []).append(p)
+        by_key.setdefault((p.bundle, p.needed, p.found_in or p.elsewhere), []).append(p)
+    return [ps for _, ps in sorted(by_key.items())]
+
+
+def grouped(problems: list[Problem]) -> list[str]:
+    """One line per bundle and missing library, with how many files need it and one of them."""
     out = []
-    for _, ps in sorted(groups.items()):
+    for ps in groups(problems):
         first = ps[0].text()
         out.append(first if len(ps) == 1 else f"{first} (and {len(ps) - 1} more file(s) need it)")
     return out

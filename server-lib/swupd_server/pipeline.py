@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -11,8 +12,21 @@ from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
 from swupd.format.latest import check_compat, check_stream
 
+from . import (
+    buildrecord,
+    deltas,
+    elfcheck,
+    fullfiles,
+    keys,
+    manifestdeltas,
+    manifests,
+    packs,
+    publish,
+    scan,
+    sign,
+    streams,
+)
 from . import bundles as bl
-from . import deltas, elfcheck, fullfiles, keys, manifestdeltas, manifests, packs, publish, scan, sign, streams
 from .config import BuildConfig
 from .history import History
 
@@ -117,6 +131,10 @@ def create_update(cfg: BuildConfig) -> BuildReport:
             t = time.monotonic()
             preport = packs.build(mreport, dreport, freport, history, stage, cfg)
             report.add("packs", t, preport.summary())
+            # Before `latest`: every published version has its record (publish.remove_leftovers
+            # drops the record of a version that was never published).
+            record = buildrecord.make(cfg.version, problems, empty)
+            publish.write_atomic(os.path.join(cfg.www, layout.build_record(cfg.version)), buildrecord.dumps(record))
             t = time.monotonic()
             pub = publish.publish(stage, cfg, sreport.latest)
             history.remember(layout.mom(cfg.version), mreport.mom_data, mreport.mom)

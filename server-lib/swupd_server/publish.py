@@ -51,9 +51,10 @@ def locked(www: str) -> Iterator[None]:
 def remove_leftovers(www: str) -> list[str]:
     """Remove what killed builds left: staging directories, version directories that no
     `latest` pointer reached (a build stopped between moving its version into place and
-    publishing `latest`), which no device can have seen, and the introductions of keys that
-    signed no published version (a rotation stopped before its version was published, or
-    abandoned): devices must not go on learning a key the stream never used."""
+    publishing `latest`), which no device can have seen, and their build records, and the
+    introductions of keys that signed no published version (a rotation stopped before its
+    version was published, or abandoned): devices must not go on learning a key the stream
+    never used."""
     from .history import History
 
     removed = []
@@ -65,7 +66,23 @@ def remove_leftovers(www: str) -> list[str]:
         if name.startswith(".stage-") or orphan:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(name)
-    return removed + _remove_unused_introductions(history)
+    return removed + _remove_unpublished_records(www, published) + _remove_unused_introductions(history)
+
+
+_RECORD = re.compile(r"build-([0-9]+)\.json\Z")
+
+
+def _remove_unpublished_records(www: str, published: int) -> list[str]:
+    """Build records (buildrecord.py) of versions no `latest` pointer reached."""
+    removed = []
+    reports = os.path.join(www, layout.report_dir())
+    for name in os.listdir(reports) if os.path.isdir(reports) else []:
+        m = _RECORD.match(name)
+        rel = f"{layout.report_dir()}/{name}"
+        if m and int(m.group(1)) > published and rel == layout.build_record(int(m.group(1))):
+            os.remove(os.path.join(www, rel))
+            removed.append(rel)
+    return removed
 
 
 _INTRODUCTION = re.compile(r"([0-9a-f]{16})\.pub(\.sig)?\Z")

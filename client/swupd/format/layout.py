@@ -88,3 +88,9 @@ def key_introduction(kid: str) -> str:
 
 def report_dir() -> str:
     return "report"
+
+
+def build_record(version: int) -> str:
+    """What the build of a version found that devices need not know (its warnings), kept for
+    `swupd-server report`, which reads nothing but the published tree. Devices never fetch it."""
+    return f"{report_dir()}/build-{version}.json"
