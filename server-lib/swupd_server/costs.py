@@ -6,9 +6,10 @@ under any path is not fetched; each other object is asked of the first bundle, b
 has it; a bundle whose version changed fetches its manifest as a manifest delta from the
 version it holds when one is published, else compressed; it takes the delta pack from the
 bundle version it holds when one is published and fetches as fullfiles what that pack lacks;
-a bundle without one (or new to the device) takes its zero pack when it needs at least 8
-objects and the pack is no larger than half their size plus 1 KiB each, and fullfiles
-otherwise. The MoM and signatures, a few kilobytes per update, are left out.
+for what is still missing (all of a bundle new to the device) it takes the bundle's zero pack
+of each version the missing objects' entries name, when it needs at least 8 objects of that
+version and the pack is no larger than half their size plus 1 KiB each, and fullfiles for the
+rest. The MoM and signatures, a few kilobytes per update, are left out.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class Costs:
         held = {e.hash for m in old.values() for e in m.entries if e.present}
         claimed: set[str] = set()
         out = []
+        rests: list[tuple[BundleCost, str, list[Entry], bool]] = []
         for name, m in sorted(new.items()):
             before = old.get(name)
             frm = before.version if before is not None else 0
@@ -121,9 +123,24 @@ class Costs:
                 cost.pack, cost.how = pack, f"delta pack from {frm}"
                 provided = self._pack_holds(layout.pack(m.version, name, frm))
                 rest = [e for e in rest if e.hash not in provided]
-            else:
-                zero = self._size(layout.pack(m.version, name, 0))
-                if zero is not None and _zero_pack_pays(zero, rest):
-                    cost.pack, cost.how, rest = zero, "zero pack", []
-            cost.fullfiles = sum(self._size(layout.fullfile(e.version, e.hash)) or 0 for e in rest)
+            rests.append((cost, name, rest, pack is None))
+        # Then, as the device does, the zero packs of bundles without a delta pack, version by
+        # version; each provides whatever is still missing, for any bundle.
+        missing = {e.hash for _, _, rest, _ in rests for e in rest}
+        for cost, name, rest, no_delta_pack in rests:
+            if not no_delta_pack:
+                continue
+            by_version: dict[int, list[Entry]] = {}
+            for e in rest:
+                by_version.setdefault(e.version, []).append(e)
+            for version, group in sorted(by_version.items()):
+                group = [e for e in group if e.hash in missing]
+                rel = layout.pack(version, name, 0)
+                zero = self._size(rel)
+                if zero is not None and _zero_pack_pays(zero, group):
+                    cost.pack += zero
+                    cost.how = f"{cost.how} + zero pack of {version}" if cost.how else f"zero pack of {version}"
+                    missing -= self._pack_holds(rel)
+        for cost, _, rest, _ in rests:
+            cost.fullfiles = sum(self._size(layout.fullfile(e.version, e.hash)) or 0 for e in rest if e.hash in missing)
         return out

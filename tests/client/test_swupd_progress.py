@@ -195,6 +195,7 @@ def test_a_fallback_to_fullfiles_is_its_own_line_and_ends_the_pack_bar(device: D
     """A pack that never ends is given up on: the warning prints on a clean line, the pack's bar
     is not drawn again below it, and the fullfiles that replace the pack get a bar of their own."""
     content.endless(path=PACK)
+    content.fail(404, times=None, path="/20/pack-os-core-from-0.tar")  # no zero pack to fall back on
     cols = 250
     rc, raw = on_terminal(["update", *device.opts()], cols)
     assert rc == 0, raw[-3000:]
