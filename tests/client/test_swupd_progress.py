@@ -3,20 +3,16 @@ pseudo-terminal against a real HTTP server that sends slowly, cuts a transfer sh
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import struct
-import subprocess
-import termios
 from collections.abc import Callable
 from pathlib import Path
 
 import clientkit as ck
 import pytest
 from clientkit import Device
+from support import terminal
 from support.httpserver import FaultServer
 
 PACK = "/20/pack-os-core-from-10.tar"
@@ -40,21 +36,8 @@ def on_terminal(
 ) -> tuple[int, str]:
     """`swupd ARGS` with standard output and error on one pseudo-terminal, `cols` wide (0: a
     terminal that does not know its size); what it wrote there, and its exit status."""
-    main, side = pty.openpty()
-    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    p = subprocess.Popen([ck.SWUPD, *args], stdin=subprocess.DEVNULL, stdout=side, stderr=side, env=env)
-    os.close(side)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: the command has closed its end
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(main)
-    return p.wait(timeout=120), shown.decode(errors="replace")
+    rc, _, shown = terminal.run([ck.SWUPD, *args], cols, rows, env)
+    return rc, shown
 
 
 def screen(raw: str, cols: int) -> list[str]:

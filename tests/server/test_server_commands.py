@@ -128,30 +128,10 @@ def test_refresh_latest_never_orders_below_the_published_pointer(stream, tmp_pat
 
 def _create_on_a_terminal(args: list[str]) -> tuple[int, str, str]:
     """create-update with stderr on a pseudo-terminal of 120 columns; (rc, stdout, stderr)."""
-    import fcntl
-    import pty
-    import struct
-    import subprocess
-    import termios
-
     from buildutil import SERVER
+    from support import terminal
 
-    main, side = pty.openpty()
-    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    p = subprocess.Popen([SERVER, *args], stdout=subprocess.PIPE, stderr=side, stdin=subprocess.DEVNULL)
-    os.close(side)
-    err = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # EIO: every writer has closed the terminal
-            break
-        if not chunk:
-            break
-        err += chunk
-    out = p.stdout.read()
-    os.close(main)
-    return p.wait(), out.decode(), err.decode(errors="replace")
+    return terminal.run([SERVER, *args], 120, 40, stdout_too=False)
 
 
 def test_a_build_on_a_terminal_shows_each_long_stage_as_it_goes(stream, tmp_path):
