@@ -89,8 +89,9 @@ def provide_host() -> None:
     if not missing:
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    run("apt-get", "update", "-q", env=env)
-    run("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, env=env)
+    wait = ("-o", "DPkg::Lock::Timeout=300")  # unattended-upgrades or a parallel test may hold it
+    run("apt-get", *wait, "update", "-q", env=env)
+    run("apt-get", *wait, "install", "-y", "-q", "--no-install-recommends", *missing, env=env)
 
 
 def _digest(*paths: Path) -> str:
