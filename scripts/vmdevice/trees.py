@@ -148,11 +148,14 @@ def _boot_links(root: Path) -> None:
     (root / "boot" / INITRD).symlink_to(f"initrd.img-{release}")
 
 
+# Documentation an image leaves out, as OE's images do without their -doc and -locale packages.
+DOCS = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale")
+
+
 def tidy(root: Path) -> None:
     """What is the build's and not the OS's: caches, logs, machine identity, documentation."""
     # /dev is devtmpfs on the device (OE's images ship it empty too), /run and /tmp are tmpfs.
-    for rel in ("dev", "run", "tmp", "var/cache/apt", "var/lib/apt/lists", "var/log", "usr/share/doc",
-                "usr/share/man", "usr/share/info", "usr/share/locale"):  # fmt: skip
+    for rel in ("dev", "run", "tmp", "var/cache/apt", "var/lib/apt/lists", "var/log", *DOCS):
         p = root / rel
         if p.is_dir():
             for child in p.iterdir():
