@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 from swupd.format.filehash import ZERO_HASH
 
+from ..apply.disk import TreeDisk
 from ..apply.plan import diff, is_state, union
 from .obtain import pack_source
 from .session import Session
 from .transaction import TxReport, execute
-from .update import TreeDisk, require_current
+from .update import require_current
 
 PICKY_TREE = "/usr"
 PICKY_SKIP = ("/usr/local", "/usr/src", "/usr/lib/modules", "/usr/lib/kernel", "/usr/share/clear/bundles")
@@ -64,7 +65,7 @@ def verify(sess: Session, fix: bool, picky: bool, bundles: set[str] | None = Non
     mom = sess.mom(cur, allow_older=True)
     manifests = sess.closure(mom, bundles) if bundles else sess.installed_closure(mom)
     entries = union([m.entries for m in manifests.values()])
-    disk = TreeDisk(sess)
+    disk = TreeDisk(sess.tree, sess.state.sub("version"))
     change = diff({}, entries, disk, verify=True, update=False)
     rep = VerifyReport(cur, checked=sum(1 for e in entries.values() if e.present))
     for e in change.install:
