@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from swupd.format.errors import BundleError, NetworkError
 
 from ..apply.disk import TreeDisk
-from ..apply.plan import diff, union
+from ..apply.plan import plan_update, union
 from .obtain import pack_source
 from .session import Session
 from .transaction import TxReport, execute, report_kept_config
@@ -35,7 +35,7 @@ def bundle_add(sess: Session, names: list[str]) -> tuple[list[str], TxReport | N
         return [], None
     old_u = union([m.entries for m in old.values()])
     disk = TreeDisk(sess.tree, sess.state.sub("version"))
-    change = diff(old_u, union([m.entries for m in new.values()]), disk, update=False)
+    change = plan_update(old_u, union([m.entries for m in new.values()]), disk, new_version=False)
     local = {e.hash: p for p, e in old_u.items() if e.present}
     wanted = {e.hash for e in change.install}
     sources = [pack_source(b, new[b], 0, wanted) for b in added]
@@ -72,7 +72,7 @@ def bundle_remove(sess: Session, names: list[str]) -> TxReport:
     new = sess.closure(mom, remaining)
     disk = TreeDisk(sess.tree, sess.state.sub("version"))
     old_u, new_u = union([m.entries for m in old.values()]), union([m.entries for m in new.values()])
-    change = diff(old_u, new_u, disk, update=False)
+    change = plan_update(old_u, new_u, disk, new_version=False)
     rep = execute(sess, change, cur, mom.timestamp, [], {})
     report_kept_config(sess, rep)
     return rep

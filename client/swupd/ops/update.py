@@ -12,7 +12,7 @@ from swupd.format.manifest import Manifest
 
 from .. import ownership
 from ..apply.disk import TreeDisk
-from ..apply.plan import diff, union
+from ..apply.plan import plan_update, union
 from ..store.objects import ObjectStore
 from . import space
 from .obtain import obtain, pack_source
@@ -76,7 +76,7 @@ def update(sess: Session, version: int | None = None, download_only: bool = Fals
     new_names = {b for b in old if b in {e.path for e in new_mom.entries if e.present}}
     new = sess.closure(new_mom, new_names)
     old_u, new_u = _entries(old), _entries(new)
-    change = diff(old_u, new_u, TreeDisk(sess.tree, sess.state.sub("version")), update=True)
+    change = plan_update(old_u, new_u, TreeDisk(sess.tree, sess.state.sub("version")), new_version=True)
     local = {e.hash: p for p, e in old_u.items() if e.present}
     wanted = {e.hash for e in change.install}
     sources = [
@@ -165,7 +165,7 @@ def os_install(
     for b in bundles:
         sess.bundle_entry(mom, b)
     manifests = sess.closure(mom, bundles)
-    change = diff({}, _entries(manifests), TreeDisk(sess.tree, sess.state.sub("version")), update=False)
+    change = plan_update({}, _entries(manifests), TreeDisk(sess.tree, sess.state.sub("version")), new_version=False)
     wanted = {e.hash for e in change.install}
     sources = [pack_source(b, m, 0, wanted) for b, m in sorted(manifests.items())]
     del manifests

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from swupd.format.filehash import ZERO_HASH
 
 from ..apply.disk import TreeDisk
-from ..apply.plan import diff, is_state, union
+from ..apply.plan import is_state, plan_repair, union
 from .obtain import pack_source
 from .session import Session
 from .transaction import TxReport, execute
@@ -66,7 +66,7 @@ def verify(sess: Session, fix: bool, picky: bool, bundles: set[str] | None = Non
     manifests = sess.closure(mom, bundles) if bundles else sess.installed_closure(mom)
     entries = union([m.entries for m in manifests.values()])
     disk = TreeDisk(sess.tree, sess.state.sub("version"))
-    change = diff({}, entries, disk, verify=True, update=False)
+    change = plan_repair(entries, disk)
     rep = VerifyReport(cur, checked=sum(1 for e in entries.values() if e.present))
     for e in change.install:
         (rep.missing if disk.hash(e.path) == ZERO_HASH else rep.modified).append(e.path)
