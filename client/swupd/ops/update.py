@@ -8,20 +8,13 @@ import stat
 
 from swupd.format.errors import RollbackError, SwupdError, UsageError
 from swupd.format.latest import Latest
-from swupd.format.manifest import Manifest
 
 from .. import ownership
-from ..apply.disk import TreeDisk
-from ..apply.plan import plan_update, union
 from ..store.objects import ObjectStore
 from . import space
-from .obtain import obtain, pack_source
+from .obtain import obtain
 from .session import Session
-from .transaction import TxReport, execute, report_kept_config
-
-
-def _entries(manifests: dict[str, Manifest]) -> dict:
-    return union([m.entries for m in manifests.values()])
+from .transaction import TxReport, execute, prepare, report_kept_config
 
 
 def require_current(sess: Session) -> int:
@@ -75,23 +68,15 @@ def update(sess: Session, version: int | None = None, download_only: bool = Fals
     old = sess.installed_closure(old_mom)
     new_names = {b for b in old if b in {e.path for e in new_mom.entries if e.present}}
     new = sess.closure(new_mom, new_names)
-    old_u, new_u = _entries(old), _entries(new)
-    change = plan_update(old_u, new_u, TreeDisk(sess.tree, sess.state.sub("version")), new_version=True)
-    local = {e.hash: p for p, e in old_u.items() if e.present}
-    wanted = {e.hash for e in change.install}
-    sources = [
-        pack_source(b, m, old[b].version if b in old else 0, wanted)
-        for b, m in sorted(new.items())
-        if b not in old or old[b].version != m.version
-    ]
+    tx = prepare(sess, old, new, target, new_mom.timestamp, "update")
     # Only the plan is needed from here on: the manifests' memory goes back before downloading.
-    del old, new, old_u, new_u
+    del old, new
     if download_only:
         store = ObjectStore(sess.state.sub("objects"))
-        space.check(sess, store, change, local, install=False)
-        obtain(sess, store, {e.hash: e for e in change.install}, sources, local)
+        space.check(sess, store, tx.change, tx.local, install=False)
+        obtain(sess, store, {e.hash: e for e in tx.change.install}, tx.sources, tx.local)
         return cur, target, None
-    rep = execute(sess, change, target, new_mom.timestamp, sources, local)
+    rep = execute(sess, tx)
     report_kept_config(sess, rep)
     return cur, target, rep
 
@@ -165,8 +150,6 @@ def os_install(
     for b in bundles:
         sess.bundle_entry(mom, b)
     manifests = sess.closure(mom, bundles)
-    change = plan_update({}, _entries(manifests), TreeDisk(sess.tree, sess.state.sub("version")), new_version=False)
-    wanted = {e.hash for e in change.install}
-    sources = [pack_source(b, m, 0, wanted) for b, m in sorted(manifests.items())]
+    tx = prepare(sess, {}, manifests, target, mom.timestamp, "bundles")
     del manifests
-    return target, execute(sess, change, target, mom.timestamp, sources, {})
+    return target, execute(sess, tx)
