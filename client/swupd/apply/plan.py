@@ -1,8 +1,10 @@
 """Deciding what a transaction does to the tree, and putting it in journal order.
 
-The same engine serves update, os-install, bundle-add, bundle-remove and repair: it compares
-what the tree should hold before (`old`, the union of the installed bundles' manifests, or what
-is actually on disk when repairing) with what it should hold after (`new`).
+Two planners share one vocabulary (`Change`) and one set of rules. `plan_update` serves update,
+os-install, bundle-add and bundle-remove: it compares what the tree should hold before (`old`,
+the union of the installed bundles' manifests) with what it should hold after (`new`), and
+trusts the tree to match `old`. `plan_repair` serves verify and repair: it compares every path
+of the manifests with what is actually on disk.
 
 Rules that protect the device's own data:
 - state paths (/var, /home, /root, /srv, ...) are created when missing but never overwritten
@@ -18,6 +20,10 @@ Rules that protect the device's own data:
   made again and everything `new` lists below it is installed, changed or not; under /etc and
   the state paths, whatever stands there instead is the device's and is kept, and nothing is
   installed below it.
+
+Entries are compared by value, never by identity alone: the manifest parser hands out one
+object for a line two versions share, but a manifest loaded from the parsed cache does not, and
+both must plan alike.
 """
 
 from __future__ import annotations
@@ -95,10 +101,6 @@ class Change:
         return not (self.install or self.remove or self.pre_remove)
 
 
-def _depth(path: str) -> int:
-    return path.count("/")
-
-
 class Disk(Protocol):
     def hash(self, path: str) -> str: ...
     def is_dir(self, path: str) -> bool: ...
@@ -110,78 +112,139 @@ class Disk(Protocol):
         ...
 
 
-def _unchanged(before: Entry | None, current: str | None) -> bool:
-    """The object on disk is the old version's own, as it shipped."""
+def same_line(a: Entry | None, b: Entry | None) -> bool:
+    """`a` and `b` are the same manifest line: `Entry` is a named tuple, so equality compares
+    every field, the hash (which covers content, type, mode, owner and xattrs), the type, the
+    status flag, the version and the size. A line two versions share is mostly one object (see
+    manifest.loads `like`): identity answers those at once, and implies equality."""
+    return a is b or a == b
+
+
+def _same_object(before: Entry | None, after: Entry) -> bool:
+    """Both entries are present and name one object: its hash covers content, type, mode,
+    owner and xattrs, so the tree, trusted to hold `before`, already holds `after`."""
+    return before is not None and before.present and after.present and before.hash == after.hash
+
+
+def _unchanged(before: Entry | None, current: str) -> bool:
+    """The object on disk (hash `current`) is the old version's own, as it shipped."""
     return before is not None and before.present and current == before.hash
 
 
-def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool = False, update: bool = True) -> Change:
-    """Compare `old` with `new`. With `verify`, every path of `new` is compared with the disk;
-    otherwise the tree is trusted to match `old` (verify catches drift), except for its
-    directories: with `update` or `verify` every directory of `new` is looked at (one lstat
-    each), otherwise those the change installs into. With `update`, boot files that vanished
-    from the manifests are kept, as ghosted ones are."""
+def _left_alone(path: str, e: Entry, before: Entry | None, current: str, disk: Disk, ch: Change) -> bool:
+    """Whether an object that is not `e`'s (hash `current`, not the zero hash) stays at `path`:
+    a mounted file system's root where a directory belongs, anything under a state path, and
+    configuration that is not the old version's own (reported in `kept_config`)."""
+    if e.type == Type.DIRECTORY and disk.mount_point(path):
+        return True  # the mounted file system's root stands there, with its own owner and mode
+    if is_state(path):
+        return True
+    if is_config(path) and not _unchanged(before, current):
+        ch.kept_config.append(path)
+        return True
+    return False
+
+
+def plan_update(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, *, new_version: bool) -> Change:
+    """The change that takes a tree holding `old` (path: entry; empty for os-install) to `new`.
+
+    Invariants:
+    - the tree is trusted to hold `old`: a path whose entry is the same line, or names the same
+      object, in both costs no look at the disk; drift is `plan_repair`'s to find. Otherwise
+      only state and configuration paths are hashed; any other path is asked `disk.holds`
+      (an lstat, and a hash only when it changed since the last transaction), which spares
+      the download of an object already in place;
+    - the plan depends on the entries' values only, never on whether `old` and `new` share
+      entry objects;
+    - `new_version` (an update, as opposed to adding or removing bundles within one version or
+      installing one): every directory of `new` is looked at (one lstat each), not only those
+      the change installs into, and boot files that vanished from the manifests stay, as
+      ghosted ones do;
+    - a path that changes kind (a directory becoming a file or the reverse) is cleared first
+      (`pre_remove`), deepest first.
+    """
     ch = Change()
     for path, e in new.items():
         before = old.get(path)
-        # The same entry object: a line both versions' manifests share (see manifest.loads).
-        if before is e and not verify:
+        if same_line(before, e) or not e.present or _same_object(before, e):
             continue
-        if not e.present:
-            continue
-        if not verify and before is not None and before.present and before.hash == e.hash:
-            continue
-        guarded = is_state(path) or is_config(path)
-        current = disk.hash(path) if (verify or guarded) else None
-        if current == e.hash:
-            continue
-        if e.type == Type.DIRECTORY and current not in (None, ZERO_HASH) and disk.mount_point(path):
-            continue  # the mounted file system's root stands there, with its own owner and mode
-        # Already in place (placed by hand, or by an earlier run): the hash covers the metadata
-        # too, so there is nothing to fetch or stage. With nothing installed (os-install into an
-        # empty directory) there is nothing to look at.
-        if current is None and old and disk.holds(path, e):
-            continue
-        if current not in (None, ZERO_HASH):
-            if is_state(path):
+        current = disk.hash(path) if is_state(path) or is_config(path) else None
+        if current is None:
+            # Already in place (placed by hand, or by an earlier run): the hash covers the
+            # metadata too, so there is nothing to fetch or stage. With nothing installed
+            # (os-install into an empty directory) there is nothing to look at.
+            if old and disk.holds(path, e):
                 continue
-            if is_config(path) and not _unchanged(before, current):
-                ch.kept_config.append(path)
-                continue
+        elif current == e.hash or (current != ZERO_HASH and _left_alone(path, e, before, current, disk, ch)):
+            continue
         ch.install.append(e)
         was = before.type if before is not None and before.present else None
-        if e.type != Type.DIRECTORY and (was == Type.DIRECTORY or (verify and disk.is_dir(path))):
+        if e.type != Type.DIRECTORY and was == Type.DIRECTORY:
             ch.pre_remove.append((path, e.hash))
         elif e.type == Type.DIRECTORY and was not in (None, Type.DIRECTORY) and disk.kind(path) not in ("d", ""):
             # The version turns a file or link into a directory: the old object goes first.
             ch.pre_remove.append((path, e.hash))
-    _directories(old, new, disk, ch, every=update or verify)
+    _directories(old, new, disk, ch, every=new_version)
     removable = []
     for path, before in old.items():
         after = new.get(path)
-        if after is before or not before.present or (after is not None and after.present) or is_state(path):
+        if same_line(after, before) or not before.present or is_state(path):
             continue
-        if after is not None and after.status == Status.GHOSTED:
+        if after is not None and (after.present or after.status == Status.GHOSTED):
             continue
-        if update and after is None and path.startswith(BOOT_PREFIXES):
+        if new_version and after is None and path.startswith(BOOT_PREFIXES):
             continue
         if is_config(path) and disk.hash(path) not in (before.hash, ZERO_HASH):
             ch.kept_config.append(path)
             continue
         removable.append(path)
-    if verify:
-        for path, e in new.items():
-            if e.status == Status.DELETED and path not in old and not is_state(path):
-                if disk.hash(path) == ZERO_HASH:
-                    continue
-                if is_config(path):
-                    ch.kept_config.append(path)  # the version dropped it, the administrator kept it
-                else:
-                    removable.append(path)
-    # Whatever lies below a path that stops being a directory goes before that path is replaced.
+    _order_removals(new, ch, removable)
+    return ch
+
+
+def plan_repair(expected: dict[str, Entry], disk: Disk) -> Change:
+    """The change that makes the tree hold `expected` (path: entry) again, whatever it holds.
+
+    Invariants:
+    - nothing is trusted: every path of `expected` is hashed on disk, and every directory is
+      looked at, so an object that differs is reinstalled, one that is missing installed, and
+      one the manifests record as deleted removed;
+    - the device's own data is kept as `plan_update` keeps it, except that any configuration
+      that differs from `expected` is the administrator's (there is no old version to tell
+      shipped objects by) and is reported, never replaced or removed;
+    - the plan depends on the entries' values only.
+    """
+    ch = Change()
+    for path, e in expected.items():
+        if not e.present:
+            continue
+        current = disk.hash(path)
+        if current == e.hash or (current != ZERO_HASH and _left_alone(path, e, None, current, disk, ch)):
+            continue
+        ch.install.append(e)
+        if e.type != Type.DIRECTORY and disk.is_dir(path):
+            ch.pre_remove.append((path, e.hash))
+    _directories({}, expected, disk, ch, every=True)
+    removable = []
+    for path, e in expected.items():
+        if e.status != Status.DELETED or is_state(path) or disk.hash(path) == ZERO_HASH:
+            continue
+        if is_config(path):
+            ch.kept_config.append(path)  # the version dropped it, the administrator kept it
+        else:
+            removable.append(path)
+    _order_removals(expected, ch, removable)
+    return ch
+
+
+def _order_removals(new: dict[str, Entry], ch: Change, removable: list[str]) -> None:
+    """Put `removable` into `ch`, deepest first, and note whether boot files change.
+
+    Whatever lies below a path that stops being a directory goes before that path is replaced
+    (`pre_remove`). A directory that holds configuration the administrator kept stays where it
+    is, unless `new` needs its path for something else: moved aside, the kept file would be
+    gone."""
     nondir_now = {p for p, e in new.items() if e.present and e.type != Type.DIRECTORY} if removable else set()
-    # A directory that holds configuration the administrator kept stays where it is (unless the
-    # new version needs its path for something else): moved aside, the kept file would be gone.
     holding = {a for p in ch.kept_config for a in _ancestors(p)} if removable else set()
     for path in sorted(set(removable) - (holding - nondir_now), key=_depth, reverse=True):
         if any(a in nondir_now for a in _ancestors(path)):
@@ -192,7 +255,6 @@ def diff(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, verify: bool 
     ch.boot_changed = any(e.path.startswith(BOOT_PREFIXES) for e in ch.install) or any(
         p.startswith(BOOT_PREFIXES) for p in ch.remove
     )
-    return ch
 
 
 def _directories(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, ch: Change, every: bool) -> None:
@@ -200,7 +262,8 @@ def _directories(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, ch: C
     special file) are made again, and everything `new` lists below them installed: a restored
     directory starts empty. Under /etc and the state paths an object standing where a directory
     belongs is the device's (unless it is the old version's own): it stays, and nothing is
-    installed below it."""
+    installed below it. `every`: all directories of `new` are looked at, not only those the
+    change installs into."""
     if every:
         dirs = [p for p, e in new.items() if e.present and e.type == Type.DIRECTORY]
     else:
@@ -231,6 +294,10 @@ def _directories(old: dict[str, Entry], new: dict[str, Entry], disk: Disk, ch: C
         ch.install += [
             e for p, e in new.items() if e.present and p not in have and (p in restored or p.startswith(below))
         ]
+
+
+def _depth(path: str) -> int:
+    return path.count("/")
 
 
 def _ancestors(path: str) -> list[str]:

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 
 from swupd.format.errors import BundleError, NetworkError
 
-from ..apply.plan import diff, union
-from .obtain import pack_source
 from .session import Session
-from .transaction import TxReport, execute, report_kept_config
-from .update import TreeDisk, require_current
+from .transaction import TxReport, execute, prepare, report_kept_config
+from .update import require_current
 
 
 def _present(mom) -> set[str]:
@@ -32,13 +30,9 @@ def bundle_add(sess: Session, names: list[str]) -> tuple[list[str], TxReport | N
     added = sorted(set(new) - set(old))
     if not added:
         return [], None
-    old_u = union([m.entries for m in old.values()])
-    change = diff(old_u, union([m.entries for m in new.values()]), TreeDisk(sess), update=False)
-    local = {e.hash: p for p, e in old_u.items() if e.present}
-    wanted = {e.hash for e in change.install}
-    sources = [pack_source(b, new[b], 0, wanted) for b in added]
+    tx = prepare(sess, old, new, cur, mom.timestamp, "bundles")
     del old, new
-    rep = execute(sess, change, cur, mom.timestamp, sources, local)
+    rep = execute(sess, tx)
     report_kept_config(sess, rep)
     return added, rep
 
@@ -68,10 +62,9 @@ def bundle_remove(sess: Session, names: list[str]) -> TxReport:
             raise BundleError(f"{n} is required by {', '.join(needed_by)}; remove those first")
     old = sess.closure(mom, installed)
     new = sess.closure(mom, remaining)
-    change = diff(
-        union([m.entries for m in old.values()]), union([m.entries for m in new.values()]), TreeDisk(sess), update=False
-    )
-    rep = execute(sess, change, cur, mom.timestamp, [], {})
+    tx = prepare(sess, old, new, cur, mom.timestamp, "bundles")
+    del old, new
+    rep = execute(sess, tx)
     report_kept_config(sess, rep)
     return rep
 

@@ -1,4 +1,5 @@
-"""Carrying out a planned change: obtain, stage, journal, apply, record, run hooks.
+"""Planning a change (`prepare`) and carrying it out (`execute`): obtain, stage, journal,
+apply, record, run hooks.
 
 Until the journal is written the live tree is untouched: objects are verified into the
 store (when one object serves several paths, copies are staged beside it), and one file system
@@ -19,21 +20,22 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from swupd.format.durable import sync_filesystem
 from swupd.format.errors import DiskFullError, HashMismatchError, TreeIOError
 from swupd.format.filehash import hash_path
-from swupd.format.manifest import Entry, Type
+from swupd.format.manifest import Entry, Manifest, Type
 
 from .. import faults, ownership
 from ..apply import journal as jn
 from ..apply import preflight
-from ..apply.plan import Change
+from ..apply.disk import TreeDisk
+from ..apply.plan import Change, plan_repair, plan_update, union
 from ..state import write_atomic
 from ..store.objects import ObjectStore
 from . import space
-from .obtain import ObtainReport, PackSource, obtain
+from .obtain import ObtainReport, PackSource, obtain, pack_source
 from .session import Session
 
 HOOK_DIRS = ("usr/lib/swupd/post-update.d", "etc/swupd/post-update.d")
@@ -48,6 +50,54 @@ class TxReport:
     moved_aside: list[str] = field(default_factory=list)
     obtained: ObtainReport = field(default_factory=ObtainReport)
     seconds: float = 0.0
+
+
+@dataclass
+class Transaction:
+    """A planned change with all that `execute` needs to carry it out: the version and
+    timestamp the tree records afterwards, the packs the objects may come from, and `local`,
+    objects the tree already holds (hash: path). It keeps no manifest, so the manifests'
+    memory can go back before anything is downloaded."""
+
+    change: Change
+    version: int
+    timestamp: int
+    sources: list[PackSource]
+    local: dict[str, str]
+
+
+def prepare(
+    sess: Session,
+    old: dict[str, Manifest],
+    new: dict[str, Manifest],
+    version: int,
+    timestamp: int,
+    kind: Literal["update", "bundles", "repair"],
+) -> Transaction:
+    """Plan the move of the tree from the bundles `old` to the bundles `new` (name: manifest,
+    each a closure), which the tree then records as `version`.
+
+    `kind` picks the planner: "update" (to another version) and "bundles" (bundle-add,
+    bundle-remove, os-install from an empty `old`) trust the tree to hold `old` and take its
+    objects as local sources; "repair" (`old` empty) compares `new` with the disk and takes
+    nothing from a tree that may be damaged. Packs come for each bundle that `new` adds or
+    changes, from the version `old` holds it at (0: a zero pack)."""
+    disk = TreeDisk(sess.tree, sess.state.sub("version"))
+    new_u = union([m.entries for m in new.values()])
+    if kind == "repair":
+        change = plan_repair(new_u, disk)
+        local: dict[str, str] = {}
+    else:
+        old_u = union([m.entries for m in old.values()])
+        change = plan_update(old_u, new_u, disk, new_version=kind == "update")
+        local = {e.hash: p for p, e in old_u.items() if e.present}
+    wanted = {e.hash for e in change.install}
+    sources = [
+        pack_source(b, m, old[b].version if b in old else 0, wanted)
+        for b, m in sorted(new.items())
+        if b not in old or old[b].version != m.version
+    ]
+    return Transaction(change, version, timestamp, sources, local)
 
 
 def _stage(sess: Session, store: ObjectStore, change: Change, stage_dir: str) -> list[list[Any]]:
@@ -97,16 +147,10 @@ def _sync_quietly(path: str) -> None:
         sync_filesystem(path)
 
 
-def execute(
-    sess: Session,
-    change: Change,
-    version: int,
-    timestamp: int,
-    sources: list[PackSource],
-    local: dict[str, str],
-) -> TxReport:
-    """Make the tree match the plan, crash-safely. `version` is what the tree runs afterwards."""
+def execute(sess: Session, tx: Transaction) -> TxReport:
+    """Make the tree match the plan, crash-safely; the tree then runs `tx.version`."""
     started = time.monotonic()
+    change, version, local = tx.change, tx.version, tx.local
     if sess.run_scripts:
         hooks(sess.s.root)  # hooks that could not run refuse the transaction before it starts
     rep = TxReport(kept_config=list(change.kept_config))
@@ -115,7 +159,7 @@ def execute(
     try:
         recover_stage(sess, store)
         space.check(sess, store, change, local)
-        rep.obtained = obtain(sess, store, wanted, sources, local)
+        rep.obtained = obtain(sess, store, wanted, tx.sources, local)
         stage_dir = os.path.join(sess.state.sub("stage"), str(version))
         os.makedirs(stage_dir, mode=0o700)
         # Writing back the imported objects starts beside the checks of staging...
@@ -136,7 +180,7 @@ def execute(
     actions += installs
     actions += [["rm", p, ""] for p in change.remove]
     # The floor rises with the commit: every manifest this version needs has passed by now.
-    actions.append(["record", {**sess.trusted.commit_info(version, timestamp), "hooks": True}])
+    actions.append(["record", {**sess.trusted.commit_info(version, tx.timestamp), "hooks": True}])
     # Every target as it is now, before the commit point: what stands in the way is cleared by
     # actions of the journal, what cannot be changed stops the transaction here.
     try:

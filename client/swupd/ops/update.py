@@ -8,66 +8,13 @@ import stat
 
 from swupd.format.errors import RollbackError, SwupdError, UsageError
 from swupd.format.latest import Latest
-from swupd.format.manifest import Entry, Manifest, Type
 
 from .. import ownership
-from ..apply.plan import diff, union
 from ..store.objects import ObjectStore
 from . import space
-from .obtain import obtain, pack_source
+from .obtain import obtain
 from .session import Session
-from .transaction import TxReport, execute, report_kept_config
-
-_KIND = {Type.FILE: stat.S_IFREG, Type.DIRECTORY: stat.S_IFDIR, Type.SYMLINK: stat.S_IFLNK}
-
-
-class TreeDisk:
-    """The plan's view of the tree: hashes and types of what is there now."""
-
-    def __init__(self, sess: Session) -> None:
-        self.tree = sess.tree
-        # When the last transaction recorded its version (see `holds`); 0 when none has.
-        try:
-            self.settled = os.stat(sess.state.sub("version")).st_ctime_ns
-        except OSError:
-            self.settled = 0
-
-    def hash(self, path: str) -> str:
-        return self.tree.hash(path)
-
-    def is_dir(self, path: str) -> bool:
-        return self.kind(path) == "d"
-
-    def mount_point(self, path: str) -> bool:
-        return self.tree.mount_point(path)
-
-    def kind(self, path: str) -> str:
-        st = self.tree.lstat(path)
-        if st is None:
-            return ""
-        if stat.S_ISDIR(st.st_mode):
-            return "d"
-        if stat.S_ISREG(st.st_mode):
-            return "f"
-        return "l" if stat.S_ISLNK(st.st_mode) else "s"
-
-    def holds(self, path: str, entry: Entry) -> bool:
-        """True if `path` already is `entry`'s object. An lstat first, so that only an object of
-        its type (and, for files and links, of its signed size) changed since the last
-        transaction costs a hash: one untouched since then is what that transaction left, the
-        installed version's object, as the plan trusts (a rebuilt binary often keeps its size,
-        and hashing those cost an update a fifth of its time). Passing over one that does hold
-        the new object only costs its download."""
-        st = self.tree.lstat(path)
-        if st is None or _KIND.get(entry.type) != stat.S_IFMT(st.st_mode) or st.st_ctime_ns <= self.settled:
-            return False
-        if entry.type != Type.DIRECTORY and st.st_size != entry.size:
-            return False
-        return self.tree.hash(path) == entry.hash
-
-
-def _entries(manifests: dict[str, Manifest]) -> dict:
-    return union([m.entries for m in manifests.values()])
+from .transaction import TxReport, execute, prepare, report_kept_config
 
 
 def require_current(sess: Session) -> int:
@@ -121,23 +68,15 @@ def update(sess: Session, version: int | None = None, download_only: bool = Fals
     old = sess.installed_closure(old_mom)
     new_names = {b for b in old if b in {e.path for e in new_mom.entries if e.present}}
     new = sess.closure(new_mom, new_names)
-    old_u, new_u = _entries(old), _entries(new)
-    change = diff(old_u, new_u, TreeDisk(sess), update=True)
-    local = {e.hash: p for p, e in old_u.items() if e.present}
-    wanted = {e.hash for e in change.install}
-    sources = [
-        pack_source(b, m, old[b].version if b in old else 0, wanted)
-        for b, m in sorted(new.items())
-        if b not in old or old[b].version != m.version
-    ]
+    tx = prepare(sess, old, new, target, new_mom.timestamp, "update")
     # Only the plan is needed from here on: the manifests' memory goes back before downloading.
-    del old, new, old_u, new_u
+    del old, new
     if download_only:
         store = ObjectStore(sess.state.sub("objects"))
-        space.check(sess, store, change, local, install=False)
-        obtain(sess, store, {e.hash: e for e in change.install}, sources, local)
+        space.check(sess, store, tx.change, tx.local, install=False)
+        obtain(sess, store, {e.hash: e for e in tx.change.install}, tx.sources, tx.local)
         return cur, target, None
-    rep = execute(sess, change, target, new_mom.timestamp, sources, local)
+    rep = execute(sess, tx)
     report_kept_config(sess, rep)
     return cur, target, rep
 
@@ -211,8 +150,6 @@ def os_install(
     for b in bundles:
         sess.bundle_entry(mom, b)
     manifests = sess.closure(mom, bundles)
-    change = diff({}, _entries(manifests), TreeDisk(sess), update=False)
-    wanted = {e.hash for e in change.install}
-    sources = [pack_source(b, m, 0, wanted) for b, m in sorted(manifests.items())]
+    tx = prepare(sess, {}, manifests, target, mom.timestamp, "bundles")
     del manifests
-    return target, execute(sess, change, target, mom.timestamp, sources, {})
+    return target, execute(sess, tx)

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 
 from swupd.format.filehash import ZERO_HASH
 
-from ..apply.plan import diff, is_state, union
-from .obtain import pack_source
+from ..apply.plan import is_state
 from .session import Session
-from .transaction import TxReport, execute
-from .update import TreeDisk, require_current
+from .transaction import TxReport, execute, prepare
+from .update import require_current
 
 PICKY_TREE = "/usr"
 PICKY_SKIP = ("/usr/local", "/usr/src", "/usr/lib/modules", "/usr/lib/kernel", "/usr/share/clear/bundles")
@@ -63,21 +62,19 @@ def verify(sess: Session, fix: bool, picky: bool, bundles: set[str] | None = Non
     cur = require_current(sess)
     mom = sess.mom(cur, allow_older=True)
     manifests = sess.closure(mom, bundles) if bundles else sess.installed_closure(mom)
-    entries = union([m.entries for m in manifests.values()])
-    disk = TreeDisk(sess)
-    change = diff({}, entries, disk, verify=True, update=False)
-    rep = VerifyReport(cur, checked=sum(1 for e in entries.values() if e.present))
+    tx = prepare(sess, {}, manifests, cur, mom.timestamp, "repair")
+    change = tx.change
+    # A path any bundle lists as present is one the tree should hold.
+    known = {e.path for m in manifests.values() for e in m.entries if e.present}
+    rep = VerifyReport(cur, checked=len(known))
     for e in change.install:
-        (rep.missing if disk.hash(e.path) == ZERO_HASH else rep.modified).append(e.path)
+        (rep.missing if sess.tree.hash(e.path) == ZERO_HASH else rep.modified).append(e.path)
     rep.extra = list(change.remove) + [p for p, keep in change.pre_remove if not keep]
     rep.config = sorted(change.kept_config)
     if picky:
-        known = {p for p, e in entries.items() if e.present}
         extras = [p for p in _picky_extras(sess, known) if not is_state(p)]
         rep.extra += extras
         change.remove += [p for p in extras if p not in change.remove]
     if fix and not change.empty:
-        wanted = {e.hash for e in change.install}
-        sources = [pack_source(b, m, 0, wanted) for b, m in sorted(manifests.items())]
-        rep.fixed = execute(sess, change, cur, mom.timestamp, sources, {})
+        rep.fixed = execute(sess, tx)
     return rep
