@@ -8,6 +8,7 @@ import re
 import pytest
 import reader
 from buildutil import EXAMPLE_BUNDLES, assert_same_snapshot, cli, copy_www, create_args, snapshot
+from support import oracle
 
 
 @pytest.fixture
@@ -146,9 +147,9 @@ def _resign(www: str, rel: str, data: bytes, key: str) -> None:
 
     with open(os.path.join(www, rel), "wb") as f:
         f.write(data)
-    seed = reader.load_key(key)
+    seed = oracle.load_key(key)
     signer = nacl.signing.SigningKey(seed)
-    line = f"ed25519 {reader.keyid(bytes(signer.verify_key))} {signer.sign(data).signature.hex()}\n"
+    line = f"ed25519 {oracle.keyid(bytes(signer.verify_key))} {signer.sign(data).signature.hex()}\n"
     with open(os.path.join(www, rel + ".sig"), "w") as f:
         f.write(line)
 

@@ -14,6 +14,7 @@ import time
 import pytest
 import reader
 from buildutil import EXAMPLE_BUNDLES, cli, copy_www, create, make_stream_tree
+from support import oracle
 from support.browser import Chromium, chromium_binary
 from support.httpserver import FaultServer
 from support.trees import write_file
@@ -134,7 +135,7 @@ def test_stream_facts(history, keys):
     facts = _facts(page)
     www = reader.Www(history, keys.raw)
     latest = www.latest(1)
-    kid = reader.keyid(keys.raw)
+    kid = oracle.keyid(keys.raw)
     assert facts["Stream identity"] == STREAM and facts["Compat id"] == COMPAT
     assert facts["Signing key"].startswith(kid)
     assert facts["Expires"] == time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(latest.fields["expires"]))

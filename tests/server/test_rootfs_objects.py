@@ -10,6 +10,7 @@ import exampletree
 import pytest
 import reader
 from buildutil import all_entries, assert_same_snapshot, cli_process, copy_www, create, create_args, snapshot
+from support import oracle
 from support.trees import write_file as _file
 
 RAW_NAME = b"/srv/raw-\xff\xfe.bin"
@@ -102,7 +103,7 @@ def test_special_modes_and_owners(odd):
     _, www, _, _ = odd
     entries = all_entries(www.bundles(10))
 
-    def obj(path: bytes) -> reader.Obj:
+    def obj(path: bytes) -> oracle.Obj:
         e = entries[path]
         return www.fullfile(e.version, e.hash)
 
@@ -128,7 +129,7 @@ def test_symlinks(odd):
         (b"/srv/target-not-utf8", b"/" + b"\xe9t\xe9/" * 60),
     ):
         e = entries[path]
-        assert e.type == "L" and e.size == len(target)
+        assert e.kind == "L" and e.size == len(target)
         o = www.fullfile(e.version, e.hash)
         assert o.kind == "L" and o.link == target
 
@@ -137,7 +138,7 @@ def test_hardlinks_are_two_entries_with_one_fullfile(odd):
     _, www, _, _ = odd
     entries = all_entries(www.bundles(10))
     one, two = entries[b"/srv/hard1"], entries[b"/srv/hard2"]
-    assert one.hash == two.hash and one.type == two.type == "F"
+    assert one.hash == two.hash and one.kind == two.kind == "F"
     assert os.path.isfile(www.path("10", "files", f"{one.hash}.tar"))
     members = www.pack(10, "extras", 0)
     assert list(members).count(f"staged/{one.hash}.tar") == 1
@@ -162,7 +163,7 @@ def test_xattrs(odd):
     d = www.fullfile(10, entries[b"/srv/xattr-dir"].hash)
     assert d.xattrs == {b"user.dir": b"1"}
     # The xattrs are part of the hash: the same file without them hashes differently.
-    plain = reader.Obj("F", f.mode, f.uid, f.gid, f.data)
+    plain = oracle.Obj("F", f.mode, f.uid, f.gid, f.data)
     assert plain.hash() != entries[b"/srv/xattr-file"].hash
 
 
