@@ -45,10 +45,10 @@ def journal_moving(statedir: Path, source: Path) -> None:
     (statedir / "journal").write_text(json.dumps(data))
 
 
-def refused(r: ck.Result, *words: str) -> str:
+def refused(r: ck.Result, word: str, *more: str) -> str:
     line = r.error_line()
     assert r.rc == 2, (r.rc, r.err)
-    for w in words:
+    for w in (word, *more):
         assert w in line, line
     return line
 

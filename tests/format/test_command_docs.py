@@ -92,7 +92,7 @@ def test_the_man_page_renders_without_warnings_and_documents_every_command_and_o
     assert text.startswith(f"{prog.upper()}(1)")
     for name, sub in _subcommands(prog).items():
         assert re.search(rf"^ +{prog} {name}$", text, re.M), f"{prog} {name} has no part of the page"
-        assert sub.description in text
+        assert sub.description and sub.description in text, f"{prog} {name} has no description on the page"
         for action in sub._actions:
             for option in action.option_strings:
                 if option not in ("-h", "--help"):

@@ -154,10 +154,10 @@ def _resign(www: str, rel: str, data: bytes, key: str) -> None:
         f.write(line)
 
 
-def _refused(target: str, args: list[str], *expected: str) -> None:
+def _refused(target: str, args: list[str], expected: str, *more: str) -> None:
     before = snapshot(target)
     line = cli(*args).one_line_error()
-    for text in expected:
+    for text in (expected, *more):
         assert text in line, line
     assert_same_snapshot(before, snapshot(target))
 
