@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.environment import unavailable
 from support.httpserver import FaultServer
 from swupd.format.errors import DiskFullError, NetworkError, NotFoundError, SizeLimitError, UsageError
 from swupd.transport import Fetcher
@@ -385,7 +386,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     d.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up: {r.stderr.strip() or r.returncode}")
+        unavailable(f"cannot mount a small tmpfs to fill up: {r.stderr.strip() or r.returncode}")
     try:
         yield d
     finally:

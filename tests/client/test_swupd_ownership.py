@@ -14,11 +14,16 @@ from pathlib import Path
 import clientkit as ck
 import pytest
 from clientkit import Device
+from support.environment import require_root
 from support.httpserver import FaultServer
 from swupd import ownership
 from swupd.format.errors import UnsafePathError
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to prepare files as another user")
+
+@pytest.fixture(autouse=True)
+def _as_root() -> None:
+    require_root("needs root to prepare files as another user")
+
 
 NOBODY = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else 65534
 

@@ -9,6 +9,7 @@ import pytest
 import reader
 from buildutil import EXAMPLE_BUNDLES, assert_same_snapshot, cli, copy_www, create_args, snapshot
 from support import oracle
+from support.environment import unavailable
 
 
 @pytest.fixture
@@ -237,7 +238,7 @@ def test_refuses_xattrs_a_fullfile_cannot_carry(stream, tmp_path):
     try:
         shm = tempfile.mkdtemp(dir="/dev/shm")
     except OSError:
-        pytest.skip("no /dev/shm")
+        unavailable("no /dev/shm")
     try:
         root = make_stream_tree(os.path.join(shm, "rootfs"), 1)
         path = os.path.join(root, "usr/share/data/same.txt")
@@ -245,7 +246,7 @@ def test_refuses_xattrs_a_fullfile_cannot_carry(stream, tmp_path):
             for i in range(20):
                 os.setxattr(path, f"user.big{i:02d}", b"v" * 4000)
         except OSError:
-            pytest.skip("this tmpfs does not hold 80 KB of xattrs")
+            unavailable("this tmpfs does not hold 80 KB of xattrs")
         www = tmp_path / "www"
         r = cli(*create_args(www, root, 10, stream.keys.private))
         assert r.rc != 0 and "Traceback" not in r.err

@@ -11,6 +11,7 @@ import pytest
 import reader
 from buildutil import all_entries, assert_same_snapshot, cli_process, copy_www, create, create_args, snapshot
 from support import oracle
+from support.environment import unavailable
 from support.trees import write_file as _file
 
 RAW_NAME = b"/srv/raw-\xff\xfe.bin"
@@ -156,7 +157,7 @@ def test_names_survive_as_bytes(odd):
 def test_xattrs(odd):
     _, www, _, supported = odd
     if not supported:
-        pytest.skip("the file system of the test directory refuses user.* xattrs")
+        unavailable("the file system of the test directory refuses user.* xattrs")
     entries = all_entries(www.bundles(10))
     f = www.fullfile(10, entries[b"/srv/xattr-file"].hash)
     assert f.xattrs == {b"user.comment": b"hello", b"user.binary": b"\xff\x00\x01", b"user.empty": b""}
