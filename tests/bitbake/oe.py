@@ -11,7 +11,7 @@ the build directories with their parse caches, per checkout) lives outside the c
 ``$SWUPD_YOCTO_CACHE``, else the build user's ``${XDG_CACHE_HOME:-~/.cache}/meta-swupd/yocto``:
 a cold parse of OE-core with meta-oe and meta-python takes minutes, a warm one seconds.
 
-    oe = Yocto.provide("wrynose")                    # skips (or fails, see REQUIRE) when it cannot
+    oe = Yocto.provide("wrynose")                    # raises Unavailable when it cannot
     build = oe.builddir("main", machine="qemux86-64", layers=[oe.layer])
     r = build.run("bitbake", "-e", "ostro-image-swupd")
 """
@@ -33,7 +33,6 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[2]
 BUILD_USER = "swupd-build"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-REQUIRE = "SWUPD_REQUIRE_YOCTO"
 FULL = "SWUPD_YOCTO_FULL"
 
 # Every build configuration costs a cold parse, and a world signature run grows with the number

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import oe
 import pytest
+from support.environment import require_root, unavailable
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -92,7 +93,7 @@ def _python_site(target: Path) -> Path:
         pip = ["/usr/bin/python3", "-m", "pip", "install", "-q", "--break-system-packages", "--target", str(target)]
         r = subprocess.run([*pip, *SERVER_DISTRIBUTIONS], capture_output=True, text=True)
         if r.returncode != 0:
-            pytest.skip(f"cannot install the server's dependencies for the host's python3: {r.stderr[-400:]}")
+            unavailable(f"cannot install the server's dependencies for the host's python3: {r.stderr[-400:]}")
     return target
 
 
@@ -171,7 +172,7 @@ def stream(yocto) -> Stream:
     try:
         conf = oe.pseudo_conf()
     except oe.Unavailable as e:
-        pytest.skip(str(e))
+        unavailable(str(e))
     # An SBOM describes packages, and no package is built here.
     conf += 'INHERIT_DISTRO:remove = "create-spdx"\n'
     layer = yocto.copy(HERE / "meta-swupd-test", "meta-swupd-test")
@@ -338,8 +339,7 @@ def test_image_carries_the_client_configuration(stream):
 
 
 def test_client_installs_10_and_updates_to_20(stream, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("installing content with its owners, as on a device, needs root")
+    require_root("installing content with its owners, as on a device, needs root")
     _built(stream)
     device = tmp_path / "device"
     r = swupd("os-install", "--url", f"file://{stream.www}", "--key", stream.pub, "--format", "1", "--version", "10",

@@ -1,10 +1,10 @@
 """Helpers of the device-side tests: example OS versions, the swupd command, tree oracles.
 
 The content the client is tested against is real: root file systems built here, published by
-`swupd-server create-update`, signed with a key from `swupd-server keygen`. The oracles
-(`Manifest`, `obj_hash`, `read_tree`) are written from docs/format.md and import nothing from
-`swupd`, so the tests compare the device's tree with the build's input, not the client with
-itself.
+`swupd-server create-update`, signed with a key from `swupd-server keygen`. Manifests, hashes
+and trees are read with the tests' own oracle (`support.oracle`, written from docs/format.md,
+importing nothing from `swupd`), so the tests compare the device's tree with the build's input,
+not the client with itself.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import hmac
 import io
 import os
 import random
 import re
 import shutil
-import stat
-import struct
 import subprocess
 import sys
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from unittest import mock
 
 import exampletree
+from support.oracle import Entry, Manifest, Obj, load_manifest, read_obj, read_tree
 from support.trees import write_file as _write
 from support.trees import xattrs_supported
 
@@ -35,7 +33,6 @@ SWUPD = os.path.join(BIN, "swupd")
 SERVER = os.path.join(BIN, "swupd-server")
 COMPAT = "test-machine"
 FORMAT = "1"
-ZERO_HASH = "0" * 64
 
 BUNDLES_TOML = """\
 [bundle.app]
@@ -112,59 +109,13 @@ def make_rootfs(root: str, variant: int) -> str:
 # -- the published content, read independently ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Entry:
-    flags: str
-    hash: str
-    version: int
-    size: int
-    path: str
-
-    @property
-    def present(self) -> bool:
-        return self.flags[1] == "."
-
-    @property
-    def kind(self) -> str:
-        return self.flags[0]
-
-
-@dataclass
-class Manifest:
-    header: dict[str, str]
-    includes: list[str]
-    entries: list[Entry]
-
-    @classmethod
-    def load(cls, path: str) -> Manifest:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8", "surrogateescape")
-        head, _, body = text.partition("\n\n")
-        header, includes = {}, []
-        for line in head.split("\n")[1:]:
-            k, _, v = line.partition(":\t")
-            if k == "includes":
-                includes.append(v)
-            else:
-                header[k] = v
-        entries = []
-        for line in body.split("\n"):
-            if line:
-                flags, digest, version, size, p = line.split("\t")
-                entries.append(Entry(flags, digest, int(version), int(size), p))
-        return cls(header, includes, entries)
-
-    def present(self) -> dict[str, Entry]:
-        return {e.path: e for e in self.entries if e.present}
-
-
 def mom(www: str, version: int) -> Manifest:
-    return Manifest.load(os.path.join(www, str(version), "Manifest.MoM"))
+    return load_manifest(os.path.join(www, str(version), "Manifest.MoM"))
 
 
 def bundle_manifest(www: str, version: int, bundle: str) -> Manifest:
-    e = mom(www, version).present()[bundle]
-    return Manifest.load(os.path.join(www, str(e.version), f"Manifest.{bundle}"))
+    e = {e.name: e for e in mom(www, version).present()}[bundle]
+    return load_manifest(os.path.join(www, str(e.version), f"Manifest.{bundle}"))
 
 
 def closure(www: str, version: int, bundles) -> dict[str, Manifest]:
@@ -178,10 +129,12 @@ def closure(www: str, version: int, bundles) -> dict[str, Manifest]:
 
 
 def entries(www: str, version: int, bundles) -> dict[str, Entry]:
-    """Present entries of the bundles (and their includes) of a version, by path."""
+    """Present entries of the bundles (and their includes) of a version, by path (decoded as
+    the device's file names are, so that they compare with `read_tree` of a str root)."""
     out: dict[str, Entry] = {}
     for m in closure(www, version, bundles).values():
-        for p, e in m.present().items():
+        for e in m.present():
+            p = os.fsdecode(e.path)
             assert out.get(p, e).hash == e.hash, f"{p} has two hashes in version {version}"
             out[p] = e
     return out
@@ -190,53 +143,10 @@ def entries(www: str, version: int, bundles) -> dict[str, Entry]:
 # -- objects on disk ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Obj:
-    kind: str  # F, D, L or ? (anything else)
-    mode: int
-    uid: int
-    gid: int
-    data: bytes = b""
-    xattrs: tuple = ()
-    mtime_ns: int = field(default=0, compare=False)
-
-    def describe(self) -> str:
-        what = {"F": f"{len(self.data)} bytes", "D": "dir", "L": f"-> {self.data!r}"}.get(self.kind, "special")
-        return f"{self.kind} {self.mode:o} {self.uid}:{self.gid} {what} xattrs={list(self.xattrs)}"
-
-
-def read_obj(path: str) -> Obj:
-    st = os.lstat(path)
-    mode = stat.S_IMODE(st.st_mode)
-    if stat.S_ISLNK(st.st_mode):
-        return Obj("L", 0o777, st.st_uid, st.st_gid, os.fsencode(os.readlink(path)), (), st.st_mtime_ns)
-    xattrs = tuple(
-        sorted((n, os.getxattr(path, n, follow_symlinks=False)) for n in os.listxattr(path, follow_symlinks=False))
-    )
-    xattrs = tuple(x for x in xattrs if x[0] != "security.selinux")
-    if stat.S_ISDIR(st.st_mode):
-        return Obj("D", mode, st.st_uid, st.st_gid, b"", xattrs)
-    if stat.S_ISREG(st.st_mode):
-        with open(path, "rb") as f:
-            return Obj("F", mode, st.st_uid, st.st_gid, f.read(), xattrs, st.st_mtime_ns)
-    return Obj("?", mode, st.st_uid, st.st_gid, b"", xattrs)
-
-
-def read_tree(root: str, skip: tuple[str, ...] = ()) -> dict[str, Obj]:
-    """Every object below `root` by manifest-style path; `skip` prunes absolute host paths."""
-    out: dict[str, Obj] = {}
-    skip = tuple(os.path.abspath(s) for s in skip)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in skip]
-        for name in dirnames + filenames:
-            host = os.path.join(dirpath, name)
-            out["/" + os.path.relpath(host, root)] = read_obj(host)
-    return out
-
-
 def snapshot(root: str, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """Byte-level snapshot for before/after comparisons: objects plus file modification times."""
-    return {p: (o, o.mtime_ns) for p, o in read_tree(root, skip).items()}
+    """Byte-level snapshot for before/after comparisons: objects plus the modification times of
+    files and links (a directory's changes with what is made and removed inside it)."""
+    return {p: (o, o.mtime_ns if o.kind in ("F", "L") else 0) for p, o in read_tree(root, skip).items()}
 
 
 def diff_snapshots(before: dict, after: dict) -> str:
@@ -248,24 +158,9 @@ def diff_snapshots(before: dict, after: dict) -> str:
     return f"added {added[:10]}, removed {removed[:10]}, changed {changed[:10]}"
 
 
-def _xattr_blob(xattrs) -> bytes:
-    """Nothing for no xattrs; else per xattr, names sorted bytewise, u16 LE name length,
-    u32 LE value length, name, value."""
-    named = sorted((os.fsencode(n), v) for n, v in xattrs)
-    return b"".join(struct.pack("<HI", len(n), len(v)) + n + v for n, v in named)
-
-
-def obj_hash(o: Obj) -> str:
-    """The format's file hash (docs/format.md, "The file hash"), computed from scratch."""
-    if o.kind == "L":
-        mode, size, data, xattrs = 0, len(o.data), o.data, ()
-    elif o.kind == "D":
-        mode, size, data, xattrs = stat.S_IFDIR | o.mode, 0, b"DIRECTORY", o.xattrs
-    else:
-        mode, size, data, xattrs = stat.S_IFREG | o.mode, len(o.data), o.data, o.xattrs
-    block = struct.pack("<QQQQQ", mode, o.uid, o.gid, 0, size)
-    key = hmac.new(block, _xattr_blob(xattrs), hashlib.sha256).hexdigest().encode()
-    return hmac.new(key, data, hashlib.sha256).hexdigest()
+def hashes_to(o: Obj, digest: str) -> bool:
+    """Whether `o` is an object a manifest can hold and has the file hash `digest`."""
+    return o.kind in ("F", "D", "L") and o.hash() == digest
 
 
 def is_state(path: str) -> bool:
@@ -320,7 +215,7 @@ def compare_tree(root: str, want: dict, allow_extra=(), skip: tuple[str, ...] = 
         if h is None:
             problems.append(f"{p}: missing")
         elif isinstance(w, Entry):
-            if obj_hash(h) != w.hash:
+            if not hashes_to(h, w.hash):
                 problems.append(f"{p}: {h.describe()} does not hash to its manifest entry")
         elif h != w:
             problems.append(f"{p}: {h.describe()}, expected {w.describe()}")
@@ -569,7 +464,7 @@ def old_or_new(root: str, old: dict[str, Obj], new: dict, skip: tuple[str, ...] 
         is_old = h == was if p in old else h is None
         n = new.get(p)
         if isinstance(n, Entry):
-            is_new = h is not None and obj_hash(h) == n.hash
+            is_new = h is not None and hashes_to(h, n.hash)
         else:
             is_new = h == n if p in new else h is None
         dir_to_other = was is not None and was.kind == "D" and n is not None and getattr(n, "kind", "D") != "D"

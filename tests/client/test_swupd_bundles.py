@@ -9,6 +9,7 @@ from pathlib import Path
 import clientkit as ck
 import pytest
 from clientkit import Device
+from support import oracle
 from support.httpserver import FaultServer
 
 
@@ -176,8 +177,8 @@ def test_clean_keeps_only_what_the_installed_system_uses(device: Device, content
     kept = sorted(str(p.relative_to(mdir)) for p in mdir.rglob("*") if p.is_file())
     # The device has every bundle (v10_all).
     want = {"20/Manifest.MoM", "20/Manifest.MoM.sig"}
-    for name, e in ck.Manifest.load(str(mdir / "20/Manifest.MoM")).present().items():
-        want |= {f"{e.version}/Manifest.{name}", f"{e.version}/parsed/Manifest.{name}"}
+    for e in oracle.load_manifest(str(mdir / "20/Manifest.MoM")).present():
+        want |= {f"{e.version}/Manifest.{e.name}", f"{e.version}/parsed/Manifest.{e.name}"}
     assert set(kept) == want, kept
     assert not (mdir / "10/Manifest.MoM").exists()
     content.clear_log()

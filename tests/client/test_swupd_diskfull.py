@@ -11,6 +11,7 @@ from pathlib import Path
 import clientkit as ck
 import pytest
 from clientkit import Device
+from support.environment import unavailable
 from support.httpserver import FaultServer
 
 
@@ -30,7 +31,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
         p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
                            capture_output=True, text=True, check=False)  # fmt: skip
         if p.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip() or p.returncode}")
+            unavailable(f"cannot mount a tmpfs: {p.stderr.strip() or p.returncode}")
         mounts.append(where)
         return where
 

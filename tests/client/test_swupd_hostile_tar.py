@@ -168,5 +168,5 @@ def test_hostile_fullfile_header_fails_with_one_line(
     assert elapsed < 30, f"{elapsed:.1f} s"
     assert rss < baseline * 1.2 + 16 * 1024, f"peak memory {rss} KiB, a genuine update {baseline} KiB"
     assert r.rc == 3, (r.rc, r.err)
-    assert why in r.error_line() and e.path in r.error_line(), r.err
+    assert why in r.error_line() and e.path.decode() in r.error_line(), r.err
     assert ck.diff_snapshots(snap, dev.snapshot()) == ""

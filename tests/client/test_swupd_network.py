@@ -183,10 +183,10 @@ def test_files_already_in_place_are_not_downloaded(device: Device, content: Faul
     placed = candidates[::2]
     assert len(placed) >= 2 and len(candidates) > len(placed)
     for e in placed:
-        dest = os.path.join(device.root, e.path.lstrip("/"))
-        subprocess.run(["cp", "-a", "--remove-destination", os.path.join(stream.rootfs[20], e.path.lstrip("/")), dest],
-                       check=True)  # fmt: skip
-        assert ck.obj_hash(ck.read_obj(dest)) == e.hash
+        rel = os.fsdecode(e.path).lstrip("/")
+        dest = os.path.join(device.root, rel)
+        subprocess.run(["cp", "-a", "--remove-destination", os.path.join(stream.rootfs[20], rel), dest], check=True)
+        assert ck.read_obj(dest).hash() == e.hash
     r = device.swupd("update")
     assert r.rc == 0, r.err
     fetched = {e.path for e in content.log if e.path.startswith("/20/files/") and e.status == 200}

@@ -15,6 +15,7 @@ from pathlib import Path
 import clientkit as ck
 import pytest
 from clientkit import Device
+from support.environment import unavailable
 
 
 def aside_of(root: str, path: str) -> list[Path]:
@@ -107,7 +108,7 @@ def test_a_file_with_the_longest_name_reaches_another_file_system(
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(disk)],
                        capture_output=True, text=True, check=False)  # fmt: skip
     if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip() or p.returncode}")
+        unavailable(f"cannot mount a tmpfs: {p.stderr.strip() or p.returncode}")
     try:
         dev = clone_device(v10_all, Path(long_name_stream.www).as_uri())
         dev.stream, dev.state = long_name_stream, ck.clone(dev.state, str(disk / "state"))
@@ -169,7 +170,7 @@ def test_what_cannot_be_changed_stops_the_update_before_anything_changed(device:
     error line, exit 15, the tree exactly as it was and no journal; once the flag is gone the
     update completes."""
     if shutil.which("chattr") is None or not immutable_supported(Path(device.root)):
-        pytest.skip("no chattr, or the file system (or this process) cannot set the immutable flag")
+        unavailable("no chattr, or the file system (or this process) cannot set the immutable flag")
     before, snap = device.tree(), device.snapshot()
     target = Path(device.root, locked)
     chattr(target, "+i")
@@ -196,7 +197,7 @@ def test_a_mount_point_in_the_way_stops_the_update_before_anything_changed(devic
     mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "swupd-test", str(mnt)]
     if subprocess.run(mount, capture_output=True, check=False).returncode:
         mnt.rmdir()
-        pytest.skip("this process cannot mount a tmpfs")
+        unavailable("this process cannot mount a tmpfs")
     try:
         before, snap = device.tree(), device.snapshot()
         r = device.swupd_process("update")
@@ -228,7 +229,7 @@ def test_a_bind_mount_from_the_same_file_system_stops_the_update(device: Device,
         source.write_bytes(host.read_bytes())
     before, snap = device.tree(), device.snapshot()
     if subprocess.run(["mount", "--bind", str(source), str(host)], capture_output=True, check=False).returncode:
-        pytest.skip("this process cannot make bind mounts")
+        unavailable("this process cannot make bind mounts")
     try:
         r = device.swupd_process("update")
         assert r.rc == 15, (r.rc, r.err)
@@ -249,7 +250,7 @@ def test_a_read_only_directory_stops_the_update_before_anything_changed(device: 
     doc = Path(device.root, "usr/share/doc")
     before, snap = device.tree(), device.snapshot()
     if subprocess.run(["mount", "--bind", str(doc), str(doc)], capture_output=True, check=False).returncode:
-        pytest.skip("this process cannot make bind mounts")
+        unavailable("this process cannot make bind mounts")
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(doc)], check=True, capture_output=True)
         r = device.swupd_process("update")

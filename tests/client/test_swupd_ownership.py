@@ -14,11 +14,16 @@ from pathlib import Path
 import clientkit as ck
 import pytest
 from clientkit import Device
+from support.environment import require_root
 from support.httpserver import FaultServer
 from swupd import ownership
 from swupd.format.errors import UnsafePathError
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to prepare files as another user")
+
+@pytest.fixture(autouse=True)
+def _as_root() -> None:
+    require_root("needs root to prepare files as another user")
+
 
 NOBODY = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else 65534
 
@@ -45,10 +50,10 @@ def journal_moving(statedir: Path, source: Path) -> None:
     (statedir / "journal").write_text(json.dumps(data))
 
 
-def refused(r: ck.Result, *words: str) -> str:
+def refused(r: ck.Result, word: str, *more: str) -> str:
     line = r.error_line()
     assert r.rc == 2, (r.rc, r.err)
-    for w in words:
+    for w in (word, *more):
         assert w in line, line
     return line
 

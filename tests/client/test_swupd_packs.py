@@ -13,6 +13,7 @@ import clientkit as ck
 import pytest
 import zstandard
 from clientkit import Device
+from support.environment import unavailable
 from support.httpserver import FaultServer
 
 PACK = "20/pack-os-core-from-10.tar"
@@ -430,7 +431,7 @@ def test_stored_objects_carry_no_inherited_acl(tmp_path: Path) -> None:
     try:
         os.setxattr(store.dir, "system.posix_acl_default", default)
     except OSError as e:
-        pytest.skip(f"no POSIX ACLs here: {e.strerror}")
+        unavailable(f"no POSIX ACLs here: {e.strerror}")
     meta = Meta(st.S_IFREG | 0o644, os.getuid(), os.getgid(), 0, 6)
     for data in (b"bytes!", b"stream"):
         digest = filehash.hash_bytes(data, meta.mode, meta.uid, meta.gid, {})

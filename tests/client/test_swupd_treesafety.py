@@ -11,6 +11,7 @@ from pathlib import Path
 import clientkit as ck
 import pytest
 from clientkit import Device
+from support.environment import unavailable
 
 
 def plant_link(device: Device, tmp_path: Path) -> tuple[Path, dict]:
@@ -87,7 +88,7 @@ def test_a_hard_link_keeps_no_privilege_of_a_replaced_or_removed_file(
     its move made another run finish the journal."""
     root = Path(device.root)
     if caps and not capabilities_supported(device.root):
-        pytest.skip("the file system (or this process) cannot set security.capability")
+        unavailable("the file system (or this process) cannot set security.capability")
     program, removed = root / "usr/bin/suid-tool", root / "usr/lib/plugins-1/plugin.so"
     os.chmod(removed, 0o2755)
     for f in (program, removed) if caps else ():

@@ -25,8 +25,9 @@ def attacked(v10_all: Device, clone_device, private_server: FaultServer) -> Devi
     return clone_device(v10_all, private_server.url())
 
 
-def refused(dev: Device, code: int, *args: str, message: str = "") -> str:
-    """Run `update ARGS` and check it fails with `code`, one line, the tree unchanged."""
+def refused(dev: Device, code: int, *args: str, message: str) -> str:
+    """Run `update ARGS` on a device at version 10 and check it fails with `code` and one error
+    line that says `message`, the tree unchanged and the device still at 10."""
     snap = dev.snapshot()
     r = dev.swupd("update", *args)
     assert r.rc == code, (r.rc, r.out, r.err)
@@ -34,7 +35,7 @@ def refused(dev: Device, code: int, *args: str, message: str = "") -> str:
     assert message in line, line
     assert ck.diff_snapshots(snap, dev.snapshot()) == "", "a refused update changed the tree"
     assert not Path(dev.state, "journal").exists()
-    assert dev.version() == 10 or args
+    assert dev.version() == 10
     return line
 
 
@@ -48,7 +49,7 @@ def drop_packs(www: Path, version: int = 20) -> None:
 
 def test_mom_signature_garbage(attacked: Device, private_www: Path) -> None:
     (private_www / "20/Manifest.MoM.sig").write_bytes(b"ed25519 0123456789abcdef " + b"zz" * 64 + b"\n")
-    refused(attacked, 4)
+    refused(attacked, 4, message="malformed signature value")
 
 
 def test_mom_signature_empty(attacked: Device, private_www: Path) -> None:
@@ -70,13 +71,13 @@ def test_mom_signed_by_another_key(attacked: Device, private_www: Path, stream: 
 def test_mom_altered_under_a_valid_signature(attacked: Device, private_www: Path) -> None:
     mom = private_www / "20/Manifest.MoM"
     mom.write_bytes(mom.read_bytes().replace(b"test-machine", b"test-machinf"))
-    refused(attacked, 4)
+    refused(attacked, 4, message="no valid signature by a trusted key")
 
 
 def test_latest_signed_by_another_key(attacked: Device, private_www: Path, stream: ck.Stream) -> None:
     data = (private_www / LATEST).read_bytes()
     (private_www / f"{LATEST}.sig").write_bytes(ck.sign(stream.other_private, data))
-    refused(attacked, 4)
+    refused(attacked, 4, message="no valid signature by a trusted key")
     r = attacked.swupd("check-update")
     assert r.rc == 4
 
@@ -168,8 +169,7 @@ def test_fullfile_corrupted_in_transit(attacked: Device, private_www: Path, priv
     stream_e = ck.entries(str(private_www), 20, {"os-core"})["/usr/bin/suid-tool"]
     drop_packs(private_www)
     private_server.corrupt(path=f"/20/files/{stream_e.hash}.tar")
-    line = refused(attacked, 3)
-    assert stream_e.hash in line or "fullfile" in line, line
+    refused(attacked, 3, message="fullfile for /usr/bin/suid-tool")
     # Once the network is sound again the update succeeds: nothing bad was cached.
     private_server.clear_faults()
     r = attacked.swupd("update")

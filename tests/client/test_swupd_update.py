@@ -163,7 +163,7 @@ def test_manifests_are_kept_parsed_and_a_bad_copy_is_never_used(device: Device, 
     """Installed manifests are kept parsed under the hash the MoM signs; a damaged copy, or one
     of another manifest, is parsed again from the text instead of being believed."""
     mom10 = ck.mom(stream.www, 10)
-    hashes = {e.path: stamp(e.hash) for e in mom10.entries}
+    hashes = {e.name: stamp(e.hash) for e in mom10.entries}
     blob = Path(kept(device, 10, "os-core")).read_bytes()
     assert parsed.loads(blob, hashes["os-core"]) == published(stream, 10, "os-core")
     damaged = bytearray(blob)
@@ -176,11 +176,11 @@ def test_manifests_are_kept_parsed_and_a_bad_copy_is_never_used(device: Device, 
     assert parsed.loads(Path(kept(device, 10, "os-core")).read_bytes(), hashes["os-core"]) is not None
     mom20 = ck.mom(stream.www, 20)
     for e in mom20.entries:
-        if os.path.exists(kept(device, 20, e.path)):
-            got = parsed.loads(Path(kept(device, 20, e.path)).read_bytes(), stamp(e.hash))
-            assert got == published(stream, 20, e.path), e.path
+        if os.path.exists(kept(device, 20, e.name)):
+            got = parsed.loads(Path(kept(device, 20, e.name)).read_bytes(), stamp(e.hash))
+            assert got == published(stream, 20, e.name), e.name
     # Another bundle's manifest, whole and well-formed, under os-core's name.
-    other = next(e.path for e in mom20.entries if e.path != "os-core" and os.path.exists(kept(device, 20, e.path)))
+    other = next(e.name for e in mom20.entries if e.name != "os-core" and os.path.exists(kept(device, 20, e.name)))
     Path(kept(device, 20, other)).replace(kept(device, 20, "os-core"))
     v = device.swupd("verify", "--picky")
     assert v.rc == 0 and "0 missing, 0 modified, 0 extra" in v.out, v.out + v.err

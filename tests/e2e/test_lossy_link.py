@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import os
 import random
-import stat
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import exampletree
 import pytest
 from support.httpserver import FaultServer
 from support.netns import LossyLink
+from support.oracle import read_tree
 
 BIN = Path(sys.executable).parent
 BUNDLES = Path(__file__).resolve().parents[2] / "examples" / "bundles.toml"
@@ -90,28 +90,11 @@ class Device:
         return r
 
 
-def _tree(root: Path) -> dict[str, tuple]:
-    """Every object below `root` by absolute path: kind, mode, owner, content or target, xattrs."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                what: tuple = ("link", os.readlink(path))
-            else:
-                xattrs = sorted((n, os.getxattr(path, n)) for n in os.listxattr(path) if n != "security.selinux")
-                data = Path(path).read_bytes() if stat.S_ISREG(st.st_mode) else b""
-                what = (stat.filemode(st.st_mode), data, tuple(xattrs))
-            out["/" + os.path.relpath(path, root)] = (*what, st.st_uid, st.st_gid)
-    return out
-
-
 def assert_tree_is(device_root: Path, rootfs: Path, version: int) -> None:
     """The device holds exactly the input tree, but for what the build itself adds (the
     os-release that names the version and the installed-bundle markers) and the settings
     os-install keeps for it in /etc/swupd."""
-    have, want = _tree(device_root), _tree(rootfs)
+    have, want = read_tree(str(device_root)), read_tree(str(rootfs))
     os_release = "/usr/lib/os-release"
     assert f"\nVERSION_ID={version}\n" in Path(device_root, os_release.lstrip("/")).read_text()
     problems = [f"{p}: missing" for p in sorted(set(want) - set(have))]

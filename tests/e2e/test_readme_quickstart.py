@@ -10,7 +10,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
+from support.environment import require_root
 
 TOP = Path(__file__).resolve().parents[2]
 
@@ -24,10 +24,7 @@ def _steps() -> str:
 
 
 def test_the_quick_start_ends_with_an_updated_device(tmp_path):
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the quick start runs as root (os-install sets owners)")
-        pytest.skip("the quick start runs as root (os-install sets owners)")
+    require_root("the quick start runs as root (os-install sets owners)")
     script = tmp_path / "steps.sh"
     script.write_text(_steps())
     env = {**os.environ, "MS": str(TOP)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import exampletree
 import reader
+from support import oracle
 from support.trees import write_file as _write
 from support.trees import xattrs_supported
 from swupd_server.cli import main
@@ -138,9 +139,9 @@ def copy_www(src: str, dest: str) -> str:
     return dest
 
 
-def all_entries(bundles: dict[str, reader.Manifest]) -> dict[bytes, reader.Entry]:
+def all_entries(bundles: dict[str, oracle.Manifest]) -> dict[bytes, oracle.Entry]:
     """Present entries of every bundle by path (a path in several bundles has one hash)."""
-    out: dict[bytes, reader.Entry] = {}
+    out: dict[bytes, oracle.Entry] = {}
     for m in bundles.values():
         for e in m.present():
             assert out.get(e.path, e).hash == e.hash, f"{e.path!r} has two hashes"
@@ -157,7 +158,7 @@ def is_generated(path: bytes) -> bool:
     return path in GENERATED or path in (b"/usr/share/clear", MARKERS) or path.startswith(MARKERS + b"/")
 
 
-def compare_to_rootfs(result: dict[bytes, reader.Obj], rootfs: str, entries: dict[bytes, reader.Entry]) -> None:
+def compare_to_rootfs(result: dict[bytes, oracle.Obj], rootfs: str, entries: dict[bytes, oracle.Entry]) -> None:
     """`result` (a tree made from published content) holds exactly the rootfs, object by object;
     generated objects (os-release, bundle markers) match the manifests instead."""
     expected = reader.tree(rootfs)

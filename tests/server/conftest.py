@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 import reader
 from buildutil import EXAMPLE_BUNDLES, cli_process, create, make_stream_tree
+from support import oracle
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def keys(tmp_path_factory) -> Keys:
     private, public = str(d / "signing.key"), str(d / "signing.pub")
     r = cli_process("keygen", "--private", private, "--public", public)
     assert r.rc == 0, r.err
-    return Keys(private, public, reader.load_key(public))
+    return Keys(private, public, oracle.load_key(public))
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ import sys
 import pytest
 import reader
 from buildutil import cli, copy_www, create_args
+from support import oracle
 
 # Runs `swupd-server ARGS`, sending SIG to its own main process before its K-th change to the
 # file system made while ARM (a dotted function name, or "-": the whole command) runs; prints
@@ -106,7 +107,7 @@ def _whole(www: str, public: bytes, fmt: int) -> int:
 def _introductions_whole(www: str, public: bytes) -> None:
     for pub in glob.glob(os.path.join(www, "keys", "*.pub")):
         with open(pub, "rb") as f, open(pub + ".sig", "rb") as g:
-            reader.verify(f.read(), g.read(), public)
+            oracle.verify(f.read(), g.read(), public)
 
 
 def _after_a_stop(p: subprocess.CompletedProcess, signum: int, www: str) -> None:
@@ -122,7 +123,7 @@ def _after_a_stop(p: subprocess.CompletedProcess, signum: int, www: str) -> None
 def _new_key(tmp_path) -> tuple[str, bytes]:
     private = str(tmp_path / "new.key")
     assert cli("keygen", "--private", private, "--public", private + ".pub").rc == 0
-    return private, reader.load_key(private + ".pub")
+    return private, oracle.load_key(private + ".pub")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
@@ -185,7 +186,7 @@ def test_a_rotation_stopped_at_any_instant(stream, tmp_path, stopper, signum, ar
         assert r.rc == 0, (k, r.err)
         assert _whole(www, new_public, 1) in (30, 40)
         _introductions_whole(www, stream.keys.raw)
-        assert os.path.exists(os.path.join(www, "keys", f"{reader.keyid(new_public)}.pub.sig")), k
+        assert os.path.exists(os.path.join(www, "keys", f"{oracle.keyid(new_public)}.pub.sig")), k
         assert not glob.glob(os.path.join(www, ".stage-*")), os.listdir(www)
         shutil.rmtree(www)
 
@@ -196,7 +197,7 @@ def test_an_abandoned_rotation_introduces_no_key(stream, tmp_path, stopper, sign
     wrong key noticed, Ctrl-C), then given up: the next build, with the stream's own key,
     withdraws the introduction, so no device learns a key that never signed the stream."""
     wrong_private, wrong_public = _new_key(tmp_path)
-    wrong = reader.keyid(wrong_public)
+    wrong = oracle.keyid(wrong_public)
     www = copy_www(stream.www, str(tmp_path / "www"))
     args = create_args(www, stream.rootfs[10], 30, wrong_private, stream.bundles, "--rotate-key", stream.keys.private)
     p = _stopped_at(stopper, 1, signum, "swupd_server.publish.write_latest", args)

@@ -8,6 +8,7 @@ import random
 import pytest
 import reader
 from buildutil import all_entries, compare_to_rootfs, is_generated
+from support import oracle
 
 
 @pytest.mark.parametrize("version", [10, 20])
@@ -43,7 +44,7 @@ def test_all_zero_packs_together_are_the_rootfs(stream, installed10):
 def updated20(stream, installed10, tmp_path_factory):
     """A copy of the installed version 10, updated to 20 from the delta packs alone."""
     work = str(tmp_path_factory.mktemp("delta") / "device")
-    reader.copy_tree(installed10, work)
+    oracle.copy_tree(installed10, work)
     www = stream.reader()
     used = {}
     mom10, mom20 = www.mom(10).by_path(), www.mom(20).by_path()
@@ -73,7 +74,7 @@ def test_delta_pack_leaves_out_content_the_device_has(stream):
     www = stream.reader()
     old_hashes = {e.hash for e in www.bundle(www.mom(10).by_path()[b"os-core"]).present()}
     pack = www.pack(20, "os-core", 10)
-    shipped = {reader.staged_hash(n) for n in pack} | {(reader.delta_hashes(n) or ("", ""))[1] for n in pack}
+    shipped = {oracle.staged_hash(n) for n in pack} | {(oracle.delta_hashes(n) or ("", ""))[1] for n in pack}
     assert not shipped & old_hashes
     blob = all_entries(www.bundles(20))[b"/usr/share/data2/blob.bin"]
     assert f"staged/{blob.hash}.tar" not in pack
@@ -84,7 +85,7 @@ def test_deltas_are_smaller_than_fullfiles(stream):
     sizes = []
     for name in ("os-core", "app", "app-docs"):
         for member, blob in www.pack(20, name, 10).items():
-            pair = reader.delta_hashes(member)
+            pair = oracle.delta_hashes(member)
             if pair:
                 fullfile = os.path.getsize(www.path("20", "files", f"{pair[1]}.tar"))
                 assert len(blob) < fullfile, member
@@ -108,9 +109,9 @@ def test_delta_carries_new_metadata(stream):
     old = www.bundle(www.mom(10).by_path()[b"os-core"]).by_path()[b"/usr/share/data/perm.txt"]
     new = www.bundle(www.mom(20).by_path()[b"os-core"]).by_path()[b"/usr/share/data/perm.txt"]
     blob = www.pack(20, "os-core", 10)[f"delta/{old.hash}/{new.hash}"]
-    d = reader.parse_delta(blob)
+    d = oracle.parse_delta(blob)
     assert d.mode & 0o7777 == 0o600
-    obj = reader.apply_delta(www.fullfile(10, old.hash).data, blob)
+    obj = oracle.apply_delta(www.fullfile(10, old.hash).data, blob)
     assert obj.hash() == new.hash
 
 
@@ -127,7 +128,7 @@ def test_zero_packs_hold_each_version_s_small_new_objects_once(stream):
             pack = www.pack(version, name, 0)
             new = {e.hash: e for e in m.present() if e.version == version}
             for member, blob in pack.items():
-                digest = reader.staged_hash(member)
+                digest = oracle.staged_hash(member)
                 assert digest in new, f"{version} {name}: {member} is not new in {version}"
                 assert blob == www.read(str(version), "files", f"{digest}.tar")
                 assert len(blob) <= 8192
@@ -190,6 +191,6 @@ def test_deltas_stay_within_what_a_device_may_hold(stream, tmp_path):
     old, new = all_entries(w.bundles(30)), all_entries(w.bundles(40))
     pack = w.pack(40, "app", 30)
     mid = f"delta/{old[b'/opt/app/mid.dat'].hash}/{new[b'/opt/app/mid.dat'].hash}"
-    assert reader.parse_delta(pack[mid]).codec == 2
+    assert oracle.parse_delta(pack[mid]).codec == 2
     assert not any(m.endswith(new[b"/opt/app/big.dat"].hash) for m in pack)
     reader.check_version(w, 40)

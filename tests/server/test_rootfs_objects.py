@@ -10,6 +10,8 @@ import exampletree
 import pytest
 import reader
 from buildutil import all_entries, assert_same_snapshot, cli_process, copy_www, create, create_args, snapshot
+from support import oracle
+from support.environment import unavailable
 from support.trees import write_file as _file
 
 RAW_NAME = b"/srv/raw-\xff\xfe.bin"
@@ -102,7 +104,7 @@ def test_special_modes_and_owners(odd):
     _, www, _, _ = odd
     entries = all_entries(www.bundles(10))
 
-    def obj(path: bytes) -> reader.Obj:
+    def obj(path: bytes) -> oracle.Obj:
         e = entries[path]
         return www.fullfile(e.version, e.hash)
 
@@ -128,7 +130,7 @@ def test_symlinks(odd):
         (b"/srv/target-not-utf8", b"/" + b"\xe9t\xe9/" * 60),
     ):
         e = entries[path]
-        assert e.type == "L" and e.size == len(target)
+        assert e.kind == "L" and e.size == len(target)
         o = www.fullfile(e.version, e.hash)
         assert o.kind == "L" and o.link == target
 
@@ -137,7 +139,7 @@ def test_hardlinks_are_two_entries_with_one_fullfile(odd):
     _, www, _, _ = odd
     entries = all_entries(www.bundles(10))
     one, two = entries[b"/srv/hard1"], entries[b"/srv/hard2"]
-    assert one.hash == two.hash and one.type == two.type == "F"
+    assert one.hash == two.hash and one.kind == two.kind == "F"
     assert os.path.isfile(www.path("10", "files", f"{one.hash}.tar"))
     members = www.pack(10, "extras", 0)
     assert list(members).count(f"staged/{one.hash}.tar") == 1
@@ -155,14 +157,14 @@ def test_names_survive_as_bytes(odd):
 def test_xattrs(odd):
     _, www, _, supported = odd
     if not supported:
-        pytest.skip("the file system of the test directory refuses user.* xattrs")
+        unavailable("the file system of the test directory refuses user.* xattrs")
     entries = all_entries(www.bundles(10))
     f = www.fullfile(10, entries[b"/srv/xattr-file"].hash)
     assert f.xattrs == {b"user.comment": b"hello", b"user.binary": b"\xff\x00\x01", b"user.empty": b""}
     d = www.fullfile(10, entries[b"/srv/xattr-dir"].hash)
     assert d.xattrs == {b"user.dir": b"1"}
     # The xattrs are part of the hash: the same file without them hashes differently.
-    plain = reader.Obj("F", f.mode, f.uid, f.gid, f.data)
+    plain = oracle.Obj("F", f.mode, f.uid, f.gid, f.data)
     assert plain.hash() != entries[b"/srv/xattr-file"].hash
 
 

@@ -11,13 +11,14 @@ import time
 import nacl.signing
 import reader
 from buildutil import assert_same_snapshot, cli, cli_process, copy_www, create, create_args, snapshot
+from support import oracle
 
 
 def test_keygen_writes_a_key_pair(tmp_path):
     private, public = str(tmp_path / "k"), str(tmp_path / "k.pub")
     r = cli_process("keygen", "--private", private, "--public", public)
     assert r.rc == 0, r.err
-    seed, pub = reader.load_key(private), reader.load_key(public)
+    seed, pub = oracle.load_key(private), oracle.load_key(public)
     assert stat.S_IMODE(os.stat(private).st_mode) == 0o600
     assert bytes(nacl.signing.SigningKey(seed).verify_key) == pub
     assert hashlib.sha256(pub).hexdigest()[:16] in r.out
@@ -68,7 +69,7 @@ def _keygen(directory, name: str) -> tuple[str, str]:
 
 def _signers(www: str, rel: str) -> list[str]:
     with open(os.path.join(www, rel + ".sig"), "rb") as f:
-        return sorted(kid for kid, _ in reader.signature_lines(f.read()))
+        return sorted(kid for kid, _ in oracle.signature_lines(f.read()))
 
 
 def test_a_rotation_introduces_the_new_key(stream, tmp_path):
@@ -76,8 +77,8 @@ def test_a_rotation_introduces_the_new_key(stream, tmp_path):
     keys/<keyid>.pub, signed by the old key; 40 is signed by the new key alone, and the old key
     can no longer sign the stream without a rotation back."""
     new_private, new_public = _keygen(tmp_path, "new")
-    old_raw, new_raw = stream.keys.raw, reader.load_key(new_public)
-    old_id, new_id = reader.keyid(old_raw), reader.keyid(new_raw)
+    old_raw, new_raw = stream.keys.raw, oracle.load_key(new_public)
+    old_id, new_id = oracle.keyid(old_raw), oracle.keyid(new_raw)
     www = copy_www(stream.www, str(tmp_path / "www"))
     r = create(www, stream.rootfs[20], 30, new_private, stream.bundles, "--rotate-key", stream.keys.private)
     assert f"introduces {new_id}" in r.out
@@ -90,7 +91,7 @@ def test_a_rotation_introduces_the_new_key(stream, tmp_path):
     with open(intro, "rb") as f, open(intro + ".sig", "rb") as g:
         data, sig = f.read(), g.read()
     assert data == open(new_public, "rb").read()
-    reader.verify(data, sig, old_raw)
+    oracle.verify(data, sig, old_raw)
     assert _signers(www, "keys/" + f"{new_id}.pub") == [old_id]
 
     create(www, stream.rootfs[10], 40, new_private, stream.bundles)

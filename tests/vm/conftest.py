@@ -7,7 +7,6 @@ from Debian when missing. Where QEMU cannot run at all they skip with the reason
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -18,33 +17,27 @@ import pytest
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "scripts"))
 
+from support.environment import require_root, unavailable  # noqa: E402
 from vmdevice import image as img  # noqa: E402
 from vmdevice.oecore import Unavailable  # noqa: E402
 
 
-def _cannot(message: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def device_image() -> img.Image:
-    if os.geteuid() != 0:
-        _cannot("the test device is built as root (debootstrap, chroot)")
+    require_root("the test device is built as root (debootstrap, chroot)")
     try:
         img.provide_host()
     except SystemExit as e:
-        _cannot(f"cannot install QEMU and the disk tools: {e}")
+        unavailable(f"cannot install QEMU and the disk tools: {e}")
     if not shutil.which("qemu-system-x86_64"):
-        _cannot("qemu-system-x86_64 is not installed")
+        unavailable("qemu-system-x86_64 is not installed")
     r = subprocess.run(["qemu-system-x86_64", "-accel", "help"], capture_output=True, text=True)
     if "tcg" not in r.stdout:
-        _cannot(f"QEMU cannot emulate here: {r.stdout.strip() or r.stderr.strip()}")
+        unavailable(f"QEMU cannot emulate here: {r.stdout.strip() or r.stderr.strip()}")
     try:
         from vmdevice.oecore import oe_core
 
         oe_core()
     except Unavailable as e:
-        _cannot(str(e))
+        unavailable(str(e))
     return img.build(log=lambda m: print(f"vm-image: {m}", flush=True))
