@@ -23,7 +23,8 @@ from . import __version__, config, heap, ownership
 from .apply import journal as jn
 from .apply.tree import Tree
 from .format import cmdline
-from .format.errors import SwupdError, UsageError
+from .format.durable import is_disk_full
+from .format.errors import DiskFullError, SwupdError, TreeIOError, UsageError
 from .output import Output, setup_logging
 from .state import StateDir, write_atomic
 from .transport.fetcher import Fetcher, NetConfig
@@ -322,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         status = 141
     except OSError as e:
         out.error(_as_root_hint(f"{e.filename or ''}: {e.strerror}" if e.filename else str(e.strerror or e)))
-        status = 13 if e.errno == 28 else 15
+        status = DiskFullError.exit_code if is_disk_full(e) else TreeIOError.exit_code
     finally:
         os.umask(umask)
     out.end(args.command, status)

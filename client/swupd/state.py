@@ -17,7 +17,6 @@ owner can enter) marks one found open to others whose content has not been check
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -25,7 +24,8 @@ import shutil
 import stat
 from dataclasses import asdict, dataclass
 
-from swupd.format.errors import DiskFullError, LockedError, TreeIOError
+from swupd.format.durable import atomic_file, os_error
+from swupd.format.errors import LockedError, TreeIOError
 
 from . import faults, ownership
 
@@ -36,29 +36,11 @@ def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
     `durable=False` is for caches whose content is checked whenever it is read (manifests
     against the signed MoM, the MoM against its signature): a torn copy is fetched again, and
     during an update the transaction's file system sync makes them durable anyway."""
-    tmp = f"{path}.tmp"
     try:
-        with open(tmp, "wb") as f:
+        with atomic_file(path, sync=durable) as f:
             f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if not durable:
-            return
-        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if e.errno == errno.ENOSPC:
-            raise DiskFullError(f"no space left writing {path}") from None
-        raise TreeIOError(f"cannot write {path}: {e.strerror}") from None
+        raise os_error(e, f"no space left writing {path}", f"cannot write {path}: {e.strerror}") from None
 
 
 @dataclass

@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any
 
+from swupd.format.durable import write_atomic
+
 _MAGIC = f"swupd-cache {marshal.version} {sys.version_info[0]}.{sys.version_info[1]}\n".encode()
 
 
@@ -40,6 +42,5 @@ def save(path: str | None, data: dict[str, Any]) -> None:
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     payload = marshal.dumps(data)
-    with open(path + ".tmp", "wb") as f:
-        f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-    os.replace(path + ".tmp", path)
+    # Not fsynced: a file a power cut damaged fails its hash and reads as empty.
+    write_atomic(path, _MAGIC + hashlib.sha256(payload).digest() + payload, sync=False)

@@ -11,7 +11,6 @@ SIGTERM). Each error is one line on standard error.
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
 import signal
@@ -19,7 +18,8 @@ import sys
 import time
 
 from swupd.format import cmdline, signing
-from swupd.format.errors import SwupdError, UsageError
+from swupd.format.durable import is_disk_full
+from swupd.format.errors import DiskFullError, SwupdError, TreeIOError, UsageError
 
 from . import __version__
 from .config import DEFAULT_EXPIRY_DAYS, DEFAULT_FORMAT, BuildConfig
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as e:
         print(f"swupd-server: {e.filename or ''}: {e.strerror}", file=sys.stderr)
-        return 13 if e.errno == errno.ENOSPC else 15
+        return DiskFullError.exit_code if is_disk_full(e) else TreeIOError.exit_code
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from swupd.format import delta as codec
 from swupd.format import filehash, layout
+from swupd.format.durable import write_atomic
 from swupd.format.errors import SwupdError, UsageError
 from swupd.format.fullfile import read as read_fullfile
 from swupd.format.manifest import Entry, Manifest, Type
@@ -155,9 +156,9 @@ def _make_one(job: tuple) -> tuple[str, int]:
     if not best or len(best) >= limit or digest != new_hash:
         open(dest + _NONE, "wb").close()
         return "", 0
-    with open(dest + ".tmp", "wb") as f:
-        f.write(best)
-    os.replace(dest + ".tmp", dest)
+    # Not fsynced: a build-cache entry, and a device checks what each delta makes against the
+    # signed hash before using it.
+    write_atomic(dest, best, sync=False)
     return best_name, len(best)
 
 

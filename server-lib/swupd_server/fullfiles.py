@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass, field
 
 from swupd.format import fullfile, layout
+from swupd.format.durable import atomic_file
 
 from . import workers
 from .config import BuildConfig
@@ -40,8 +41,8 @@ class FullfileReport:
 
 def _write_one(job: tuple[str, str, fullfile.Meta, str, bytes | None, str, int]) -> int:
     dest, digest, meta, source, data, codec, level = job
-    tmp = dest + ".tmp"
-    with open(tmp, "wb") as out:
+    # Not fsynced: publishing syncs the staging file system before any of it becomes visible.
+    with atomic_file(dest, sync=False) as out:
         if stat.S_ISREG(meta.mode):
             if data is not None:
                 import io
@@ -52,7 +53,6 @@ def _write_one(job: tuple[str, str, fullfile.Meta, str, bytes | None, str, int])
                     fullfile.write(out, digest, meta, src, codec, level)
         else:
             fullfile.write(out, digest, meta, None, codec, level)
-    os.replace(tmp, dest)
     return os.path.getsize(dest)
 
 

@@ -13,6 +13,7 @@ from functools import cached_property
 
 from swupd.format import layout, parsed
 from swupd.format import manifest as mf
+from swupd.format.durable import write_atomic
 from swupd.format.errors import BuildError, FormatError, SwupdError
 from swupd.format.fullfile import Meta
 from swupd.format.fullfile import read as read_fullfile
@@ -125,9 +126,7 @@ class History:
             return
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path + ".tmp", "wb") as f:
-                f.write(parsed.dumps(m, stamp))
-            os.replace(path + ".tmp", path)
+            write_atomic(path, parsed.dumps(m, stamp), sync=False)
         except OSError:
             pass  # a cache only saves time
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from swupd.format import layout, ustar
+from swupd.format.durable import atomic_file
 from swupd.format.manifest import Manifest
 
 from . import segments, workers
@@ -106,7 +107,8 @@ def _write(job: _Job) -> tuple[int, int, int]:
     previous = segments.known_frames(job.www, job.previous, job.cache_dir) if job.previous else []
     todo = segments.plan(job.members, previous)
     frames: list[segments.Frame] = []
-    with open(dest + ".tmp", "wb") as out:
+    # Not fsynced: publishing syncs the staging file system before any of it becomes visible.
+    with atomic_file(dest, sync=False) as out:
         head = _dirs(job.mtime)
         segments.write_frame(out, [head], len(head), job.level)
         for fr in todo.copy:
@@ -121,7 +123,6 @@ def _write(job: _Job) -> tuple[int, int, int]:
             frames.append(segments.Frame(start, out.tell() - start, raw, spans))
         end = ustar.END
         segments.write_frame(out, [end], len(end), job.level)
-    os.replace(dest + ".tmp", dest)
     segments.remember(job.cache_dir, job.rel, dest, frames)
     return os.path.getsize(dest), len(todo.copy), len(todo.fresh)
 

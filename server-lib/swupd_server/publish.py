@@ -17,9 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from swupd.format import durable, layout, signing
 from swupd.format import latest as latest_fmt
-from swupd.format import layout, signing
-from swupd.format.durable import sync_filesystem
 from swupd.format.errors import BuildError, FormatError, LockedError, SignatureError
 
 from . import workers
@@ -123,23 +122,10 @@ def stage_dir(www: str, version: int) -> str:
     return path
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: str, data: bytes) -> None:
+    """Replace a published file, durably: what `latest` names must survive a power cut."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path))
+    durable.write_atomic(path, data)
 
 
 def published(www: str, fmt: int) -> latest_fmt.Latest | None:
@@ -202,7 +188,7 @@ def publish(stage: str, cfg: BuildConfig, record: latest_fmt.Latest) -> PublishR
     count = 0
     # Every file of the version reaches the disk before a rename makes any of it visible: after
     # a power cut, `latest` never names a file cut short (nor do later builds link one).
-    sync_filesystem(stage)
+    durable.sync_filesystem(stage)
     for name in sorted(os.listdir(stage)):
         if name == own or not name.isdigit():
             continue
@@ -227,7 +213,7 @@ def publish(stage: str, cfg: BuildConfig, record: latest_fmt.Latest) -> PublishR
     if os.path.exists(target):
         raise BuildError(f"version {cfg.version} appeared in {cfg.www} during the build")
     os.rename(os.path.join(stage, own), target)
-    _fsync_dir(cfg.www)
+    durable.fsync_dir(cfg.www)
     write_latest(cfg.www, record, cfg.signing_keys)
     shutil.rmtree(stage)
     return PublishReport(cfg.version, cfg.www, count + 2)

@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from swupd.format import filehash
-from swupd.format.errors import DiskFullError, TreeIOError
+from swupd.format.durable import os_error
+from swupd.format.errors import TreeIOError
 from swupd.format.fullfile import Meta
 
 CAPABILITY = "security.capability"
@@ -34,9 +35,7 @@ _PRIVILEGE_BITS = stat.S_ISUID | stat.S_ISGID
 
 
 def _err(e: OSError, what: str) -> Exception:
-    if e.errno == errno.ENOSPC:
-        return DiskFullError(f"no space left while {what}")
-    return TreeIOError(f"{what}: {e.strerror}")
+    return os_error(e, f"no space left while {what}", f"{what}: {e.strerror}")
 
 
 def set_meta_fd(fd: int, meta: Meta) -> None:

@@ -22,8 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from swupd.format.durable import sync_filesystem
-from swupd.format.errors import DiskFullError, HashMismatchError, TreeIOError
+from swupd.format.durable import os_error, sync_filesystem
+from swupd.format.errors import HashMismatchError, TreeIOError
 from swupd.format.filehash import hash_path
 from swupd.format.manifest import Entry, Manifest, Type
 
@@ -173,9 +173,11 @@ def execute(sess: Session, tx: Transaction) -> TxReport:
         # journal can refer to it.
         sync_filesystem(stage_dir)
     except OSError as e:
-        if e.errno == 28:
-            raise DiskFullError("no space left while preparing the update; nothing was changed") from None
-        raise TreeIOError(f"preparing the update failed: {e.strerror}; nothing was changed") from None
+        raise os_error(
+            e,
+            "no space left while preparing the update; nothing was changed",
+            f"preparing the update failed: {e.strerror}; nothing was changed",
+        ) from None
     actions: list[list[Any]] = [["rm", p, keep] for p, keep in change.pre_remove]
     actions += installs
     actions += [["rm", p, ""] for p in change.remove]

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from swupd.format import filehash
-from swupd.format.errors import DiskFullError, HashMismatchError, TreeIOError
+from swupd.format.durable import atomic_file, os_error
+from swupd.format.errors import HashMismatchError
 from swupd.format.fullfile import Meta
 
 from .. import faults
@@ -32,9 +33,7 @@ _CHUNK = 1 << 20
 
 
 def _io(e: OSError, what: str) -> Exception:
-    if e.errno == 28:
-        return DiskFullError(f"no space left in the state directory while {what}")
-    return TreeIOError(f"{what}: {e.strerror}")
+    return os_error(e, f"no space left in the state directory while {what}", f"{what}: {e.strerror}")
 
 
 class ObjectStore:
@@ -63,13 +62,6 @@ class ObjectStore:
     def _tmp(self, digest: str) -> str:
         return os.path.join(self._shard(digest), f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
 
-    def _create(self, tmp: str) -> int:
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # left by a killed run with the same pid
-            self._drop(tmp)
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-
     @staticmethod
     def _drop(path: str) -> None:
         if os.path.isdir(path) and not os.path.islink(path):
@@ -87,35 +79,33 @@ class ObjectStore:
         except OSError as e:
             raise _io(e, f"storing object {digest[:16]}…") from None
         with self._dropped_on_failure(tmp, digest):
-            if not stat.S_ISREG(meta.mode):
-                self._drop(tmp)  # left by a killed run with the same pid
+            if not (stat.S_ISLNK(meta.mode) or stat.S_ISDIR(meta.mode)):
+                # Not fsynced: the transaction's file system syncs make objects durable, and
+                # one cut short by a crash fails the hash check any later run makes first.
+                with atomic_file(self.path(digest), sync=False, tmp=tmp, mode=0o600) as f:
+                    # Hashed while written: the metadata below is exactly what the key covers.
+                    fd = f.fileno()
+                    src = content or io.BytesIO()  # bytes went to _add_bytes
+                    got = filehash.hash_stream(_Tee(src, fd), meta.size, meta.mode, meta.uid, meta.gid, meta.xattrs)
+                    set_meta_fd(fd, meta)
+                    _check(digest, got)
+                self.fresh.add(digest)
+                return
+            self._drop(tmp)  # left by a killed run with the same pid
             if stat.S_ISLNK(meta.mode):
                 os.symlink(meta.linkname, tmp)
                 os.chown(tmp, meta.uid, meta.gid, follow_symlinks=False)
-            elif stat.S_ISDIR(meta.mode):
+                _check(digest, filehash.hash_path(tmp))
+                os.replace(tmp, self.path(digest))
+            else:
                 os.mkdir(tmp, 0o700)
                 fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
                 try:
                     set_meta_fd(fd, meta)
                 finally:
                     os.close(fd)
-            else:
-                fd = self._create(tmp)
-                try:
-                    # Hashed while written: the metadata below is exactly what the key covers.
-                    src = content or io.BytesIO()  # bytes went to _add_bytes
-                    got = filehash.hash_stream(_Tee(src, fd), meta.size, meta.mode, meta.uid, meta.gid, meta.xattrs)
-                    set_meta_fd(fd, meta)
-                finally:
-                    os.close(fd)
-            if not stat.S_ISREG(meta.mode):
-                got = filehash.hash_path(tmp)
-            if got != digest:
-                raise HashMismatchError(f"object {digest[:16]}… hashes to {got[:16]}…")
-            if stat.S_ISDIR(meta.mode):
+                _check(digest, filehash.hash_path(tmp))
                 self._replace_dir(tmp, digest)
-            else:
-                os.replace(tmp, self.path(digest))
             self.fresh.add(digest)
 
     def _add_bytes(self, digest: str, meta: Meta, content: bytes) -> None:
@@ -123,9 +113,7 @@ class ObjectStore:
         written, then written under its own name: no temporary file and rename. A file cut
         short by a crash is caught by the check every object not stored by this process gets
         before it is used (see `sound`)."""
-        got = filehash.hash_bytes(content, meta.mode, meta.uid, meta.gid, meta.xattrs)
-        if got != digest:
-            raise HashMismatchError(f"object {digest[:16]}… hashes to {got[:16]}…")
+        _check(digest, filehash.hash_bytes(content, meta.mode, meta.uid, meta.gid, meta.xattrs))
         try:
             final = os.path.join(self._shard(digest), digest)
             fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -234,6 +222,11 @@ class ObjectStore:
 
     def remove(self, digest: str) -> None:
         self._drop(self.path(digest))
+
+
+def _check(digest: str, got: str) -> None:
+    if got != digest:
+        raise HashMismatchError(f"object {digest[:16]}… hashes to {got[:16]}…")
 
 
 def _write_all(fd: int, data: bytes) -> None:

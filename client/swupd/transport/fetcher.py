@@ -1,5 +1,6 @@
-"""HTTP(S) and file:// downloads with size caps, retries, resume, a minimum-speed check and a
-run-wide limit on work without progress (patience.py).
+"""HTTP(S) and file:// downloads with size caps, retries (retry.py), resume, a minimum-speed
+check and a run-wide limit on work without progress (patience.py); what lands on disk, and how,
+is partfile.py's.
 
 Modelled on python-tuf ngclient's `RequestsFetcher`: the fetcher only moves bytes. Every byte
 comes from an untrusted server over a slow, lossy link, so the fetcher's duties are to keep a
@@ -11,12 +12,10 @@ is handed (in the client's state directory); the caller verifies content against
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import http.client
 import logging
 import os
-import random
 import re
 import stat
 import threading
@@ -29,10 +28,12 @@ from typing import BinaryIO, TypeVar
 import requests
 import urllib3.exceptions
 
-from swupd.format.errors import DiskFullError, NetworkError, NotFoundError, SizeLimitError, TreeIOError, UsageError
+from swupd.format.errors import NetworkError, NotFoundError, SizeLimitError, UsageError
 
 from .netconfig import NetConfig
+from .partfile import PartFile
 from .patience import Adapter, Patience
+from .retry import Retry, bad_status, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +47,10 @@ ManyProgress = Callable[[str, int, int | None], None]
 
 # Small enough that a slow link still yields chunks often (the speed check runs per chunk).
 _CHUNK = 64 * 1024
-_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
-_GONE_STATUS = frozenset({404, 410})
 _CONTENT_RANGE = re.compile(r"bytes (\d{1,20})-(\d{1,20})/(\d{1,20}|\*)", re.ASCII)
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d{1,20})", re.ASCII)
 _NET_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 _T = TypeVar("_T")
-
-
-class _Retry(Exception):
-    """An attempt failed in a way that another attempt may fix; `received` counts its bytes."""
-
-    def __init__(self, reason: str, received: int = 0) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.received = received
 
 
 def _one_line(text: object, limit: int = 200) -> str:
@@ -85,33 +75,6 @@ def _int_header(value: str | None) -> int | None:
 def _too_big(url: str, max_bytes: int, size: int | None = None) -> SizeLimitError:
     said = "more than" if size is None else f"{size} bytes, more than"
     return SizeLimitError(f"{_shown(url)}: {said} the {max_bytes} bytes allowed")
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        raise TreeIOError(f"cannot remove {path}: {e.strerror}") from None
-
-
-def _local_error(e: OSError, url: str, path: str) -> Exception:
-    """Map a failure to write `path` to the client's error; the partial file is removed first."""
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(f"no space left writing {path} (fetching {_shown(url)})")
-    return TreeIOError(f"cannot write {path} (fetching {_shown(url)}): {e.strerror or e}")
-
-
-def _sync_dir(path: str) -> None:
-    """Make a rename durable: a power cut must not lose a file the caller was told is there."""
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Fetcher:
@@ -156,7 +119,7 @@ class Fetcher:
             buf = bytearray()
             with self._request("GET", url) as resp:
                 if resp.status_code != 200:
-                    self._bad_status(resp, url)
+                    bad_status(resp.status_code, _shown(url))
                 self._pump(resp, url, buf.extend, 0, max_bytes, self._length(resp, url, max_bytes), None)
             return bytes(buf)
 
@@ -177,20 +140,17 @@ class Fetcher:
         fsynced unless `durable` is false: for content verified whenever it is used, which a
         power cut can at worst make the next run download again.
         """
-        dest = os.fspath(dest)
-        part = dest + ".part"
+        part = PartFile(os.fspath(dest), _shown(url), durable)
         if self._scheme(url) == "file":
-            return self._copy_local(url, dest, part, max_bytes, progress, durable)
+            return self._copy_local(url, part, max_bytes, progress)
         try:
-            size = self._with_retries(url, lambda: self._fetch_part(url, part, max_bytes, progress, durable))
-            os.replace(part, dest)
-            if durable:
-                _sync_dir(dest)
+            size = self._with_retries(url, lambda: self._fetch_part(url, part, max_bytes, progress))
+            part.finish()
         except (SizeLimitError, NotFoundError):
-            _remove(part)  # the server disowned or overran it: nothing worth resuming
+            part.drop()  # the server disowned or overran it: nothing worth resuming
             raise
         except OSError as e:
-            raise _local_error(e, url, part) from None
+            raise part.error(e) from None
         return size
 
     def fetch_many(
@@ -241,7 +201,7 @@ class Fetcher:
         def attempt() -> int | None:
             with self._request("HEAD", url) as resp:
                 if resp.status_code != 200:
-                    self._bad_status(resp, url)
+                    bad_status(resp.status_code, _shown(url))
                 return _int_header(resp.headers.get("Content-Length"))
 
         return self._with_retries(url, attempt)
@@ -256,40 +216,7 @@ class Fetcher:
         return scheme
 
     def _with_retries(self, url: str, attempt: Callable[[], _T]) -> _T:
-        """Run `attempt` until it succeeds, backing off between failures that may be transient,
-        unless the run has given up on the server."""
-        cfg, patience = self.config, self.patience
-        useful = max(1, int(cfg.min_speed * cfg.speed_window))
-        failures = attempts = 0
-        with patience.busy():
-            while True:
-                self._check_patience(url)
-                attempts += 1
-                try:
-                    with patience.attempt():
-                        result = attempt()
-                except _Retry as e:
-                    patience.failed()
-                    self._check_patience(url)  # the watchdog's cut shows up as a broken transfer
-                    failures = 1 if e.received >= useful else failures + 1
-                    if failures > cfg.retries:
-                        raise NetworkError(f"cannot fetch {_shown(url)}: {e.reason} ({attempts} attempts)") from None
-                    delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** (failures - 1))
-                    delay *= random.uniform(0.5, 1.0)  # jitter: devices must not retry in step
-                    log.warning("%s: %s; retrying in %.1f s (attempt %d)", _shown(url), e.reason, delay, attempts + 1)
-                    patience.pause(delay)
-                    continue
-                except NetworkError:
-                    self._check_patience(url)
-                    raise
-                self._check_patience(url)  # a body cut off by the watchdog may look whole
-                patience.progress()
-                return result
-
-    def _check_patience(self, url: str) -> None:
-        reason = self.patience.reason
-        if reason is not None:
-            raise NetworkError(f"cannot fetch {_shown(url)}: {reason}; giving up on the server")
+        return with_retries(self.config, self.patience, _shown(url), attempt)
 
     def _request(self, method: str, url: str, headers: dict[str, str] | None = None) -> requests.Response:
         cfg = self.config
@@ -301,12 +228,12 @@ class Fetcher:
         except requests.exceptions.SSLError as e:  # a certificate will not get better by retrying
             raise NetworkError(f"cannot fetch {_shown(url)}: TLS failed ({_one_line(e, 120)})") from None
         except requests.ConnectTimeout:
-            raise _Retry(f"no connection within {cfg.connect_timeout} s") from None
+            raise Retry(f"no connection within {cfg.connect_timeout} s") from None
         except requests.Timeout:
-            raise _Retry(f"no answer within {cfg.read_timeout} s") from None
+            raise Retry(f"no answer within {cfg.read_timeout} s") from None
         except requests.ConnectionError as e:
             cause = getattr(e.args[0], "reason", e.args[0]) if e.args else e
-            raise _Retry(f"connection failed ({type(cause).__name__})") from None
+            raise Retry(f"connection failed ({type(cause).__name__})") from None
         except requests.RequestException as e:
             raise NetworkError(f"cannot fetch {_shown(url)}: {_one_line(e)}") from None
 
@@ -317,16 +244,6 @@ class Fetcher:
         if length is not None and length > max_bytes:
             raise _too_big(url, max_bytes, length)
         return length
-
-    @staticmethod
-    def _bad_status(resp: requests.Response, url: str) -> None:
-        """Raise what an unexpected status means: gone, worth retrying, or a hard failure."""
-        status = resp.status_code
-        if status in _GONE_STATUS:
-            raise NotFoundError(f"{_shown(url)}: HTTP {status}, not found")
-        if status in _RETRY_STATUS:
-            raise _Retry(f"HTTP {status}")
-        raise NetworkError(f"cannot fetch {_shown(url)}: unexpected HTTP {status}")
 
     def _pump(
         self,
@@ -355,7 +272,7 @@ class Fetcher:
             try:
                 chunk = read1(_CHUNK, decode_content=False) if read1 else raw.read(4096, decode_content=False)
             except _NET_ERRORS as e:
-                raise _Retry(f"transfer broken after {done - start} bytes ({type(e).__name__})", done - start) from None
+                raise Retry(f"transfer broken after {done - start} bytes ({type(e).__name__})", done - start) from None
             if not chunk:
                 break
             if done + len(chunk) > max_bytes:
@@ -373,21 +290,15 @@ class Fetcher:
             now = time.monotonic()
             if cfg.min_speed > 0 and now - window_start >= cfg.speed_window:
                 if window_bytes < cfg.min_speed * (now - window_start):
-                    raise _Retry(f"slower than {cfg.min_speed} bytes/s", done - start)
+                    raise Retry(f"slower than {cfg.min_speed} bytes/s", done - start)
                 window_start, window_bytes = now, 0
         if expect_end is not None and done < expect_end:
-            raise _Retry(f"body cut short at {done} of {expect_end} bytes", done - start)
+            raise Retry(f"body cut short at {done} of {expect_end} bytes", done - start)
         return done
 
-    def _fetch_part(self, url: str, part: str, max_bytes: int, progress: Progress | None, durable: bool) -> int:
+    def _fetch_part(self, url: str, part: PartFile, max_bytes: int, progress: Progress | None) -> int:
         """One attempt at completing `part`, resuming from what it already holds."""
-        try:
-            offset = os.path.getsize(part)
-        except FileNotFoundError:
-            offset = 0
-        if offset > max_bytes:
-            _remove(part)
-            offset = 0
+        offset = part.offset(max_bytes)
         resp = self._request("GET", url, {"Range": f"bytes={offset}-"} if offset else None)
         with resp:
             status = resp.status_code
@@ -397,38 +308,34 @@ class Fetcher:
                 m = _UNSATISFIED_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
                 if m and int(m.group(1)) == offset:
                     return offset  # an earlier run got it all but stopped before the rename
-                _remove(part)
-                raise _Retry("server refused to resume (HTTP 416); starting over")
+                part.drop()
+                raise Retry("server refused to resume (HTTP 416); starting over")
             if status == 206:
                 m = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", ""))
                 if not m or int(m.group(1)) != offset or int(m.group(2)) < offset:
-                    _remove(part)
-                    raise _Retry("server sent the wrong range; starting over")
+                    part.drop()
+                    raise Retry("server sent the wrong range; starting over")
                 end = int(m.group(2)) + 1
                 whole = None if m.group(3) == "*" else int(m.group(3))
                 if (length is not None and length != end - offset) or (whole is not None and whole < end):
-                    _remove(part)
-                    raise _Retry("server sent an inconsistent range; starting over")
+                    part.drop()
+                    raise Retry("server sent an inconsistent range; starting over")
                 if max(end, whole or 0) > max_bytes:
                     raise _too_big(url, max_bytes, max(end, whole or 0))
-                mode, expect_end = "ab", end
+                expect_end = end
             elif status == 200:
                 whole = expect_end = self._length(resp, url, max_bytes)
-                offset, mode = 0, "wb"
+                offset = 0
             else:
-                self._bad_status(resp, url)
-                raise AssertionError("unreachable")
+                bad_status(resp.status_code, _shown(url))
             on_progress = None if progress is None else (lambda n: progress(n, whole))
             if on_progress is not None:
                 on_progress(offset)
-            with open(part, mode) as f:
-                done = self._pump(resp, url, f.write, offset, max_bytes, expect_end, on_progress)
-                if durable:
-                    f.flush()
-                    os.fsync(f.fileno())
+            with part.writer(offset) as write:
+                done = self._pump(resp, url, write, offset, max_bytes, expect_end, on_progress)
         if whole is not None and done < whole:
             # A server that caps the size of a range: keep what came, the next attempt resumes.
-            raise _Retry(f"partial range ended at {done} of {whole} bytes", done - offset)
+            raise Retry(f"partial range ended at {done} of {whole} bytes", done - offset)
         return done
 
     # -- file:// ----------------------------------------------------------------------------
@@ -468,32 +375,11 @@ class Fetcher:
             self._count(len(chunk))
             yield chunk
 
-    def _copy_local(
-        self, url: str, dest: str, part: str, max_bytes: int, progress: Progress | None, durable: bool
-    ) -> int:
+    def _copy_local(self, url: str, part: PartFile, max_bytes: int, progress: Progress | None) -> int:
         """`fetch_file` for a local mirror: same cap, same `.part` and rename, no retries."""
         with self._open_local(url) as src:
             st = os.fstat(src.fileno())
             total = st.st_size if stat.S_ISREG(st.st_mode) else None
             if total is not None and total > max_bytes:
                 raise _too_big(url, max_bytes, total)
-            done = 0
-            try:
-                with open(part, "wb") as out:
-                    for chunk in self._local_chunks(src, url, max_bytes):
-                        out.write(chunk)
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, total)
-                    if durable:
-                        out.flush()
-                        os.fsync(out.fileno())
-                os.replace(part, dest)
-                if durable:
-                    _sync_dir(dest)
-            except OSError as e:
-                raise _local_error(e, url, part) from None
-            except (NetworkError, SizeLimitError):
-                _remove(part)
-                raise
-        return done
+            return part.copy(self._local_chunks(src, url, max_bytes), total, progress)
