@@ -286,13 +286,14 @@ def test_pack_import_split_over_processes(stream: ck.Stream, tmp_path: Path) -> 
     which objects its child verified (so staging need not hash them again)."""
     from swupd.format.limits import Limits
     from swupd.store.objects import ObjectStore
-    from swupd.store.parallel import PackJob, import_pack_files, processes_for
+    from swupd.store.packimport import PackJob
+    from swupd.store.parallel import InProcesses, processes_for
 
     pack, wanted = _zero_pack_wanted(stream)
     assert processes_for(Limits(max_import_processes=1), 10_000) == 1
     assert processes_for(Limits(), 10) == 1, "a small pack is not worth a fork"
     store = ObjectStore(str(tmp_path / "objects"))
-    [result] = import_pack_files(store, [PackJob(pack, 1 << 30, wanted)], lambda h, cap: None, processes=2)
+    [result] = InProcesses(2)(store, [PackJob(pack, 1 << 30, wanted)], lambda h, cap: None)
     assert result.rejected == [] and result.objects == len(wanted)
     assert all(store.has(h) for h in wanted)
     assert store.fresh >= set(wanted)
@@ -302,7 +303,8 @@ def test_a_pack_unreadable_from_a_header_on_is_reported_once(stream: ck.Stream, 
     """Every process meets a bad header at the same place: the members before it are stored,
     the refusal is reported once."""
     from swupd.store.objects import ObjectStore
-    from swupd.store.parallel import PackJob, import_pack_files
+    from swupd.store.packimport import PackJob
+    from swupd.store.parallel import InProcesses
 
     pack, wanted = _zero_pack_wanted(stream)
     with open(pack, "rb") as f:
@@ -315,7 +317,7 @@ def test_a_pack_unreadable_from_a_header_on_is_reported_once(stream: ck.Stream, 
     broken = tmp_path / "pack.tar"
     broken.write_bytes(ck.zstd(raw[: cut.offset] + bytes(bad) + raw[cut.offset + 512 :]))
     store = ObjectStore(str(tmp_path / "objects"))
-    [result] = import_pack_files(store, [PackJob(str(broken), 1 << 30, wanted)], lambda h, cap: None, processes=2)
+    [result] = InProcesses(2)(store, [PackJob(str(broken), 1 << 30, wanted)], lambda h, cap: None)
     assert len(result.rejected) == 1 and "checksum" in result.rejected[0], result.rejected
     before = {m.name.removeprefix("staged/").removesuffix(".tar") for m in members[: len(members) // 2]}
     assert result.objects == len(before & set(wanted)) > 0
@@ -326,7 +328,8 @@ def test_several_packs_imported_by_one_set_of_processes(stream: ck.Stream, tmp_p
     """One fork serves every pack of an update: each process takes its share of each pack in
     turn, and every pack's result counts what all processes took from that pack."""
     from swupd.store.objects import ObjectStore
-    from swupd.store.parallel import PackJob, import_pack_files
+    from swupd.store.packimport import PackJob
+    from swupd.store.parallel import InProcesses
 
     pack, wanted = _zero_pack_wanted(stream)
     digests = sorted(wanted)
@@ -336,7 +339,7 @@ def test_several_packs_imported_by_one_set_of_processes(stream: ck.Stream, tmp_p
     copy.write_bytes(Path(pack).read_bytes())
     store = ObjectStore(str(tmp_path / "objects"))
     jobs = [PackJob(pack, 1 << 30, first), PackJob(str(copy), 1 << 30, second)]
-    results = import_pack_files(store, jobs, lambda h, cap: None, processes=2)
+    results = InProcesses(2)(store, jobs, lambda h, cap: None)
     assert [r.objects for r in results] == [len(first), len(second)]
     assert all(r.rejected == [] for r in results)
     assert all(store.has(h) for h in wanted) and store.fresh >= set(wanted)
@@ -347,14 +350,15 @@ def test_pack_import_failure_in_any_process_is_reported(stream: ck.Stream, tmp_p
     the client's I/O error, and leaves no process behind."""
     from swupd.format.errors import TreeIOError
     from swupd.store.objects import ObjectStore
-    from swupd.store.parallel import PackJob, import_pack_files
+    from swupd.store.packimport import PackJob
+    from swupd.store.parallel import InProcesses
 
     pack, wanted = _zero_pack_wanted(stream)
     store = ObjectStore(str(tmp_path / "objects"))
     for prefix in {h[:2] for h in wanted}:
         Path(store.dir, prefix).write_bytes(b"not a directory")
     with pytest.raises(TreeIOError):
-        import_pack_files(store, [PackJob(pack, 1 << 30, wanted)], lambda h, cap: None, processes=2)
+        InProcesses(2)(store, [PackJob(pack, 1 << 30, wanted)], lambda h, cap: None)
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
 
@@ -365,12 +369,13 @@ def test_pack_import_failure_in_a_child_keeps_its_class(stream: ck.Stream, tmp_p
     from swupd.format.errors import TreeIOError
     from swupd.store import parallel
     from swupd.store.objects import ObjectStore
+    from swupd.store.packimport import PackJob
 
     pack, wanted = _zero_pack_wanted(stream)
     store = ObjectStore(str(tmp_path / "objects"))
     for prefix in {h[:2] for h in wanted}:
         Path(store.dir, prefix).write_bytes(b"not a directory")
-    jobs = [parallel.PackJob(pack, 1 << 30, wanted)]
+    jobs = [PackJob(pack, 1 << 30, wanted)]
     with parallel._Frontier(1) as frontier:
         r, w = os.pipe()
         pid = os.fork()
