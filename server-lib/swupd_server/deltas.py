@@ -241,8 +241,9 @@ def build(
                 )
             out.plans.append(plan)
     out.tried = len(jobs)
-    # Results an earlier build reached are looked up here: sending them through a process
-    # pool cost a rebuild more than everything else it did for its deltas.
+    # Results an earlier build reached are looked up here: a rebuild has mostly such pairs, and
+    # sending them through a process pool cost it more than making the new ones
+    # (docs/benchmarks.md).
     results: dict[tuple[str, str], tuple[str, int]] = {}
     for key, job in jobs.items():
         known = _cached(job.dest)
