@@ -1,4 +1,5 @@
-"""Both ways of importing packs, on the same real packs: the same store, the same results.
+"""Both ways of importing packs, on the same real packs: the same store, the same results; and
+the workings of the split one (its processes, their reports, the frontier they share).
 
 The packs are the ones swupd-server published for the test stream: every zero pack of versions
 10 and 20 and every delta pack from 10 to 20 (several offer the same objects), and a damaged
@@ -9,6 +10,7 @@ from a device installed at version 10, as an update reads them from its tree.
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 import tarfile
@@ -20,12 +22,13 @@ import zstandard
 from clientkit import Device
 from swupd.format import filehash
 from swupd.format import manifest as mf
-from swupd.format.limits import LIMITS
-from swupd.format.manifest import Type
+from swupd.format.errors import TreeIOError
+from swupd.format.limits import LIMITS, Limits
+from swupd.format.manifest import Entry, Type
 from swupd.store import parallel
 from swupd.store.objects import ObjectStore
 from swupd.store.packimport import PackJob, SourceOf, Strategy, import_each, one_process
-from swupd.store.parallel import InProcesses
+from swupd.store.parallel import InProcesses, processes_for
 
 _NAME = "pack-"
 
@@ -84,6 +87,18 @@ def _sources(device: Device, www: str) -> SourceOf:
         return Path(path).read_bytes()
 
     return source_of
+
+
+def _zero_pack_wanted(stream: ck.Stream) -> tuple[str, dict[str, Entry]]:
+    """os-core's zero pack of version 10 (its small objects, many to a pack) and the regular
+    files it holds, as entries."""
+    pack = os.path.join(stream.www, "10", f"{_NAME}os-core-from-0.tar")
+    with open(pack, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        packed = {m.name.removeprefix("staged/").removesuffix(".tar") for m in t.getmembers() if m.isreg()}
+    m = _manifest(stream.www, 10, "os-core")
+    return pack, {e.hash: e for e in m.entries if e.type == Type.FILE and e.hash in packed}
 
 
 def _contents(store: ObjectStore) -> dict[str, tuple]:
@@ -162,3 +177,113 @@ def test_what_processes_did_is_counted_as_one_process_meets_it(
     assert [(r.objects, r.deltas, r.rejected) for r in got] == [(r.objects, r.deltas, r.rejected) for r in plain]
     assert first.fresh == plain_store.fresh
     assert _contents(first) == _contents(plain_store)
+
+
+# The split strategy's own workings: its processes, their reports and the shared frontier.
+
+
+def test_pack_import_split_over_processes(stream: ck.Stream, tmp_path: Path) -> None:
+    """Two processes share a pack: every object arrives once, verified, and the parent learns
+    which objects its child verified (so staging need not hash them again)."""
+    pack, wanted = _zero_pack_wanted(stream)
+    assert processes_for(Limits(max_import_processes=1), 10_000) == 1
+    assert processes_for(Limits(), 10) == 1, "a small pack is not worth a fork"
+    store = ObjectStore(str(tmp_path / "objects"))
+    [result] = InProcesses(2)(store, [PackJob(pack, 1 << 30, wanted)], lambda h, cap: None)
+    assert result.rejected == [] and result.objects == len(wanted)
+    assert all(store.has(h) for h in wanted)
+    assert store.fresh >= set(wanted)
+
+
+def test_a_pack_unreadable_from_a_header_on_is_reported_once(stream: ck.Stream, tmp_path: Path) -> None:
+    """Every process meets a bad header at the same place: the members before it are stored,
+    the refusal is reported once."""
+    pack, wanted = _zero_pack_wanted(stream)
+    with open(pack, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        members = [m for m in t.getmembers() if m.isreg()]
+    cut = members[len(members) // 2]
+    bad = bytearray(raw[cut.offset : cut.offset + 512])
+    bad[148:156] = b"0000000\0"  # a wrong checksum
+    broken = tmp_path / "pack.tar"
+    broken.write_bytes(ck.zstd(raw[: cut.offset] + bytes(bad) + raw[cut.offset + 512 :]))
+    store = ObjectStore(str(tmp_path / "objects"))
+    [result] = InProcesses(2)(store, [PackJob(str(broken), 1 << 30, wanted)], lambda h, cap: None)
+    assert len(result.rejected) == 1 and "checksum" in result.rejected[0], result.rejected
+    before = {m.name.removeprefix("staged/").removesuffix(".tar") for m in members[: len(members) // 2]}
+    assert result.objects == len(before & set(wanted)) > 0
+    assert all(store.has(h) for h in before & set(wanted))
+
+
+def test_several_packs_imported_by_one_set_of_processes(stream: ck.Stream, tmp_path: Path) -> None:
+    """One fork serves every pack of an update: each process takes its share of each pack in
+    turn, and every pack's result counts what all processes took from that pack."""
+    pack, wanted = _zero_pack_wanted(stream)
+    digests = sorted(wanted)
+    first = {h: wanted[h] for h in digests[::3]}
+    second = {h: wanted[h] for h in digests if h not in first}
+    copy = tmp_path / "second.tar"
+    copy.write_bytes(Path(pack).read_bytes())
+    store = ObjectStore(str(tmp_path / "objects"))
+    jobs = [PackJob(pack, 1 << 30, first), PackJob(str(copy), 1 << 30, second)]
+    results = InProcesses(2)(store, jobs, lambda h, cap: None)
+    assert [r.objects for r in results] == [len(first), len(second)]
+    assert all(r.rejected == [] for r in results)
+    assert all(store.has(h) for h in wanted) and store.fresh >= set(wanted)
+
+
+def test_pack_import_failure_in_any_process_is_reported(stream: ck.Stream, tmp_path: Path) -> None:
+    """A write failure while importing (here: store shards that are files) fails the import with
+    the client's I/O error, and leaves no process behind."""
+    pack, wanted = _zero_pack_wanted(stream)
+    store = ObjectStore(str(tmp_path / "objects"))
+    for prefix in {h[:2] for h in wanted}:
+        Path(store.dir, prefix).write_bytes(b"not a directory")
+    with pytest.raises(TreeIOError):
+        InProcesses(2)(store, [PackJob(pack, 1 << 30, wanted)], lambda h, cap: None)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_pack_import_failure_in_a_child_keeps_its_class(stream: ck.Stream, tmp_path: Path) -> None:
+    """A child that meets the failure (here it takes every member) reports it, and the parent
+    raises the same error class: a full disk in a child stays a full disk."""
+    pack, wanted = _zero_pack_wanted(stream)
+    store = ObjectStore(str(tmp_path / "objects"))
+    for prefix in {h[:2] for h in wanted}:
+        Path(store.dir, prefix).write_bytes(b"not a directory")
+    jobs = [PackJob(pack, 1 << 30, wanted)]
+    with parallel._Frontier(1) as frontier:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child never returns)
+            os.close(r)
+            parallel._child(w, store, jobs, lambda h, cap: None, parallel.LIMITS, frontier)
+        os.close(w)
+        report = parallel._collect(pid, r)
+    assert report is not None and report["error"] == "TreeIOError"
+    with pytest.raises(TreeIOError):
+        parallel._merge([parallel.PackResult()], store, report)
+
+
+def test_pack_members_are_taken_once_whoever_reaches_them(tmp_path: Path) -> None:
+    """The frontier hands each member to exactly one process, whatever order they arrive in."""
+    with parallel._Frontier(2) as frontier:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover
+            os.close(r)
+            taken = [i for i in range(5000) if frontier(i)]
+            frontier.pack = 1
+            taken += [10_000 + i for i in range(300) if frontier(i)]
+            os.write(w, json.dumps(taken).encode())
+            os._exit(0)
+        os.close(w)
+        mine = [i for i in range(5000) if frontier(i)]
+        frontier.pack = 1
+        mine += [10_000 + i for i in range(300) if frontier(i)]
+        with os.fdopen(r, "rb") as f:
+            theirs = json.loads(f.read())
+        os.waitpid(pid, 0)
+    assert sorted(mine + theirs) == list(range(5000)) + [10_000 + i for i in range(300)]
