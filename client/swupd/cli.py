@@ -355,9 +355,10 @@ def _silence_stdout() -> None:
 
 def entry() -> NoReturn:
     """The `swupd` command: `main`, then out without tearing the interpreter down. Freeing an
-    update's hundreds of thousands of objects one by one took 50 ms after the work was done;
-    the kernel takes the memory back at once. Every file the client writes is closed (and
-    synced where it matters) before `main` returns; standard output and error are flushed here.
+    update's hundreds of thousands of objects one by one is time spent after the work is done
+    (docs/benchmarks.md); the kernel takes the memory back at once. Every file the client
+    writes is closed (and synced where it matters) before `main` returns; standard output and
+    error are flushed here.
     Garbage collection is relaxed here too, for the command's process only, not for a program
     that calls `main`."""
     heap.relax_garbage_collection()

@@ -5,16 +5,14 @@ file. glibc serves a large allocation with its own mapping and returns it on fre
 first such free it raises that threshold to the freed size, so every later buffer of a similar
 size comes from the main heap, which rarely shrinks. An update handles old and new files of
 many megabytes one after another; with the adaptive threshold the process keeps the high-water
-mark of all of them (measured: 60 MiB instead of 56 MiB peak for the corpus update). Fixing the
-threshold at 2 MiB keeps file-sized buffers in mappings that go back to the system when freed,
-while the 1 MiB read buffers of hashing and copying are reused from the heap (at 128 KiB each
-read mapped and faulted in fresh memory: `verify` took 20 % longer).
+mark of all of them. Fixing the threshold at 2 MiB keeps file-sized buffers in mappings that go
+back to the system when freed, while the 1 MiB read buffers of hashing and copying are reused
+from the heap (a lower threshold would map and fault in fresh memory for each read).
 
 The heap's top is given back to the system only when more than 4 MiB of it is free. With
 glibc's 128 KiB, freeing one 1 MiB buffer at the top shrank the heap and the next file's buffer
-grew it again, page fault by page fault: 4,800 `brk` calls and 39,000 page faults in the corpus
-update (32,000 now), about 0.1 s of CPU. At 8 MiB there were fewer still, but the peak rose by
-up to 5 MiB.
+grew it again, page fault by page fault; a higher threshold raises the peak. What each choice
+measured is in docs/benchmarks.md ("What made the client fast").
 """
 
 from __future__ import annotations
@@ -48,7 +46,7 @@ def relax_garbage_collection() -> None:
     """Collect cycles less often. An update allocates some hundred thousand small containers
     (manifest entries, tar headers, plan records) that almost never form cycles, and the default
     threshold ran a collection every 700 of them: about a hundred passes over the young objects,
-    some over everything alive, 25 ms of an update in the main process alone. The objects made
+    some over everything alive (docs/benchmarks.md). The objects made
     while starting (modules, classes) are moved out of reach of collections for good."""
     gc.freeze()
     gc.set_threshold(_GC_GENERATION0, 50, 50)

@@ -56,14 +56,14 @@ class BuildConfig:
     # New objects without a delta go into delta packs up to this compressed size; larger ones
     # are fetched as fullfiles, so packs from several versions do not each carry them.
     delta_pack_max_fullfile: int = 64 * 1024
-    # Zero packs hold the objects new in their version up to this compressed size (on the corpus,
-    # 84 % of the files in 16 % of the bytes); larger ones are fetched as fullfiles, so `www/`
-    # holds one copy of big content and packs add about a sixth.
+    # Zero packs hold the objects new in their version up to this compressed size (most of the
+    # files in a small part of the bytes, docs/benchmarks.md); larger ones are fetched as
+    # fullfiles, so `www/` holds one copy of big content and packs add little to it.
     zero_pack_max_fullfile: int = 8 * 1024
-    # Compressed manifests are what devices fetch: level 9 makes os-core's a third of its size
-    # in 0.04 s; level 19 saves another 9 % for 15 times the time, on every rebuild.
+    # Compressed manifests are what devices fetch: level 9 shrinks them at little cost; level 19
+    # saves a little more for much more time, on every rebuild (docs/benchmarks.md).
     manifest_level: int = 9
-    # Manifest deltas are small; level 19 halves them against level 9 in milliseconds.
+    # Manifest deltas are small, so the highest level costs little and shrinks them most.
     manifest_delta_level: int = 19
     expiry_days: int = DEFAULT_EXPIRY_DAYS
     timestamp: int = field(default_factory=build_timestamp)

@@ -19,7 +19,9 @@ from swupd.format import delta as codec
 from swupd.format import filehash, layout
 from swupd.format.durable import write_atomic
 from swupd.format.errors import SwupdError, UsageError
+from swupd.format.fullfile import Meta
 from swupd.format.fullfile import read as read_fullfile
+from swupd.format.limits import Limits
 from swupd.format.manifest import Entry, Manifest, Type
 
 from . import workers
@@ -124,41 +126,60 @@ def _cached(dest: str) -> tuple[str, int] | None:
         return None
 
 
-def _make_one(job: tuple) -> tuple[str, int]:
+@dataclass(frozen=True, slots=True)
+class DeltaJob:
+    """One pair for a worker process: the old object's fullfile, the new object's content (a
+    file, or bytes the build generated), and where the delta goes."""
+
+    old_fullfile: str
+    old_hash: str
+    old_size: int
+    new_source: str
+    new_data: bytes | None
+    meta: Meta
+    new_hash: str
+    dest: str
+    limit: int  # a delta is kept only if smaller than the new object's fullfile
+    codecs: tuple[str, ...]
+    level: int
+    limits: Limits
+
+
+def _make_one(job: DeltaJob) -> tuple[str, int]:
     """Make, verify and store the best delta for one pair; ('', 0) when none pays off.
 
     Results, including "no delta pays off", are kept in the build cache by hash pair, so a
     rebuild only computes deltas for content it has not seen before."""
-    old_ff, old_hash, old_size, new_source, new_data, meta, new_hash, dest, limit, codecs, level, limits = job
-    known = _cached(dest)
+    known = _cached(job.dest)
     if known is not None:
         return known
     try:
-        with open(old_ff, "rb") as f:
-            _old_meta, old = read_fullfile(f, old_hash, old_size)
+        with open(job.old_fullfile, "rb") as f:
+            _old_meta, old = read_fullfile(f, job.old_hash, job.old_size)
     except (OSError, SwupdError):
         return "", 0
+    new_data = job.new_data
     if new_data is None:
-        with open(new_source, "rb") as f:
+        with open(job.new_source, "rb") as f:
             new_data = f.read()
     best, best_name = b"", ""
-    for name in codecs:
+    for name in job.codecs:
         if name == "zstd-dict" and len(old) < 8:
             continue
-        if not codec.usable(codec.CODECS[name], len(old), len(new_data), limits):
+        if not codec.usable(codec.CODECS[name], len(old), len(new_data), job.limits):
             continue
-        blob = codec.ENCODERS[codec.CODECS[name]](old, new_data, meta, level)
+        blob = codec.ENCODERS[codec.CODECS[name]](old, new_data, job.meta, job.level)
         if not best or len(blob) < len(best):
             best, best_name = blob, name
     if best:
         got_meta, got = codec.apply(old, best)
         digest = filehash.hash_bytes(got, got_meta.mode, got_meta.uid, got_meta.gid, got_meta.xattrs)
-    if not best or len(best) >= limit or digest != new_hash:
-        open(dest + _NONE, "wb").close()
+    if not best or len(best) >= job.limit or digest != job.new_hash:
+        open(job.dest + _NONE, "wb").close()
         return "", 0
     # Not fsynced: a build-cache entry, and a device checks what each delta makes against the
     # signed hash before using it.
-    write_atomic(dest, best, sync=False)
+    write_atomic(job.dest, best, sync=False)
     return best_name, len(best)
 
 
@@ -172,7 +193,7 @@ def build(
 ) -> DeltaReport:
     out = DeltaReport(sources=source_versions(history, cfg))
     os.makedirs(os.path.dirname(cfg.delta_cache("a", "b")), exist_ok=True)
-    jobs: dict[tuple[str, str], tuple] = {}
+    jobs: dict[tuple[str, str], DeltaJob] = {}
     planned: set[tuple[str, int]] = set()
     for source in out.sources:
         old_mom = history.mom(source).by_path()
@@ -205,7 +226,7 @@ def build(
                 if old_ff is None or not stat.S_ISREG(item.mode) or limit is None:
                     continue
                 dest = cfg.delta_cache(prev.hash, new_hash)
-                jobs[key] = (
+                jobs[key] = DeltaJob(
                     old_ff,
                     prev.hash,
                     prev.size,
@@ -221,14 +242,15 @@ def build(
                 )
             out.plans.append(plan)
     out.tried = len(jobs)
-    # Results an earlier build reached are looked up here: sending them through a process
-    # pool cost a rebuild more than everything else it did for its deltas.
+    # Results an earlier build reached are looked up here: a rebuild has mostly such pairs, and
+    # sending them through a process pool cost it more than making the new ones
+    # (docs/benchmarks.md).
     results: dict[tuple[str, str], tuple[str, int]] = {}
     for key, job in jobs.items():
-        known = _cached(job[7])
+        known = _cached(job.dest)
         if known is not None:
             results[key] = known
-    ordered = sorted(((k, j) for k, j in jobs.items() if k not in results), key=lambda kv: -kv[1][2])
+    ordered = sorted(((k, j) for k, j in jobs.items() if k not in results), key=lambda kv: -kv[1].old_size)
     with cfg.progress.stage("deltas", len(ordered), unit="pairs") as advance:
         par = cfg.jobs if len(ordered) > 4 else 1
         made = workers.map(
@@ -238,7 +260,7 @@ def build(
     for key, job in jobs.items():
         name, size = results[key]
         if size:
-            out.paths[key] = job[7]
+            out.paths[key] = job.dest
             out.bytes += size
             out.by_codec[name] = out.by_codec.get(name, 0) + 1
     return out

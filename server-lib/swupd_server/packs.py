@@ -88,8 +88,11 @@ def _dirs(mtime: int) -> bytes:
     return b"".join(ustar.header(d, ustar.DIRECTORY, 0o700, 0, 0, 0, mtime) for d in ("delta/", "staged/"))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Job:
+    """One pack for a worker process to write: its members (name in the pack, file), and the
+    same pack of an earlier version whose frames it may copy."""
+
     stage: str
     rel: str
     members: list[tuple[str, str]]

@@ -110,8 +110,25 @@ def _walk(root: str) -> tuple[list[Item], list[str]]:
     return items, special
 
 
-def _hash_one(args: tuple[str, int, int, int, int, str]) -> tuple[str, dict[str, bytes]]:
-    source, mode, uid, gid, size, linkname = args
+@dataclass(frozen=True, slots=True)
+class HashJob:
+    """One object for a worker process to hash: where it is and what the hash covers besides
+    its bytes."""
+
+    source: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    linkname: str
+
+    @classmethod
+    def of(cls, item: Item) -> HashJob:
+        return cls(item.source, item.mode, item.uid, item.gid, item.size, item.linkname)
+
+
+def _hash_one(job: HashJob) -> tuple[str, dict[str, bytes]]:
+    source, mode, uid, gid, size, linkname = job.source, job.mode, job.uid, job.gid, job.size, job.linkname
     if stat.S_ISLNK(mode):
         return filehash.hash_symlink(linkname, uid, gid), {}
     xattrs = filehash.read_xattrs(source)
@@ -127,7 +144,7 @@ def rehash(item: Item) -> None:
         item.size = len(item.data)
         item.hash = filehash.hash_bytes(item.data, item.mode, item.uid, item.gid, item.xattrs)
     else:
-        item.hash, item.xattrs = _hash_one((item.source, item.mode, item.uid, item.gid, item.size, item.linkname))
+        item.hash, item.xattrs = _hash_one(HashJob.of(item))
 
 
 def _save_stamps(path: str | None, items: list[Item]) -> None:
@@ -174,7 +191,7 @@ def scan(root: str, jobs: int, cache_path: str | None = None, progress: Progress
 
 
 def _hash_items(items: list[Item], jobs: int, progress: Progress) -> None:
-    args = [(i.source, i.mode, i.uid, i.gid, i.size, i.linkname) for i in items]
+    args = [HashJob.of(i) for i in items]
     try:
         with progress.stage("scan: hashing", len(args)) as advance:
             par = jobs if len(items) > 256 else 1

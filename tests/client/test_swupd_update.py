@@ -12,8 +12,8 @@ import clientkit as ck
 import pytest
 from clientkit import Device
 from support.httpserver import FaultServer
+from swupd.format import fastparse
 from swupd.format import manifest as mf
-from swupd.format import parsed
 from swupd.format.limits import LIMITS
 
 
@@ -165,7 +165,7 @@ def test_manifests_are_kept_parsed_and_a_bad_copy_is_never_used(device: Device, 
     mom10 = ck.mom(stream.www, 10)
     hashes = {e.name: stamp(e.hash) for e in mom10.entries}
     blob = Path(kept(device, 10, "os-core")).read_bytes()
-    assert parsed.loads(blob, hashes["os-core"]) == published(stream, 10, "os-core")
+    assert fastparse.kept_loads(blob, hashes["os-core"]) == published(stream, 10, "os-core")
     damaged = bytearray(blob)
     damaged[len(blob) // 2] ^= 0x40
     Path(kept(device, 10, "os-core")).write_bytes(bytes(damaged))
@@ -173,11 +173,11 @@ def test_manifests_are_kept_parsed_and_a_bad_copy_is_never_used(device: Device, 
     r = device.swupd("update")
     assert r.rc == 0, r.out + r.err
     ck.assert_tree(device.root, stream.expected(20, ck.ALL_BUNDLES, old=before))
-    assert parsed.loads(Path(kept(device, 10, "os-core")).read_bytes(), hashes["os-core"]) is not None
+    assert fastparse.kept_loads(Path(kept(device, 10, "os-core")).read_bytes(), hashes["os-core"]) is not None
     mom20 = ck.mom(stream.www, 20)
     for e in mom20.entries:
         if os.path.exists(kept(device, 20, e.name)):
-            got = parsed.loads(Path(kept(device, 20, e.name)).read_bytes(), stamp(e.hash))
+            got = fastparse.kept_loads(Path(kept(device, 20, e.name)).read_bytes(), stamp(e.hash))
             assert got == published(stream, 20, e.name), e.name
     # Another bundle's manifest, whole and well-formed, under os-core's name.
     other = next(e.name for e in mom20.entries if e.name != "os-core" and os.path.exists(kept(device, 20, e.name)))

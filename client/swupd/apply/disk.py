@@ -49,8 +49,8 @@ class TreeDisk:
         its type (and, for files and links, of its signed size) changed since the last
         transaction costs a hash: one untouched since then is what that transaction left, the
         installed version's object, as the plan trusts (a rebuilt binary often keeps its size,
-        and hashing those cost an update a fifth of its time). Passing over one that does hold
-        the new object only costs its download."""
+        and hashing all those was a large share of an update, docs/benchmarks.md). Passing over
+        one that does hold the new object only costs its download."""
         st = self.tree.lstat(path)
         if st is None or _KIND.get(entry.type) != stat.S_IFMT(st.st_mode) or st.st_ctime_ns <= self.settled:
             return False

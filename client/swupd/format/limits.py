@@ -37,8 +37,8 @@ class Limits:
     # larger files use zstd-dict.
     max_bsdiff_bytes: int = 8 * 1024 * 1024
     # A zstd-dict delta holds the old file (its dictionary) and the new one (its window) in
-    # memory at once on the device: the two together up to this, so one delta adds at most
-    # about 13 MiB to a process (docs/benchmarks.md, the release upgrade); larger pairs use
+    # memory at once on the device: the two together up to this, which bounds what one delta
+    # adds to a process (docs/benchmarks.md, the release upgrade); larger pairs use
     # bsdiff (old file only) or travel as fullfiles.
     max_zstd_dict_pair_bytes: int = 10 * 1024 * 1024
     min_delta_target_bytes: int = 200

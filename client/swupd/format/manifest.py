@@ -5,13 +5,17 @@ MoM's compat id and stream identity, includes), a blank line, then one TAB-separ
 `flags hash version size path`. It extends swupd's four columns with the entry's size, so a
 device can cap every download by a signed number. The parser checks column counts, header
 fields and the declared entry count, which swupd's readers do not.
+
+The entry parser here (`parse_entry`, line by line) is the reference: the fast paths a device
+parses with (fastparse.py) are held to giving exactly its entries and refusing exactly what it
+refuses.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from operator import itemgetter
@@ -44,7 +48,7 @@ class Status(Enum):
 
 
 # Raised whenever what the parser accepts changes, so manifests kept parsed under the old rules
-# (see parsed.py) are parsed again.
+# (see fastparse.py) are parsed again.
 RULES = 2
 
 _PRESENT = (Status.PRESENT, Status.EXPERIMENTAL)
@@ -54,8 +58,8 @@ _SIZED = (Type.FILE, Type.SYMLINK)
 class Entry(NamedTuple):
     """One line of a manifest: a file, directory, symlink or (in the MoM) a bundle manifest.
 
-    A named tuple: immutable, and built several times faster than a frozen dataclass, which
-    matters for manifests of tens of thousands of entries parsed on every update."""
+    A named tuple: immutable, and much cheaper to build than a frozen dataclass, which matters
+    for the large manifests a device parses on every update (docs/benchmarks.md)."""
 
     path: str
     type: Type
@@ -155,16 +159,19 @@ def _flag_table() -> dict[tuple[str, bool], tuple[Type, Status]]:
     return table
 
 
-_FLAGS = _flag_table()
+# (flags, is_mom) -> (type, status), for every flags string valid in that kind of manifest.
+FLAGS = _flag_table()
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 
 
-def _entry(line: str, lineno: int, is_mom: bool, limits: Limits) -> Entry:
+def parse_entry(line: str, lineno: int, is_mom: bool, limits: Limits) -> Entry:
+    """One entry line, checked column by column: the reference for what a line may hold and
+    for what the error names."""
     cols = line.split("\t")
     if len(cols) != 5:
         raise FormatError(f"manifest line {lineno}: {len(cols)} columns, expected 5")
     flags, digest, version, size, path = cols
-    kind = _FLAGS.get((flags, is_mom))
+    kind = FLAGS.get((flags, is_mom))
     if kind is None:
         raise FormatError(f"manifest line {lineno}: flags {flags!r} not valid here")
     etype, status = kind
@@ -177,7 +184,7 @@ def _entry(line: str, lineno: int, is_mom: bool, limits: Limits) -> Entry:
     else:
         check_path(path, limits)
     # Interned: the old and new manifests of an update then share one string per unchanged
-    # path and hash, which halves what a device holds while it plans.
+    # path and hash, so a device holds each once while it plans.
     return Entry(
         sys.intern(path),
         etype,
@@ -188,85 +195,24 @@ def _entry(line: str, lineno: int, is_mom: bool, limits: Limits) -> Entry:
     )
 
 
-# A well-formed entry line, from its start (anything else goes through `_entry`, which says
-# what is wrong). One match per line and as many matches as lines means every line matched.
-# The path is "/" or components that are neither empty, "." nor "..": no "//", "/./", "/../",
-# and no "/" or "/." or "/.." at its end.
-_LINE = re.compile(
-    r"^([FDL.][.dg]\.\.)\t([0-9a-f]{64})\t([0-9]{1,20})\t([0-9]{1,20})\t"
-    r"(/|(?:/(?!\.\.?(?:/|\n))[^/\t\n\r\0]+)+)\n",
-    re.M,
-)
-_BUNDLE_FLAGS = {flags: kind for (flags, is_mom), kind in _FLAGS.items() if not is_mom}
-_new_entry = tuple.__new__  # an Entry from a ready tuple, without the named tuple's Python __new__
-
-
-def _entries(body: str, count: int, first_lineno: int, is_mom: bool, limits: Limits) -> list[Entry]:
-    """Every entry of a manifest body, with the checks of `_entry`. Bundle manifests take a
-    fast path (one regular expression over the body, then the checks it cannot make), since a
-    device parses the old and new ones of every installed bundle on each update."""
-    out: list[Entry] = []
-    if is_mom or not count:
-        return [_entry(line, i, is_mom, limits) for i, line in enumerate(_lines(body), start=first_lineno)]
-    append, flags_of, intern, new = out.append, _BUNDLE_FLAGS.get, sys.intern, _new_entry
-    max_version, max_size = limits.max_version, limits.max_file_bytes
-    # A UTF-8 character takes at most 4 bytes: text this short cannot break a length rule.
-    short_path, short_name = limits.max_path_bytes // 4, limits.max_name_bytes // 4
-    # Match by match, so no list of every line's text is held beside the entries.
-    for m in _LINE.finditer(body):
-        flags, digest, version, size, path = m.groups()
-        kind = flags_of(flags)
-        v, n = int(version), int(size)
-        if (
-            kind is None
-            or not 1 <= v <= max_version
-            or n > max_size
-            or (kind[0] is Type.NONE and digest != ZERO_HASH)
-            or (len(path) > short_name and (len(path) > short_path or max(map(len, path.split("/"))) > short_name))
-        ):
-            line = "\t".join((flags, digest, version, size, path))
-            append(_entry(line, first_lineno + body.count("\n", 0, m.start()), is_mom, limits))
-        else:
-            append(new(Entry, (intern(path), kind[0], intern(digest), v, n, kind[1])))
-    if len(out) != count:  # some line did not match: the per-line parser names it
-        return [_entry(line, i, is_mom, limits) for i, line in enumerate(_lines(body), start=first_lineno)]
-    return out
-
-
-def _lines(text: str) -> Iterator[str]:
+def lines(text: str) -> Iterator[str]:
+    """The lines of `text`, each without its newline (text after the last newline is left out)."""
     start = 0
     while (end := text.find("\n", start)) >= 0:
         yield text[start:end]
         start = end + 1
 
 
-def _entries_like(
-    body: bytes, count: int, first_lineno: int, like: tuple[bytes, Manifest], limits: Limits
-) -> list[Entry]:
-    """`_entries` for a manifest much like one already parsed: a line identical to one of the
-    earlier manifest's stands for the same entry, so only the lines that changed are decoded
-    and parsed (between two versions, a bundle's manifest mostly differs in a tenth of its
-    lines). Lines are compared as bytes."""
-    old_data, old = like
-    old_lines = old_data[old_data.find(b"\n\n") + 2 :].split(b"\n")
-    old_lines.pop()
-    lines = body.split(b"\n")
-    lines.pop()
-    es = old.entries
-    # A cheap guard against a pair that is not (bytes, loads(bytes)).
-    if len(old_lines) != len(es) or (es and not old_lines[-1].endswith(es[-1].path.encode("utf-8", "surrogateescape"))):
-        return _entries(body.decode("utf-8", "surrogateescape"), count, first_lineno, False, limits)
-    got = list(map(dict(zip(old_lines, es, strict=True)).get, lines))
-    missing = [i for i, e in enumerate(got) if e is None]
-    if missing:
-        text = b"\n".join([lines[i] for i in missing]).decode("utf-8", "surrogateescape") + "\n"
-        try:
-            fresh = _entries(text, len(missing), 0, False, limits)
-        except FormatError:  # parsed again whole, so the message names the right line
-            return _entries(body.decode("utf-8", "surrogateescape"), count, first_lineno, False, limits)
-        for i, e in zip(missing, fresh, strict=True):
-            got[i] = e
-    return got  # type: ignore[return-value]
+# How a manifest's body (its entry lines, `count` of them, the first being line `first_lineno`
+# of the file) becomes entries: `reference_entries`, or a fast path that gives exactly the same
+# entries and refuses exactly the same bodies (fastparse.py).
+Body = Callable[[bytes, int, int, bool, Limits], list[Entry]]
+
+
+def reference_entries(body: bytes, count: int, first_lineno: int, is_mom: bool, limits: Limits) -> list[Entry]:
+    """Every entry of a manifest body, parsed line by line with `parse_entry`."""
+    text = body.decode("utf-8", "surrogateescape")
+    return [parse_entry(line, i, is_mom, limits) for i, line in enumerate(lines(text), start=first_lineno)]
 
 
 def loads(
@@ -274,8 +220,24 @@ def loads(
 ) -> Manifest:
     """Parse manifest bytes, refusing anything not exactly in the format.
 
-    `like` is another bundle manifest with the bytes it was parsed from, `(bytes, loads(bytes))`
-    (the installed version of the same bundle): lines the two share are not parsed again."""
+    `like` is another bundle manifest with the bytes it was parsed from under the same limits,
+    `(bytes, loads(bytes))` (the installed version of the same bundle): lines the two share are
+    not parsed again. The body takes the fast paths of fastparse.py, which build on this
+    module's model and so are imported when first used."""
+    from . import fastparse
+
+    return parse(data, fastparse.body(like), is_mom=is_mom, limits=limits)
+
+
+def reference_loads(data: bytes, *, is_mom: bool = False, limits: Limits = LIMITS) -> Manifest:
+    """`loads` with every entry line parsed by the reference parser: what the fast paths are
+    held to."""
+    return parse(data, reference_entries, is_mom=is_mom, limits=limits)
+
+
+def parse(data: bytes, body: Body, *, is_mom: bool = False, limits: Limits = LIMITS) -> Manifest:
+    """Parse manifest bytes with `body` turning the entry lines into entries; the header, the
+    entry count and everything that spans entries are checked here, whichever `body` runs."""
     cap = limits.max_mom_bytes if is_mom else limits.max_manifest_bytes
     if len(data) > cap:
         raise FormatError(f"manifest larger than {cap} bytes")
@@ -284,7 +246,6 @@ def loads(
     split = data.find(b"\n\n")
     if split < 0:
         raise FormatError("manifest has no blank line after its header")
-    body = data[split + 2 :]
     hlines = data[:split].decode("utf-8", "surrogateescape").split("\n")
     if len(hlines) > limits.max_header_lines:
         raise FormatError("manifest header too long")
@@ -308,13 +269,11 @@ def loads(
         if key not in fields:
             raise FormatError(f"manifest header lacks {key!r}")
     count = _int(fields["filecount"], "filecount", 0, limits.max_entries)
-    held = body.count(b"\n")
+    text = data[split + 2 :]
+    held = text.count(b"\n")
     if held != count:
         raise FormatError(f"manifest declares {count} entries but holds {held}")
-    if like is not None and not is_mom:
-        entries = _entries_like(body, count, len(hlines) + 2, like, limits)
-    else:
-        entries = _entries(body.decode("utf-8", "surrogateescape"), count, len(hlines) + 2, is_mom, limits)
+    entries = body(text, count, len(hlines) + 2, is_mom, limits)
     if len(set(map(itemgetter(0), entries))) != len(entries):
         raise FormatError("manifest lists a path twice")
     m = Manifest(

@@ -34,7 +34,8 @@ from .. import faults
 from ..apply.tree import read_fd
 from ..store.importer import fullfile_cap, import_fullfile
 from ..store.objects import ObjectStore
-from ..store.parallel import PackJob, import_pack_files
+from ..store.packimport import PackJob
+from ..store.parallel import strategy_for
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,8 @@ def _import(sess, store, fetched: list[tuple[str, PackJob]], source_of, rep) -> 
     if not fetched:
         return
     try:
-        results = import_pack_files(store, [job for _, job in fetched], source_of, sess.s.limits)
+        jobs = [job for _, job in fetched]
+        results = strategy_for(sess.s.limits, jobs)(store, jobs, source_of, sess.s.limits)
     finally:
         for _, job in fetched:
             if os.path.exists(job.path):

@@ -3,7 +3,7 @@
 Fetches go through the transport, decisions about signed data through the trusted set, and
 verified manifests are kept in the state directory so that later commands (verify, bundle-add,
 search) can work from them, re-checking each against its signed MoM when it is read back. They
-are kept parsed too (format/parsed.py), and a new version of a bundle's manifest is parsed
+are kept parsed too (format/fastparse.py), and a new version of a bundle's manifest is parsed
 against the one read before it (manifest.loads `like`): an update then parses only the lines
 that changed.
 """
@@ -15,8 +15,7 @@ import os
 import re
 import weakref
 
-from swupd.format import compression, layout, manifestdelta
-from swupd.format import parsed as parsed_form
+from swupd.format import compression, fastparse, layout, manifestdelta
 from swupd.format.errors import BundleError, NotFoundError, SizeLimitError, SwupdError, TreeIOError
 from swupd.format.latest import Latest
 from swupd.format.manifest import Entry, Manifest
@@ -134,7 +133,7 @@ class Session:
         def parsed() -> Manifest | None:
             try:
                 with open(kept, "rb") as f:
-                    m = parsed_form.loads(f.read(), stamp)
+                    m = fastparse.kept_loads(f.read(), stamp)
             except OSError:
                 return None
             if m is not None:
@@ -160,7 +159,7 @@ class Session:
             # so a full disk or a read-only state directory does not fail the command.
             with contextlib.suppress(OSError, SwupdError):
                 os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
-                write_atomic(kept, parsed_form.dumps(m, stamp), durable=False)
+                write_atomic(kept, fastparse.kept_dumps(m, stamp), durable=False)
         self._texts[(entry.path, entry.version)] = (weakref.ref(m), data)
         weakref.finalize(m, self._texts.pop, (entry.path, entry.version), None)
         return m

@@ -62,6 +62,11 @@ class PackResult:
     objects: int = 0
     deltas: int = 0
     rejected: list[str] = field(default_factory=list)
+    # Each file member that stored an object or was refused, by its index among the pack's
+    # files: its name, or its name and the refusal. Several processes' results are put together
+    # from these (see parallel.py).
+    stored: dict[int, str] = field(default_factory=dict)
+    refused: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 _BAD_MEMBER = (FormatError, HashMismatchError, SizeLimitError)
@@ -125,12 +130,14 @@ def import_pack(
                 continue
             try:
                 if _import_member(store, tar, member, wanted, source_of, limits):
+                    out.stored[index] = name
                     if name.startswith("delta/"):
                         out.deltas += 1
                     else:
                         out.objects += 1
             except _BAD_MEMBER as e:
                 out.rejected.append(f"{name}: {e}")
+                out.refused[index] = (name, out.rejected[-1])
     except (FormatError, SizeLimitError) as e:
         where = f" after {name}" if name else ""
         out.rejected.append(f"pack unreadable{where}: {e}")

@@ -46,7 +46,7 @@ class ObjectStore:
 
     def path(self, digest: str) -> str:
         """Objects are spread over 256 subdirectories: a directory that once held a whole OS
-        stays large on ext4, and creating files in it becomes many times slower."""
+        stays large on ext4, and creating files in it slows down (docs/benchmarks.md)."""
         return os.path.join(self.dir, digest[:2], digest)
 
     def has(self, digest: str) -> bool:

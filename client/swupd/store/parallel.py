@@ -1,4 +1,4 @@
-"""Importing packs in several processes.
+"""Importing packs in several processes: the strategy an update with many objects takes.
 
 The work per pack member (applying a delta, hashing, writing the object) is short and mostly
 interpreted Python, so threads only contend for the interpreter lock; processes do not. Each
@@ -7,7 +7,8 @@ members' own work) and imports the members it claims: whoever reaches a member f
 (see `_Frontier`), so a process held up by one large delta does not leave the others idle at
 the end. A child only ever adds verified objects to the store, like the parent, and reports
 what it did through a pipe; a child that fails leaves its members missing, which the caller
-then fetches as fullfiles, as after any bad member.
+then fetches as fullfiles, as after any bad member. The results are those of
+`packimport.one_process`, which the tests compare it with.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ import json
 import mmap
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from swupd.format import errors
 from swupd.format.errors import SwupdError
 from swupd.format.limits import LIMITS, Limits
-from swupd.format.manifest import Entry
 
-from .importer import PackResult, import_pack
+from .importer import PackResult
 from .objects import ObjectStore
+from .packimport import PackJob, SourceOf, Strategy, import_each, one_process
 
 # Below this many wanted objects a pack is imported in one process: forking costs more.
 _MIN_OBJECTS_TO_SPLIT = 64
@@ -40,48 +41,46 @@ def processes_for(limits: Limits, objects: int) -> int:
     return max(1, min(limits.max_import_processes, len(os.sched_getaffinity(0))))
 
 
-@dataclass
-class PackJob:
-    """One downloaded pack to import: its file, decompression cap and the objects wanted from it."""
-
-    path: str
-    cap: int
-    wanted: dict[str, Entry]
+def strategy_for(limits: Limits, jobs: Sequence[PackJob]) -> Strategy:
+    """How to import `jobs` on this machine: split between processes when that pays."""
+    n = processes_for(limits, sum(len(j.wanted) for j in jobs))
+    return one_process if n == 1 else InProcesses(n)
 
 
-def import_pack_files(
-    store: ObjectStore,
-    jobs: list[PackJob],
-    source_of: Callable[[str, int], bytes | None],
-    limits: Limits = LIMITS,
-    processes: int | None = None,
-) -> list[PackResult]:
-    """Import several packs with one set of processes, all working through each pack in turn:
-    one fork and one wait for a whole update, not one per bundle."""
-    n = processes or processes_for(limits, sum(len(j.wanted) for j in jobs))
-    if n == 1:
-        return _import_all(store, jobs, source_of, limits, None)
-    children: list[tuple[int, int]] = []
-    # Objects alive now are left out of garbage collection in both processes, so neither
-    # walks (and so copies) the pages the fork shares.
-    gc.freeze()
-    with _Frontier(len(jobs)) as frontier:
-        try:
-            for _ in range(1, n):
-                r, w = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # pragma: no cover (runs in the child, which never returns)
-                    os.close(r)
-                    _child(w, store, jobs, source_of, limits, frontier)
-                os.close(w)
-                children.append((pid, r))
-            results = _import_all(store, jobs, source_of, limits, frontier)
-        finally:
-            reports = [_collect(pid, r) for pid, r in children]
-            gc.unfreeze()
-    for report in reports:
-        _merge(results, store, report)
-    return results
+@dataclass(frozen=True)
+class InProcesses:
+    """Several packs imported by one set of `processes` processes, all working through each pack
+    in turn: one fork and one wait for a whole update, not one per bundle."""
+
+    processes: int
+
+    def __call__(
+        self, store: ObjectStore, jobs: Sequence[PackJob], source_of: SourceOf, limits: Limits = LIMITS
+    ) -> list[PackResult]:
+        if self.processes <= 1:
+            return one_process(store, jobs, source_of, limits)
+        children: list[tuple[int, int]] = []
+        # Objects alive now are left out of garbage collection in both processes, so neither
+        # walks (and so copies) the pages the fork shares.
+        gc.freeze()
+        with _Frontier(len(jobs)) as frontier:
+            try:
+                for _ in range(1, self.processes):
+                    r, w = os.pipe()
+                    pid = os.fork()
+                    if pid == 0:  # pragma: no cover (runs in the child, which never returns)
+                        os.close(r)
+                        _child(w, store, jobs, source_of, limits, frontier)
+                    os.close(w)
+                    children.append((pid, r))
+                results = import_each(store, jobs, source_of, limits, frontier.claims)
+            finally:
+                reports = [_collect(pid, r) for pid, r in children]
+                gc.unfreeze()
+        for report in reports:
+            _merge(results, store, report)
+        _settle(results)
+        return results
 
 
 class _Frontier:
@@ -111,6 +110,11 @@ class _Frontier:
     def pack(self, index: int) -> None:
         self._pack, self._mine_from, self._mine_to = index, 0, 0
 
+    def claims(self, pack: int) -> _Frontier:
+        """This frontier, moved to pack number `pack` (see `packimport.Claims`)."""
+        self.pack = pack
+        return self
+
     def __enter__(self) -> _Frontier:
         return self
 
@@ -135,29 +139,8 @@ class _Frontier:
         return True
 
 
-def _import_all(
-    store: ObjectStore,
-    jobs: list[PackJob],
-    source_of: Callable[[str, int], bytes | None],
-    limits: Limits,
-    frontier: _Frontier | None,
-) -> list[PackResult]:
-    results = []
-    for i, job in enumerate(jobs):
-        if frontier is not None:
-            frontier.pack = i
-        with open(job.path, "rb") as f:
-            results.append(import_pack(store, f, job.cap, job.wanted, source_of, limits, frontier))
-    return results
-
-
 def _child(
-    w: int,
-    store: ObjectStore,
-    jobs: list[PackJob],
-    source_of: Callable[[str, int], bytes | None],
-    limits: Limits,
-    frontier: _Frontier,
+    w: int, store: ObjectStore, jobs: Sequence[PackJob], source_of: SourceOf, limits: Limits, frontier: _Frontier
 ) -> None:
     """Import what this process takes of every pack and write a JSON report to `w`; never
     returns."""
@@ -165,11 +148,8 @@ def _child(
     try:
         before = set(store.fresh)
         try:
-            got = _import_all(store, jobs, source_of, limits, frontier)
-            report = {
-                "packs": [{"objects": g.objects, "deltas": g.deltas, "rejected": g.rejected} for g in got],
-                "fresh": sorted(store.fresh - before),
-            }
+            got = import_each(store, jobs, source_of, limits, frontier.claims)
+            report = _report(got, store.fresh - before)
         except SwupdError as e:
             report = {"error": type(e).__name__, "message": str(e)}
         except OSError as e:
@@ -180,6 +160,16 @@ def _child(
         status = 1
     finally:
         os._exit(status)
+
+
+def _report(results: list[PackResult], fresh: set[str]) -> dict:
+    """What a child tells the parent: what each pack's members came to, and the objects it
+    verified."""
+    packs = [
+        {"rejected": r.rejected, "stored": r.stored, "refused": {k: list(v) for k, v in r.refused.items()}}
+        for r in results
+    ]
+    return {"packs": packs, "fresh": sorted(fresh)}
 
 
 def _collect(pid: int, r: int) -> dict | None:
@@ -206,9 +196,38 @@ def _merge(results: list[PackResult], store: ObjectStore, report: dict | None) -
             cls = SwupdError
         raise cls(str(report.get("message", "pack import failed")))
     for result, got in zip(results, report["packs"], strict=True):
-        result.objects += int(got["objects"])
-        result.deltas += int(got["deltas"])
         # A member is reported by the process that took it; an archive that cannot be read on
         # is met by every process, and reported once.
         result.rejected += [str(x) for x in got["rejected"] if str(x) not in result.rejected]
+        result.stored.update({int(k): str(v) for k, v in got["stored"].items()})
+        result.refused.update({int(k): (str(v[0]), str(v[1])) for k, v in got["refused"].items()})
     store.fresh.update(str(x) for x in report["fresh"])
+
+
+def _settle(results: list[PackResult]) -> None:
+    """Count and report what all processes did as one process would have: it meets the
+    members pack by pack, in order, and passes over one whose object has arrived before it (so
+    counts it nowhere and refuses it never). Processes that do not share what they stored may
+    each take the same object from different members; only its first member counts."""
+    arrived: set[str] = set()
+    for result in results:
+        refusals = {message for _, message in result.refused.values()}
+        others = [r for r in result.rejected if r not in refusals]
+        met = [(i, name, "") for i, name in result.stored.items()]
+        met += [(i, name, message) for i, (name, message) in result.refused.items()]
+        met.sort()
+        result.objects = result.deltas = 0
+        result.rejected = []
+        for _, name, refusal in met:
+            digest = name.removesuffix(".tar").rsplit("/", 1)[-1]
+            if digest in arrived:
+                continue
+            if refusal:
+                result.rejected.append(refusal)
+                continue
+            arrived.add(digest)
+            if name.startswith("delta/"):
+                result.deltas += 1
+            else:
+                result.objects += 1
+        result.rejected += others

@@ -155,7 +155,7 @@ class TrustedSet:
         """A bundle manifest, accepted only if it is exactly the one the verified MoM pins.
 
         Once `data` has passed, `parsed()` may supply the manifest as kept parsed under its hash
-        (see format/parsed.py); otherwise `data` is parsed, reusing the entries of `like` (see
+        (see format/fastparse.py); otherwise `data` is parsed, reusing the entries of `like` (see
         manifest.loads) for the lines the two share."""
         if len(data) != entry.size:
             raise SizeLimitError(f"Manifest.{entry.path} is {len(data)} bytes, the MoM says {entry.size}")
