@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.environment import unavailable
 from support.httpserver import FaultServer
 from swupd.format.errors import DiskFullError, NetworkError, NotFoundError, SizeLimitError, UsageError
 from swupd.transport import Fetcher
@@ -378,19 +376,6 @@ def test_fetch_many_runs_in_parallel(server: FaultServer, www: Path, fetcher: Fe
 
 # -- disk full ----------------------------------------------------------------------------------
 
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs (needs root and permission to mount)."""
-    d = tmp_path / "small"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True, text=True)
-    if r.returncode != 0:
-        unavailable(f"cannot mount a small tmpfs to fill up: {r.stderr.strip() or r.returncode}")
-    try:
-        yield d
-    finally:
-        subprocess.run(["umount", str(d)], check=True)
 
 
 def test_disk_full(server: FaultServer, www: Path, fetcher: Fetcher, small_fs: Path) -> None:

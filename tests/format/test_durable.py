@@ -9,11 +9,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.environment import unavailable
 from swupd.format import durable
 from swupd.format.errors import DiskFullError, TreeIOError
 
@@ -23,19 +21,6 @@ OLD, NEW = b"old content\n", b"new content\n"
 def entries(d: Path) -> list[str]:
     return sorted(os.listdir(d))
 
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs (needs root and permission to mount)."""
-    d = tmp_path / "small"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True, text=True)
-    if r.returncode != 0:
-        unavailable(f"cannot mount a small tmpfs to fill up: {r.stderr.strip() or r.returncode}")
-    try:
-        yield d
-    finally:
-        subprocess.run(["umount", str(d)], check=True)
 
 
 @pytest.mark.parametrize("sync", [True, False])
