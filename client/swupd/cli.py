@@ -37,7 +37,7 @@ READ_ONLY = {"info", "bundle-list", "bundle-info", "search", "check-update"}
 
 
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
     return int(text)
 

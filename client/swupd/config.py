@@ -118,7 +118,7 @@ def load(
     s.contenturl = first("contenturl", "mirror_contenturl", "contenturl", given=contenturl or url or None)
     fmt_text = first("format", "format", given=str(fmt) if fmt else None)
     if fmt_text:
-        if not fmt_text.isdigit():
+        if not (fmt_text.isascii() and fmt_text.isdigit()):
             raise UsageError(f"format file holds {fmt_text!r}, not a number")
         s.format = int(fmt_text)
     s.compat = first("compat", "compat", given=compat)

@@ -27,7 +27,7 @@ from .progress import Progress
 
 
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
     return int(text)
 

@@ -79,3 +79,13 @@ def test_mirror_refuses_other_schemes(device: Device) -> None:
     r = ck.run("mirror", "--set", "ftp://example.com/", "--path", device.root, "--statedir", device.state)
     assert r.rc == 2 and "http(s):// or file://" in r.error_line()
     assert not Path(device.root, "etc/swupd/mirror_versionurl").exists()
+
+
+def test_a_format_file_that_is_no_number_is_named(device: Device) -> None:
+    """A digit that is not a decimal number (here a superscript two) is refused in one line,
+    naming the file's content, not with a traceback."""
+    etc = Path(device.root, "etc/swupd")
+    etc.mkdir(parents=True, exist_ok=True)
+    (etc / "format").write_text("\u00b2\n")
+    r = ck.run("info", "--path", device.root, "--statedir", device.state)
+    assert r.rc == 2 and "format file holds '²', not a number" in r.error_line()

@@ -24,6 +24,8 @@ def test_round_trip():
         b"0\nformat:\t1\ntimestamp:\t1\nexpires:\t2\n",
         b"-1\nformat:\t1\ntimestamp:\t1\nexpires:\t2\n",
         b"twenty\nformat:\t1\ntimestamp:\t1\nexpires:\t2\n",
+        "\u00b2\nformat:\t1\ntimestamp:\t1\nexpires:\t2\n".encode(),  # a digit that is no number
+        "20\nformat:\t\u0661\ntimestamp:\t1\nexpires:\t2\n".encode(),  # Arabic-Indic one
         b"99999999999\nformat:\t1\ntimestamp:\t1\nexpires:\t2\n",
         b"20\nformat:\t1\ntimestamp:\t1\n",
         b"20\nformat:\t1\nexpires:\t2\n",

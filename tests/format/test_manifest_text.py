@@ -134,6 +134,8 @@ MALFORMED = [
     (text([*GOOD, f"F...\t{H1}\t21\t1\t/usr/x"]), "newer"),
     (text([*GOOD, f"F...\t{H1}\t0\t1\t/usr/x"]), "range"),
     (text([*GOOD, f"F...\t{H1}\tten\t1\t/usr/x"]), "number"),
+    (text([*GOOD, f"F...\t{H1}\t\u0661\u0660\t1\t/usr/x"]), "number"),  # Arabic-Indic ten
+    (text([*GOOD, f"F...\t{H1}\t\u00b2\t1\t/usr/x"]), "number"),  # superscript two
     (text(GOOD, contentsize=6), "contentsize"),
     (text(GOOD, extra=["version:\t20"]), "repeats"),
     (text(GOOD, extra=["nonsense"]), "malformed"),

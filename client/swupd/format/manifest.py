@@ -137,7 +137,7 @@ def dumps(m: Manifest) -> bytes:
 
 
 def _int(value: str, what: str, lo: int, hi: int) -> int:
-    if not value.isdigit() or len(value) > 20:
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:
         raise FormatError(f"manifest {what} is not a number: {value!r}")
     n = int(value)
     if not lo <= n <= hi:
