@@ -20,6 +20,7 @@ from swupd.format import parsed as parsed_form
 from swupd.format.errors import BundleError, NotFoundError, SizeLimitError, SwupdError, TreeIOError
 from swupd.format.latest import Latest
 from swupd.format.manifest import Entry, Manifest
+from swupd.format.paths import MARKER_DIR, OS_CORE
 
 from ..apply.tree import Tree
 from ..config import Settings
@@ -29,7 +30,6 @@ from ..transport.fetcher import Fetcher
 from ..trust.trusted import TrustedSet
 
 OS_RELEASE = ("/usr/lib/os-release", "/etc/os-release")
-MARKERS = "/usr/share/clear/bundles"
 _VERSION_ID = re.compile(r'^VERSION_ID=["\']?([0-9]+)["\']?\s*$', re.M)
 
 
@@ -65,9 +65,9 @@ class Session:
 
     def installed_bundles(self) -> set[str]:
         """Bundles whose marker file is present in the tree (os-core always counts)."""
-        found = {"os-core"}
+        found = {OS_CORE}
         try:
-            with self.tree.parent(f"{MARKERS}/x") as (fd, _):
+            with self.tree.parent(f"{MARKER_DIR}/x") as (fd, _):
                 found |= {n for n in os.listdir(fd) if not n.startswith(".")}
         except (OSError, TreeIOError):
             pass
@@ -215,7 +215,7 @@ class Session:
 
     def closure(self, mom: Manifest, names: set[str]) -> dict[str, Manifest]:
         """The named bundles with everything they include, directly or not, and os-core."""
-        todo = sorted(names | {"os-core"})
+        todo = sorted(names | {OS_CORE})
         out: dict[str, Manifest] = {}
         while todo:
             name = todo.pop()

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from swupd.format.filehash import ZERO_HASH
+from swupd.format.paths import MARKER_DIR
 
 from ..apply.plan import diff, is_state, union
 from .obtain import pack_source
@@ -14,7 +15,7 @@ from .transaction import TxReport, execute
 from .update import TreeDisk, require_current
 
 PICKY_TREE = "/usr"
-PICKY_SKIP = ("/usr/local", "/usr/src", "/usr/lib/modules", "/usr/lib/kernel", "/usr/share/clear/bundles")
+PICKY_SKIP = ("/usr/local", "/usr/src", "/usr/lib/modules", "/usr/lib/kernel", MARKER_DIR)
 
 
 @dataclass
