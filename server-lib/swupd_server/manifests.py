@@ -108,11 +108,6 @@ def _key(entries: list[Entry]) -> set[tuple]:
     return {(e.path, e.type, e.hash, e.version, e.status) for e in entries}
 
 
-def manifest_hash(data: bytes) -> str:
-    """A manifest is hashed as a root-owned 0644 file, as swupd does."""
-    return filehash.hash_bytes(data, 0o100644)
-
-
 def build(
     items: dict[str, Item],
     bundles: dict[str, bl.Bundle],
@@ -152,7 +147,7 @@ def build(
         )
         data = mf.dumps(m)
         results[name] = BundleResult(m, data, True, added, changed, deleted)
-        mom_entries.append(Entry(name, Type.MANIFEST, manifest_hash(data), cfg.version, len(data)))
+        mom_entries.append(Entry(name, Type.MANIFEST, filehash.hash_manifest(data), cfg.version, len(data)))
     for name, e in old_mom_entries.items():
         if name in bundles:
             continue
