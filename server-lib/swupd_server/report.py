@@ -20,6 +20,7 @@ from swupd.format import layout, signing
 from swupd.format.errors import FormatError, SwupdError
 from swupd.format.latest import Latest
 from swupd.format.latest import loads as load_latest
+from swupd.format.osrelease import OS_RELEASE
 from swupd.format.paths import OS_CORE
 
 from . import buildrecord, plots
@@ -28,7 +29,6 @@ from .history import History
 from .sign import utc
 
 _PACK = re.compile(r"pack-(?P<bundle>.+)-from-(?P<frm>\d+)\.tar\Z")
-OS_RELEASE = "/usr/lib/os-release"
 # How much of a long stream the charts show: the newest versions, so each stays readable.
 UPDATE_TARGETS = 6
 SERIES_VERSIONS = 40

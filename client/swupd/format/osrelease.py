@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import re
 
+# Where os-release lives, in the order readers look: the OS's own file, then /etc's (most
+# often a link to it). The published /usr/lib/os-release always holds VERSION_ID.
+OS_RELEASE = "/usr/lib/os-release"
+ETC_OS_RELEASE = "/etc/os-release"
+PATHS = (OS_RELEASE, ETC_OS_RELEASE)
 _LINE = re.compile(r"^VERSION_ID=.*$", re.M)
 
 

@@ -15,7 +15,7 @@ import os
 import re
 import weakref
 
-from swupd.format import compression, layout, manifestdelta
+from swupd.format import compression, layout, manifestdelta, osrelease
 from swupd.format import parsed as parsed_form
 from swupd.format.errors import BundleError, NotFoundError, SizeLimitError, SwupdError, TreeIOError
 from swupd.format.latest import Latest
@@ -29,7 +29,6 @@ from ..state import StateDir, write_atomic
 from ..transport.fetcher import Fetcher
 from ..trust.trusted import TrustedSet
 
-OS_RELEASE = ("/usr/lib/os-release", "/etc/os-release")
 _VERSION_ID = re.compile(r'^VERSION_ID=["\']?([0-9]+)["\']?\s*$', re.M)
 
 
@@ -53,7 +52,7 @@ class Session:
     # -- what the device runs ------------------------------------------------------------
     def current_version(self) -> int:
         """VERSION_ID of the target's os-release (0 when there is none: an empty root)."""
-        for path in OS_RELEASE:
+        for path in osrelease.PATHS:
             try:
                 text = self.tree.read(path, 64 * 1024).decode("utf-8", "replace")
             except (OSError, TreeIOError):
