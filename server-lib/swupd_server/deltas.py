@@ -21,7 +21,7 @@ from swupd.format.errors import SwupdError, UsageError
 from swupd.format.fullfile import read as read_fullfile
 from swupd.format.manifest import Entry, Manifest, Type
 
-from . import workers
+from . import encode, workers
 from .config import BuildConfig
 from .fullfiles import FullfileReport
 from .history import History
@@ -146,7 +146,7 @@ def _make_one(job: tuple) -> tuple[str, int]:
             continue
         if not codec.usable(codec.CODECS[name], len(old), len(new_data), limits):
             continue
-        blob = codec.ENCODERS[codec.CODECS[name]](old, new_data, meta, level)
+        blob = encode.DELTA_ENCODERS[codec.CODECS[name]](old, new_data, meta, level)
         if not best or len(blob) < len(best):
             best, best_name = blob, name
     if best:

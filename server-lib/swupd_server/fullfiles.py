@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from swupd.format import fullfile, layout
 
-from . import workers
+from . import encode, workers
 from .config import BuildConfig
 from .history import History
 from .manifests import ManifestReport
@@ -46,12 +46,12 @@ def _write_one(job: tuple[str, str, fullfile.Meta, str, bytes | None, str, int])
             if data is not None:
                 import io
 
-                fullfile.write(out, digest, meta, io.BytesIO(data), codec, level)
+                encode.fullfile(out, digest, meta, io.BytesIO(data), codec, level)
             else:
                 with open(source, "rb") as src:
-                    fullfile.write(out, digest, meta, src, codec, level)
+                    encode.fullfile(out, digest, meta, src, codec, level)
         else:
-            fullfile.write(out, digest, meta, None, codec, level)
+            encode.fullfile(out, digest, meta, None, codec, level)
     os.replace(tmp, dest)
     return os.path.getsize(dest)
 

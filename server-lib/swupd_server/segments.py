@@ -28,14 +28,13 @@ from typing import BinaryIO
 
 import zstandard
 from swupd.format import ustar
-from swupd.format.compression import MAX_WINDOW
+from swupd.format.compression import MAX_WINDOW, MAX_WINDOW_LOG
 from swupd.format.errors import FormatError, SizeLimitError
 
 from . import cachefile
 
 MAX_SEGMENT = 4 * 1024 * 1024
 WASTE = 0.03  # share of a copied frame's bytes that may be members the pack does not need
-_MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
 _BLOCK = ustar.BLOCK
 _MEMBER_MTIME = 0  # the device ignores member times; a constant keeps frames build-independent
 _READ = 1 << 20
@@ -200,7 +199,7 @@ def _pieces(segment: list[tuple[str, str]], sizes: list[int], headers: list[byte
 def write_frame(out: BinaryIO, pieces: Iterator[bytes] | list[bytes], raw: int, level: int) -> None:
     """One zstd frame of exactly `raw` bytes, its size recorded in the frame header, with a
     window no larger than the frame (the device's decoder holds one window)."""
-    window_log = max(10, min(_MAX_WINDOW_LOG, raw.bit_length()))
+    window_log = max(10, min(MAX_WINDOW_LOG, raw.bit_length()))
     params = zstandard.ZstdCompressionParameters.from_level(
         level, source_size=raw, window_log=window_log, enable_ldm=True
     )
