@@ -21,13 +21,12 @@ tree, the configuration and what `www/` holds.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import zstandard
-from swupd.format import ustar
+from swupd.format import layout, ustar
 from swupd.format.compression import MAX_WINDOW, MAX_WINDOW_LOG
 from swupd.format.errors import FormatError, SizeLimitError
 
@@ -38,7 +37,6 @@ WASTE = 0.03  # share of a copied frame's bytes that may be members the pack doe
 _BLOCK = ustar.BLOCK
 _MEMBER_MTIME = 0  # the device ignores member times; a constant keeps frames build-independent
 _READ = 1 << 20
-_MEMBER = re.compile(r"staged/[0-9a-f]{64}\.tar|delta/[0-9a-f]{64}/[0-9a-f]{64}")
 
 
 @dataclass
@@ -63,7 +61,7 @@ def _members_of(raw: bytes) -> dict[str, int] | None:
     tar, end = ustar.Reader(raw), 0
     try:
         while end < len(raw):
-            m = tar.next(_MEMBER, {ustar.REGULAR}, len(raw))
+            m = tar.next(layout.PACK_OBJECT_MEMBERS, {ustar.REGULAR}, len(raw))
             if m is None:
                 return None
             members[m.name] = ustar.BLOCK + m.size + (-m.size) % _BLOCK
