@@ -78,7 +78,7 @@ def fullfile(out: BinaryIO, digest: str, meta: Meta, content: BinaryIO | None, c
         params = zstandard.ZstdCompressionParameters.from_level(
             level,
             source_size=meta.size + 2048,
-            window_log=min(23, max(10, (meta.size + 2048).bit_length())),
+            window_log=min(MAX_WINDOW_LOG, max(10, (meta.size + 2048).bit_length())),
         )
         cctx = zstandard.ZstdCompressor(compression_params=params)
         with cctx.stream_writer(out, size=-1, closefd=False) as zw:
