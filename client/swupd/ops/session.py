@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import weakref
 
 from swupd.format import compression, layout, manifestdelta, osrelease
@@ -28,8 +27,6 @@ from ..output import Output
 from ..state import StateDir, write_atomic
 from ..transport.fetcher import Fetcher
 from ..trust.trusted import TrustedSet
-
-_VERSION_ID = re.compile(r'^VERSION_ID=["\']?([0-9]+)["\']?\s*$', re.M)
 
 
 class Session:
@@ -57,9 +54,9 @@ class Session:
                 text = self.tree.read(path, 64 * 1024).decode("utf-8", "replace")
             except (OSError, TreeIOError):
                 continue
-            m = _VERSION_ID.search(text)
-            if m:
-                return int(m[1])
+            version = osrelease.version_id(text)
+            if version is not None:
+                return version
         return 0
 
     def installed_bundles(self) -> set[str]:
