@@ -1,4 +1,5 @@
-"""Rules for the paths and names that appear in manifests and in `www/`.
+"""Rules for the paths and names that appear in manifests and in `www/`, and the paths both
+sides give a meaning: boot content, the bundle markers.
 
 A manifest path is the one thing from the update stream that becomes a file system name on the
 device, so it is checked here once, strictly: absolute, no empty, `.` or `..` component, no
@@ -17,7 +18,7 @@ from .limits import LIMITS, Limits
 # Bundle names, stream identities and compat ids: 1-128 of A-Z a-z 0-9 . _ + -, starting with a
 # letter or digit (safe as a file name, a URL part and one header line).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
-# `MoM` and `full` name manifests of their own in `www/`, never a bundle's.
+# swupd's names of manifests that are no bundle's (`Manifest.MoM`, `Manifest.full`).
 RESERVED_BUNDLES = frozenset({"MoM", "full"})
 # The bundle every device has and every other bundle includes; it is never named to be added.
 OS_CORE = "os-core"
