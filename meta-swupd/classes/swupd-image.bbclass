@@ -3,9 +3,9 @@
 # Add `inherit swupd-image` to an image recipe. Each build of the image then:
 #   1. writes the swupd client's configuration into the rootfs (update URLs, format, the
 #      trusted public keys, the compatibility id = MACHINE, the stream identity = image name and
-#      compatibility id), a marker for every bundle, and
-#      VERSION_ID = OS_VERSION into os-release (at rootfs time, so a version bump rebuilds no
-#      package);
+#      compatibility id), and has swupd-server write a marker for every bundle and
+#      VERSION_ID = OS_VERSION into os-release as it publishes them (at rootfs time, so a
+#      version bump rebuilds no package);
 #   2. after the image is complete, turns the rootfs into version OS_VERSION of the update
 #      stream in ${DEPLOY_DIR_SWUPD}/www with swupd-server: bundle manifests, a signed
 #      Manifest.MoM, fullfiles, zero packs and delta packs from earlier versions.
@@ -146,6 +146,17 @@ def swupd_signing_key(d):
              "'swupd-server keygen --private KEY --public KEY.pub' (and SWUPD_PUBLIC_KEYS to the .pub), "
              "or set SWUPD_DEV_SIGNING = \"1\" to use the layer's development key for a first test")
 
+def swupd_server_output(d, args, what):
+    """Runs the native swupd-server with `args` and returns what it prints: the layer asks the
+    server for the rules both share instead of keeping copies. A failure stops the build with
+    the server's one-line reason after `what`, the variables that gave the input."""
+    import subprocess
+    r = subprocess.run([d.getVar("SWUPD_SERVER")] + args, capture_output=True, text=True)
+    if r.returncode != 0:
+        reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "exit status %d" % r.returncode
+        bb.fatal("%s: %s" % (what, reason))
+    return r.stdout
+
 def swupd_bundle_packages(d):
     return " ".join(p for b in (d.getVar("SWUPD_BUNDLES") or "").split()
                     for p in (d.getVarFlag("BUNDLE_CONTENTS", b) or "").split())
@@ -165,19 +176,16 @@ python () {
                                   "set it in local.conf or the image recipe" % version)
 }
 
-# Rootfs time: client configuration, bundle markers and VERSION_ID.
+# Rootfs time: client configuration, bundle markers and VERSION_ID (the last two written by the
+# native server, by the rules it publishes them with).
 python swupd_rootfs_config () {
-    import subprocess
     rootfs = d.getVar("IMAGE_ROOTFS")
     keys = (d.getVar("SWUPD_PUBLIC_KEYS") or "").split()
     if not keys and d.getVar("SWUPD_GENERATE") == "1":
         signing = swupd_signing_key(d)
         derived = os.path.join(d.getVar("WORKDIR"), "swupd-signing.pub")
-        r = subprocess.run([d.getVar("SWUPD_SERVER"), "public-key", "--private", signing, "--output", derived],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            reason = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "exit status %d" % r.returncode
-            bb.fatal("SWUPD_SIGNING_KEY = '%s': %s" % (d.getVar("SWUPD_SIGNING_KEY") or signing, reason))
+        swupd_server_output(d, ["public-key", "--private", signing, "--output", derived],
+                            "SWUPD_SIGNING_KEY = '%s'" % (d.getVar("SWUPD_SIGNING_KEY") or signing))
         keys = [derived]
     for key in keys:
         if not os.path.isfile(key):
@@ -185,8 +193,10 @@ python swupd_rootfs_config () {
     swupdlayer.rootfs.client_config(rootfs, d.getVar("SWUPD_VERSION_URL"), d.getVar("SWUPD_CONTENT_URL"),
                                     d.getVar("SWUPD_FORMAT"), d.getVar("SWUPD_COMPAT"), keys,
                                     d.getVar("SWUPD_STREAM"))
-    swupdlayer.rootfs.bundle_markers(rootfs, (d.getVar("SWUPD_BUNDLES") or "").split())
-    swupdlayer.rootfs.set_version_id(rootfs, d.getVar("OS_VERSION"))
+    bundles = (d.getVar("SWUPD_BUNDLES") or "").split()
+    version = d.getVar("OS_VERSION") or ""
+    args = ["prepare-rootfs", "--rootfs", rootfs] + (["--version", version] if version else []) + ["--"] + bundles
+    swupd_server_output(d, args, "SWUPD_BUNDLES = '%s', OS_VERSION = '%s'" % (" ".join(bundles), version))
 }
 swupd_rootfs_config[doc] = "Writes the client configuration, bundle markers and VERSION_ID into the rootfs."
 # Without SWUPD_PUBLIC_KEYS, the public key is derived from the signing key by the native server.
@@ -219,13 +229,11 @@ python do_swupd_update () {
     deploy = d.getVar("DEPLOY_DIR_SWUPD")
     www = os.path.join(deploy, "www")
     bb.utils.mkdirhier(www)
-    latest = os.path.join(www, "version", "format%s" % d.getVar("SWUPD_FORMAT"), "latest")
-    if os.path.exists(latest):
-        with open(latest) as f:
-            published = f.readline().strip()
-        if published.isdigit() and int(d.getVar("OS_VERSION")) <= int(published):
-            bb.fatal("OS_VERSION %s is not above %s, the latest version published in %s: raise OS_VERSION "
-                     "for every build that should reach devices" % (d.getVar("OS_VERSION"), published, www))
+    published = swupd_server_output(d, ["latest", "--www", www, "--format", d.getVar("SWUPD_FORMAT")],
+                                    "DEPLOY_DIR_SWUPD = '%s'" % deploy).strip()
+    if int(d.getVar("OS_VERSION")) <= int(published):
+        bb.fatal("OS_VERSION %s is not above %s, the latest version published in %s: raise OS_VERSION "
+                 "for every build that should reach devices" % (d.getVar("OS_VERSION"), published, www))
     cmd = [d.getVar("SWUPD_SERVER"), "create-update", "--www", www, "--rootfs", d.getVar("IMAGE_ROOTFS"),
            "--bundles", bundles_file, "--version", d.getVar("OS_VERSION"), "--signing-key", key,
            "--format", d.getVar("SWUPD_FORMAT"), "--compat", d.getVar("SWUPD_COMPAT"), "--stream", d.getVar("SWUPD_STREAM"),

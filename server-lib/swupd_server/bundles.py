@@ -17,10 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from swupd.format.errors import UsageError
-from swupd.format.paths import is_bundle_name
-
-OS_CORE = "os-core"
-MARKER_DIR = "/usr/share/clear/bundles"
+from swupd.format.paths import OS_CORE, is_bundle_name
 
 
 @dataclass
@@ -195,8 +192,3 @@ def _pattern(p: str) -> tuple[str, bool]:
     """A bundle path as matched (no trailing slash), and whether it is a glob."""
     p = p.rstrip("/") or "/"
     return p, any(c in p for c in "*?[")
-
-
-def marker(name: str) -> str:
-    """The file whose presence on a device means the bundle is installed."""
-    return f"{MARKER_DIR}/{name}"

@@ -118,6 +118,23 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--www", required=True, help="the published tree")
     r.add_argument("--output", help="directory for the pages (default WWW/report)")
 
+    la = cmd("latest", "print the version `latest` names (0 when none is published)")
+    la.add_argument("--www", required=True, help="the published tree")
+    la.add_argument(
+        "--format", type=_positive, default=DEFAULT_FORMAT, help="format of the pointer (default %(default)s)"
+    )
+
+    pr = cmd("prepare-rootfs", "write VERSION_ID and bundle markers into an image's rootfs")
+    pr.add_argument("--rootfs", required=True, help="root file system of the image")
+    pr.add_argument(
+        "--version",
+        type=_positive,
+        dest="os_version",
+        metavar="V",
+        help="the image's version (default: VERSION_ID as it is)",
+    )
+    pr.add_argument("bundles", nargs="*", metavar="BUNDLE", help="optional bundles the image holds (os-core always)")
+
     s = cmd("refresh-latest", "re-sign `latest` with a new expiry, without a new version")
     s.add_argument("--www", required=True, help="the published tree")
     s.add_argument(
@@ -204,6 +221,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latest(args: argparse.Namespace) -> int:
+    from .publish import published
+
+    record = published(args.www, args.format)
+    print(record.version if record else 0)
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .image import prepare
+
+    prepare(args.rootfs, args.os_version, args.bundles)
+    return 0
+
+
 def _refresh(args: argparse.Namespace) -> int:
     from swupd.format.latest import Latest
 
@@ -239,6 +271,8 @@ COMMANDS = {
     "create-update": _create,
     "check-bundles": _check,
     "report": _report,
+    "latest": _latest,
+    "prepare-rootfs": _prepare,
     "refresh-latest": _refresh,
 }
 

@@ -24,7 +24,7 @@ from swupd.format.fullfile import read as read_fullfile
 from swupd.format.limits import Limits
 from swupd.format.manifest import Entry, Manifest, Type
 
-from . import workers
+from . import encode, workers
 from .config import BuildConfig
 from .fullfiles import FullfileReport
 from .history import History
@@ -168,7 +168,7 @@ def _make_one(job: DeltaJob) -> tuple[str, int]:
             continue
         if not codec.usable(codec.CODECS[name], len(old), len(new_data), job.limits):
             continue
-        blob = codec.ENCODERS[codec.CODECS[name]](old, new_data, job.meta, job.level)
+        blob = encode.DELTA_ENCODERS[codec.CODECS[name]](old, new_data, job.meta, job.level)
         if not best or len(blob) < len(best):
             best, best_name = blob, name
     if best:

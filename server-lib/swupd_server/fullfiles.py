@@ -7,6 +7,7 @@ worker processes and streams, so large files never sit whole in memory.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from swupd.format import fullfile, layout
 from swupd.format.durable import atomic_file
 
-from . import workers
+from . import encode, workers
 from .config import BuildConfig
 from .history import History
 from .manifests import ManifestReport
@@ -60,14 +61,12 @@ def _write_one(job: FullfileJob) -> int:
     with atomic_file(dest, sync=False) as out:
         if stat.S_ISREG(meta.mode):
             if data is not None:
-                import io
-
-                fullfile.write(out, digest, meta, io.BytesIO(data), codec, level)
+                encode.fullfile(out, digest, meta, io.BytesIO(data), codec, level)
             else:
                 with open(source, "rb") as src:
-                    fullfile.write(out, digest, meta, src, codec, level)
+                    encode.fullfile(out, digest, meta, src, codec, level)
         else:
-            fullfile.write(out, digest, meta, None, codec, level)
+            encode.fullfile(out, digest, meta, None, codec, level)
     return os.path.getsize(dest)
 
 

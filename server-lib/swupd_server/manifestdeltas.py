@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from swupd.format import layout, manifestdelta
 
+from . import encode
 from .config import BuildConfig
 from .history import History
 from .manifests import ManifestReport
@@ -47,7 +48,7 @@ def build(
                 continue
             with open(history.path(layout.manifest(old_entry.version, name)), "rb") as f:
                 old = f.read()
-            blob = manifestdelta.make(old, result.data, cfg.manifest_delta_level, cfg.limits)
+            blob = encode.manifest_delta(old, result.data, cfg.manifest_delta_level, cfg.limits)
             whole = os.path.getsize(os.path.join(stage, layout.manifest_zst(cfg.version, name)))
             if len(blob) >= whole:
                 continue

@@ -3,9 +3,10 @@
 Each entry keeps the version in which it last changed: an object whose hash is the same as in
 the previous build keeps its old version (and its old fullfile); anything new or different gets
 the new version. Objects that disappeared get a deleted entry, carried forward within a format
-so devices many versions behind still remove them; deletions under boot and kernel module
-paths are *ghosted* (the device keeps the running kernel's files). A bundle whose content did
-not change is not rewritten and keeps its old manifest and version.
+so devices many versions behind still remove them; deletions under the boot paths
+(`swupd.format.paths.BOOT_PREFIXES`: kernels, modules, the EFI system partition) are
+*ghosted* (the device keeps the running kernel's files). A bundle whose content did not change
+is not rewritten and keeps its old manifest and version.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from dataclasses import dataclass, field
 from swupd.format import filehash, layout
 from swupd.format import manifest as mf
 from swupd.format.manifest import Entry, Manifest, Status, Type
+from swupd.format.paths import BOOT_PREFIXES
 
 from . import bundles as bl
 from . import streams
 from .config import BuildConfig
 from .history import History
 from .scan import Item
-
-GHOST_PREFIXES = ("/boot/", "/usr/lib/modules/", "/lib/modules/", "/usr/lib/kernel/")
 
 
 @dataclass
@@ -95,7 +95,7 @@ def _bundle_entries(
         if path in members:
             continue
         if prev.present:
-            ghost = path.startswith(GHOST_PREFIXES)
+            ghost = path.startswith(BOOT_PREFIXES)
             status = Status.GHOSTED if ghost else Status.DELETED
             entries.append(Entry(path, Type.NONE, filehash.ZERO_HASH, v, 0, status))
             deleted += 1
@@ -106,11 +106,6 @@ def _bundle_entries(
 
 def _key(entries: list[Entry]) -> set[tuple]:
     return {(e.path, e.type, e.hash, e.version, e.status) for e in entries}
-
-
-def manifest_hash(data: bytes) -> str:
-    """A manifest is hashed as a root-owned 0644 file, as swupd does."""
-    return filehash.hash_bytes(data, 0o100644)
 
 
 def build(
@@ -152,7 +147,7 @@ def build(
         )
         data = mf.dumps(m)
         results[name] = BundleResult(m, data, True, added, changed, deleted)
-        mom_entries.append(Entry(name, Type.MANIFEST, manifest_hash(data), cfg.version, len(data)))
+        mom_entries.append(Entry(name, Type.MANIFEST, filehash.hash_manifest(data), cfg.version, len(data)))
     for name, e in old_mom_entries.items():
         if name in bundles:
             continue

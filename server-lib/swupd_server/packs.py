@@ -85,7 +85,7 @@ def _copy_range(src: str, offset: int, length: int, out: BinaryIO) -> None:
 
 
 def _dirs(mtime: int) -> bytes:
-    return b"".join(ustar.header(d, ustar.DIRECTORY, 0o700, 0, 0, 0, mtime) for d in ("delta/", "staged/"))
+    return b"".join(ustar.header(d, ustar.DIRECTORY, 0o700, 0, 0, 0, mtime) for d in layout.PACK_DIRS)
 
 
 @dataclass(frozen=True, slots=True)

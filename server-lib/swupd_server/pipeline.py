@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from swupd.format import layout
 from swupd.format.errors import BuildError, UsageError
 from swupd.format.latest import check_compat, check_stream
+from swupd.format.paths import marker
 
 from . import (
     buildrecord,
@@ -94,9 +95,9 @@ def create_update(cfg: BuildConfig) -> BuildReport:
             del items[path]
         scan.stamp_os_release(items, cfg.rootfs, cfg.version, cfg.timestamp)
         for name, spec in bundle_specs.items():
-            marker = bl.marker(name)
-            scan.add_generated(items, marker, b"", cfg.timestamp)
-            spec.patterns.append(marker)
+            path = marker(name)
+            scan.add_generated(items, path, b"", cfg.timestamp)
+            spec.patterns.append(path)
         claimed = bl.assign(bundle_specs, items)
         report.add("scan", t, f"{len(items)} objects in {cfg.rootfs}")
         empty = [f"bundle {n}: path {p!r} matches nothing in the rootfs" for n, p in bl.unmatched(bundle_specs, items)]

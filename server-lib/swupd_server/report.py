@@ -20,6 +20,8 @@ from swupd.format import layout, signing
 from swupd.format.errors import FormatError, SwupdError
 from swupd.format.latest import Latest
 from swupd.format.latest import loads as load_latest
+from swupd.format.osrelease import OS_RELEASE
+from swupd.format.paths import OS_CORE
 
 from . import buildrecord, plots
 from .costs import BundleCost, Costs
@@ -27,7 +29,6 @@ from .history import History
 from .sign import utc
 
 _PACK = re.compile(r"pack-(?P<bundle>.+)-from-(?P<frm>\d+)\.tar\Z")
-OS_RELEASE = "/usr/lib/os-release"
 # How much of a long stream the charts show: the newest versions, so each stays readable.
 UPDATE_TARGETS = 6
 SERIES_VERSIONS = 40
@@ -92,7 +93,7 @@ class Stream:
 
     @property
     def update_bundles(self) -> list[str]:
-        return sorted({b for _, _, costs in self.updates for b in costs}, key=lambda n: (n != "os-core", n))
+        return sorted({b for _, _, costs in self.updates for b in costs}, key=lambda n: (n != OS_CORE, n))
 
 
 def _signers(history: History, rel: str) -> list[str]:
@@ -121,7 +122,7 @@ def _latest(history: History, fmt: int) -> Latest:
 
 def _os_release(history: History, version: int) -> dict[str, str]:
     """The fields of the version's /usr/lib/os-release, as the device gets it."""
-    core = history.bundle_manifests(version).get("os-core")
+    core = history.bundle_manifests(version).get(OS_CORE)
     entry = core.by_path().get(OS_RELEASE) if core else None
     if entry is None or not entry.present:
         return {}
@@ -178,7 +179,7 @@ def _row(history: History, v: int) -> VersionRow:
 
 def _charts(stream: Stream, costs: Costs) -> None:
     rows = list(reversed(stream.rows))  # oldest first
-    bundles = sorted({b.name for r in rows for b in r.bundles}, key=lambda n: (n != "os-core", n))
+    bundles = sorted({b.name for r in rows for b in r.bundles}, key=lambda n: (n != OS_CORE, n))
     groups = []
     for row in rows[-UPDATE_TARGETS:]:
         bars = []

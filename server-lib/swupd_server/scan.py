@@ -23,7 +23,6 @@ from swupd.format.paths import check_path, parents
 from . import cachefile, workers
 from .progress import Progress
 
-OS_RELEASE = "/usr/lib/os-release"
 # Recorded with the scan stamps: hashes kept under another way of hashing (xattrs once entered
 # the hash NUL-terminated) are not reused.
 _HASHING = "xattr-records"
@@ -211,7 +210,7 @@ def stamp_os_release(items: dict[str, Item], root: str, version: int, clamp: int
     regular file, gets the same content so both always agree.
     """
     text = 'NAME="Linux"\nID=linux\n'
-    for candidate in (OS_RELEASE, "/etc/os-release"):
+    for candidate in osrelease.PATHS:
         host = os.path.join(root, candidate.lstrip("/"))
         real = os.path.realpath(host)
         if real.startswith(os.path.realpath(root) + os.sep) and os.path.isfile(real):
@@ -219,13 +218,13 @@ def stamp_os_release(items: dict[str, Item], root: str, version: int, clamp: int
                 text = f.read()
             break
     data = osrelease.with_version_id(text, version).encode("utf-8", "surrogateescape")
-    targets = [OS_RELEASE]
-    etc = items.get("/etc/os-release")
+    targets = [osrelease.OS_RELEASE]
+    etc = items.get(osrelease.ETC_OS_RELEASE)
     if etc is not None and stat.S_ISREG(etc.mode):
-        targets.append("/etc/os-release")
+        targets.append(osrelease.ETC_OS_RELEASE)
     for path in targets:
         add_generated(items, path, data, clamp)
-    return items[OS_RELEASE]
+    return items[osrelease.OS_RELEASE]
 
 
 def add_generated(items: dict[str, Item], path: str, data: bytes, clamp: int) -> Item:

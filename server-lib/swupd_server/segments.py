@@ -21,25 +21,22 @@ tree, the configuration and what `www/` holds.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import zstandard
-from swupd.format import ustar
-from swupd.format.compression import MAX_WINDOW
+from swupd.format import layout, ustar
+from swupd.format.compression import MAX_WINDOW, MAX_WINDOW_LOG
 from swupd.format.errors import FormatError, SizeLimitError
 
 from . import cachefile
 
 MAX_SEGMENT = 4 * 1024 * 1024
 WASTE = 0.03  # share of a copied frame's bytes that may be members the pack does not need
-_MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
 _BLOCK = ustar.BLOCK
 _MEMBER_MTIME = 0  # the device ignores member times; a constant keeps frames build-independent
 _READ = 1 << 20
-_MEMBER = re.compile(r"staged/[0-9a-f]{64}\.tar|delta/[0-9a-f]{64}/[0-9a-f]{64}")
 
 
 @dataclass
@@ -64,7 +61,7 @@ def _members_of(raw: bytes) -> dict[str, int] | None:
     tar, end = ustar.Reader(raw), 0
     try:
         while end < len(raw):
-            m = tar.next(_MEMBER, {ustar.REGULAR}, len(raw))
+            m = tar.next(layout.PACK_OBJECT_MEMBERS, {ustar.REGULAR}, len(raw))
             if m is None:
                 return None
             members[m.name] = ustar.BLOCK + m.size + (-m.size) % _BLOCK
@@ -200,7 +197,7 @@ def _pieces(segment: list[tuple[str, str]], sizes: list[int], headers: list[byte
 def write_frame(out: BinaryIO, pieces: Iterator[bytes] | list[bytes], raw: int, level: int) -> None:
     """One zstd frame of exactly `raw` bytes, its size recorded in the frame header, with a
     window no larger than the frame (the device's decoder holds one window)."""
-    window_log = max(10, min(_MAX_WINDOW_LOG, raw.bit_length()))
+    window_log = max(10, min(MAX_WINDOW_LOG, raw.bit_length()))
     params = zstandard.ZstdCompressionParameters.from_level(
         level, source_size=raw, window_log=window_log, enable_ldm=True
     )

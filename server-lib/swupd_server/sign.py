@@ -12,9 +12,10 @@ import os
 import time
 from dataclasses import dataclass
 
-from swupd.format import compression, layout, signing
 from swupd.format import latest as latest_fmt
+from swupd.format import layout, signing
 
+from . import encode
 from .config import BuildConfig
 from .manifests import ManifestReport
 
@@ -54,5 +55,5 @@ def build(report: ManifestReport, stage: str, cfg: BuildConfig, introductions: d
             with open(os.path.join(stage, layout.manifest(cfg.version, name)), "wb") as f:
                 f.write(result.data)
             with open(os.path.join(stage, layout.manifest_zst(cfg.version, name)), "wb") as f:
-                f.write(compression.compress(result.data, "zstd", cfg.manifest_level))
+                f.write(encode.compress(result.data, "zstd", cfg.manifest_level))
     return SignReport([k.public.keyid for k in cfg.signing_keys], latest_record(cfg, report.mom.stream))

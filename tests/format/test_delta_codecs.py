@@ -11,8 +11,9 @@ import pytest
 from swupd.format import delta
 from swupd.format.errors import FormatError, SizeLimitError
 from swupd.format.fullfile import Meta
+from swupd_server import encode
 
-ENCODERS = {"zstd-dict": delta.encode_zstd_dict, "bsdiff": delta.encode_bsdiff}
+ENCODERS = {"zstd-dict": encode.delta_zstd_dict, "bsdiff": encode.delta_bsdiff}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_truncated_inside_xattr_records(pair, codec):
 )
 def test_corrupt_header(pair, edit, error):
     old, new = pair
-    blob = delta.encode_bsdiff(old, new, meta(new, {}))
+    blob = encode.delta_bsdiff(old, new, meta(new, {}))
     with pytest.raises(error):
         delta.apply(old, edit(blob))
 
@@ -140,9 +141,10 @@ resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
 from swupd.format import delta
 from swupd.format.errors import FormatError, SizeLimitError
 from swupd.format.fullfile import Meta
+from swupd_server import encode
 old = b"old content " * 1000
 new = b"new content " * 1000
-blob = bytearray(delta.encode_bsdiff(old, new, Meta(0o100644, size=len(new))))
+blob = bytearray(encode.delta_bsdiff(old, new, Meta(0o100644, size=len(new))))
 struct.pack_into("<Q", blob, 17, 32 * 1024**3)  # claims a 32 GiB result, below max_file_bytes
 try:
     delta.apply(old, bytes(blob))
@@ -191,7 +193,7 @@ def _moved_and_edited(size: int, seed: int) -> tuple[bytes, bytes]:
 
 def test_bsdiff_applies_as_a_stream_across_batches():
     old, new = _moved_and_edited(3 << 20, 7)
-    blob = delta.encode_bsdiff(old, new, meta(new, {}))
+    blob = encode.delta_bsdiff(old, new, meta(new, {}))
     got_meta, stream = delta.open_result(old, blob)
     pieces = []
     while chunk := stream.read(4099):
@@ -203,7 +205,7 @@ def test_bsdiff_result_is_never_held_whole():
     import tracemalloc
 
     old, new = _moved_and_edited(7 << 20, 8)
-    blob = delta.encode_bsdiff(old, new, meta(new, {}))
+    blob = encode.delta_bsdiff(old, new, meta(new, {}))
     tracemalloc.start()
     try:
         _, stream = delta.open_result(old, blob)
@@ -251,7 +253,7 @@ def test_zstd_dict_pair_beyond_the_device_memory_bound_is_refused():
     # 6 MiB + 6 MiB: a zstd-dict delta would hold 12 MiB at once on the device.
     old = bytes(range(256)) * (6 << 12)
     new = old[:-4096] + b"changed!" * 512
-    blob = delta.encode_zstd_dict(old, new, meta(new, {}), level=1)
+    blob = encode.delta_zstd_dict(old, new, meta(new, {}), level=1)
     with pytest.raises(SizeLimitError, match="zstd-dict"):
         delta.header(blob)
     with pytest.raises(SizeLimitError):

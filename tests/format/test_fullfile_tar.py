@@ -14,6 +14,7 @@ import pytest
 from swupd.format import compression, filehash, fullfile, ustar, xattrs
 from swupd.format.errors import FormatError, SizeLimitError
 from swupd.format.fullfile import Meta
+from swupd_server import encode
 
 CONTENT = b"content of a file\n" * 100
 H = "a" * 64
@@ -24,7 +25,7 @@ def test_regular_file_round_trip(codec):
     meta = Meta(stat.S_IFREG | 0o4755, 1000, 50, 1700000000, len(CONTENT), "", {"user.x": b"\xff\x00y"})
     digest = filehash.hash_bytes(CONTENT, meta.mode, meta.uid, meta.gid, meta.xattrs)
     buf = io.BytesIO()
-    fullfile.write(buf, digest, meta, io.BytesIO(CONTENT), codec, 3)
+    encode.fullfile(buf, digest, meta, io.BytesIO(CONTENT), codec, 3)
     assert compression.detect(buf.getvalue()[:8]) == codec
     got, data = fullfile.read(io.BytesIO(buf.getvalue()), digest, len(CONTENT))
     assert data == CONTENT
@@ -37,7 +38,7 @@ def test_directory_and_symlink_round_trip(target):
     directory = Meta(stat.S_IFDIR | 0o1777, 0, 0, 5, 0, "", {"user.d": b"1"})
     for meta, size in ((directory, 0), (link, len(target.encode()))):
         buf = io.BytesIO()
-        fullfile.write(buf, H, meta, None, "zstd", 3)
+        encode.fullfile(buf, H, meta, None, "zstd", 3)
         got, data = fullfile.read(io.BytesIO(buf.getvalue()), H, size)
         assert data == b""
         assert (got.mode, got.uid, got.gid, got.linkname, got.xattrs) == (
@@ -47,7 +48,7 @@ def test_directory_and_symlink_round_trip(target):
 
 def _raw(meta: Meta, content: bytes = b"") -> bytes:
     buf = io.BytesIO()
-    fullfile.write(buf, H, meta, io.BytesIO(content), "none", 0)
+    encode.fullfile(buf, H, meta, io.BytesIO(content), "none", 0)
     return buf.getvalue()
 
 
@@ -90,7 +91,7 @@ def _tar(members: list[tuple[str, bytes]]) -> bytes:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return compression.compress(buf.getvalue(), "zstd", 3)
+    return encode.compress(buf.getvalue(), "zstd", 3)
 
 
 def test_member_must_be_named_by_the_hash():
@@ -110,7 +111,7 @@ def test_larger_than_signed_size():
 
 def test_not_a_tar():
     with pytest.raises(FormatError):
-        fullfile.read(io.BytesIO(compression.compress(b"garbage" * 200, "zstd", 3)), H, 10000)
+        fullfile.read(io.BytesIO(encode.compress(b"garbage" * 200, "zstd", 3)), H, 10000)
 
 
 def _read(raw: bytes, size: int = 3) -> tuple[Meta, bytes]:

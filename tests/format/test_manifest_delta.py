@@ -8,6 +8,7 @@ import pytest
 from swupd.format import manifestdelta
 from swupd.format.errors import FormatError, SizeLimitError
 from swupd.format.limits import Limits
+from swupd_server import encode
 
 
 def _manifest(n: int, changed: int = -1) -> bytes:
@@ -20,14 +21,14 @@ def _manifest(n: int, changed: int = -1) -> bytes:
 
 def test_a_delta_of_one_changed_line_in_1_6_mb_is_a_few_hundred_bytes():
     old, new = _manifest(20000), _manifest(20000, changed=1234)
-    blob = manifestdelta.make(old, new)
+    blob = encode.manifest_delta(old, new)
     assert len(new) > 1_500_000 and len(blob) < 400
     assert manifestdelta.apply(old, blob, len(new)) == new
 
 
 def test_a_delta_declaring_another_size_is_refused():
     old, new = _manifest(500), _manifest(500, changed=3)
-    blob = manifestdelta.make(old, new)
+    blob = encode.manifest_delta(old, new)
     with pytest.raises(FormatError, match="signed size"):
         manifestdelta.apply(old, blob, len(new) - 1)
     with pytest.raises(FormatError):
@@ -39,6 +40,6 @@ def test_manifests_past_the_window_travel_whole():
     old, new = _manifest(400), _manifest(400, changed=1)
     assert not manifestdelta.usable(len(old), len(new), small)
     with pytest.raises(ValueError):
-        manifestdelta.make(old, new, limits=small)
+        encode.manifest_delta(old, new, limits=small)
     with pytest.raises(SizeLimitError):
-        manifestdelta.apply(old, manifestdelta.make(old, new), len(new), small)
+        manifestdelta.apply(old, encode.manifest_delta(old, new), len(new), small)

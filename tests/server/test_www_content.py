@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 import reader
@@ -209,23 +208,27 @@ OE_OS_RELEASE = (
 
 
 @pytest.mark.parametrize("text", [OE_OS_RELEASE, 'NAME="No version"\nID=x', ""])
-def test_os_release_is_the_file_the_layer_writes_into_the_image(keys, tmp_path, text):
-    """The layer sets VERSION_ID in the image's rootfs, the server in what it publishes: the two
-    must be the same bytes, or the device starts with an os-release its manifest calls modified
-    (and a delta against the published file cannot apply). OE-core writes VERSION_ID before
-    other fields, with comments and blank lines, which the server once rewrote."""
-    sys.path.insert(0, os.path.join(os.path.dirname(reader.__file__), "..", "..", "meta-swupd", "lib"))
-    from swupdlayer import rootfs as layer_rootfs
-
+def test_os_release_and_markers_are_the_files_prepare_rootfs_writes_into_the_image(keys, tmp_path, text):
+    """`prepare-rootfs` (the layer's rootfs step) sets VERSION_ID and the bundle markers in the
+    image's rootfs, `create-update` in what it publishes: the two must be the same bytes, or the
+    device starts with an os-release its manifest calls modified (and a delta against the
+    published file cannot apply). OE-core writes VERSION_ID before other fields, with comments
+    and blank lines, which the server once rewrote."""
     root = tmp_path / "rootfs"
     (root / "usr/lib").mkdir(parents=True)
     (root / "usr/lib/os-release").write_text(text)
     (root / "etc").mkdir()
     (root / "etc/os-release").symlink_to("../usr/lib/os-release")
-    layer_rootfs.set_version_id(str(root), "10")
+    assert cli.main(["prepare-rootfs", "--rootfs", str(root), "--version", "10", "app", "app-docs"]) == 0
     image_file = (root / "usr/lib/os-release").read_bytes()
     assert create(str(tmp_path / "www"), str(root), 10, keys.private).rc == 0
     www = reader.Www(str(tmp_path / "www"), keys.raw)
-    e = all_entries(www.bundles(10))[b"/usr/lib/os-release"]
+    entries = all_entries(www.bundles(10))
+    e = entries[b"/usr/lib/os-release"]
     assert www.fullfile(e.version, e.hash).data == image_file
     assert b"VERSION_ID=10\n" in image_file
+    markers = sorted(p.name for p in (root / "usr/share/clear/bundles").iterdir())
+    assert markers == ["app", "app-docs", "os-core"]
+    for name in markers:
+        e = entries[b"/usr/share/clear/bundles/" + name.encode()]
+        assert e.hash == reader.read_obj(os.fsencode(root / "usr/share/clear/bundles" / name)).hash(), name

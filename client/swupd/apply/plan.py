@@ -34,6 +34,7 @@ from typing import Protocol
 
 from swupd.format.filehash import ZERO_HASH
 from swupd.format.manifest import Entry, Status, Type
+from swupd.format.paths import BOOT_PREFIXES
 
 STATE_PREFIXES = (
     "/var/",
@@ -52,7 +53,6 @@ STATE_PREFIXES = (
     "/usr/local/",
 )
 CONFIG_PREFIX = "/etc/"
-BOOT_PREFIXES = ("/boot/", "/usr/lib/kernel/", "/usr/lib/modules/", "/lib/modules/", "/efi/")
 
 
 _STATE_TOPS = frozenset(p.rstrip("/") for p in STATE_PREFIXES)

@@ -43,7 +43,7 @@ def set_meta_fd(fd: int, meta: Meta) -> None:
     Other xattrs go, also on a file just made: it may have inherited a default ACL."""
     os.fchown(fd, meta.uid, meta.gid)
     for name in os.listxattr(fd):
-        if name != "security.selinux" and name not in meta.xattrs:
+        if name not in filehash.EXCLUDED_XATTRS and name not in meta.xattrs:
             os.removexattr(fd, name)
     for name, value in meta.xattrs.items():
         os.setxattr(fd, name, value)
@@ -173,7 +173,7 @@ class Tree:
                     return "special"
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=pfd)
                 try:
-                    xattrs = {n: os.getxattr(fd, n) for n in os.listxattr(fd) if n != "security.selinux"}
+                    xattrs = {n: os.getxattr(fd, n) for n in os.listxattr(fd) if n not in filehash.EXCLUDED_XATTRS}
                     if stat.S_ISDIR(st.st_mode):
                         return filehash.hash_directory(st.st_mode, st.st_uid, st.st_gid, xattrs)
                     with os.fdopen(os.dup(fd), "rb") as f:

@@ -21,26 +21,10 @@ from .errors import FormatError, SizeLimitError
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 MAX_WINDOW = 8 * 1024 * 1024
-_MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
+MAX_WINDOW_LOG = MAX_WINDOW.bit_length() - 1
 # xz's decoder needs its dictionary and 1 MiB: dictionaries are held to the zstd window, so an
 # xz stream costs a device no more than a zstd one.
 _XZ_MEMLIMIT = MAX_WINDOW + 1024 * 1024
-
-
-def compress(data: bytes, codec: str = "zstd", level: int = 19, max_window_log: int = _MAX_WINDOW_LOG) -> bytes:
-    """Compress `data` whole (used for small objects and per-file payloads), with a window no
-    larger than the data or than `max_window_log` allows."""
-    if codec == "zstd":
-        params = zstandard.ZstdCompressionParameters.from_level(
-            level, source_size=len(data), window_log=min(max_window_log, max(10, len(data).bit_length()))
-        )
-        return zstandard.ZstdCompressor(compression_params=params).compress(data)
-    if codec == "xz":
-        # Presets 7 to 9 differ from 6 only by dictionaries past 8 MiB, which devices refuse.
-        return lzma.compress(data, preset=min(level, 6))
-    if codec == "none":
-        return data
-    raise ValueError(f"unknown compression {codec!r}")
 
 
 def max_compressed_size(size: int) -> int:

@@ -8,9 +8,10 @@ new object's mode, uid and gid (u32 LE) and xattrs (u32 LE length, then the reco
 - codec 2, `bsdiff`: the compressed lengths of three zstd frames (3 x u64 LE), then the frames:
   bsdiff's control triples, its diff block and its extra block, each with a window of at most
   1 MiB, so the device applies it as a stream; smallest on rebuilt binaries.
-The server makes every codec it is asked for and keeps the smallest. A delta is only ever a
-way to obtain bytes whose hash the manifest already pins: the applier checks sizes, and the
-caller checks the hash of the result before using it.
+The server makes every codec it is asked for and keeps the smallest (it encodes them in
+swupd_server/encode.py; a device only decodes). A delta is only ever a way to obtain bytes
+whose hash the manifest already pins: the applier checks sizes, and the caller checks the hash
+of the result before using it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import BinaryIO
 import bsdiff4.core
 import zstandard
 
-from . import compression, xattrs
+from . import xattrs
 from .errors import FormatError, SizeLimitError
 from .fullfile import Meta
 from .limits import LIMITS, Limits
@@ -39,9 +40,11 @@ _NAMES = {v: k for k, v in CODECS.items()}
 # Bumped whenever a codec's payload layout changes, so build caches never reuse older deltas.
 PAYLOAD_REVISION = 2
 _HEADER = struct.Struct("<8sBQQIIII")
-_MAX_WINDOW_LOG = 27
-_BSDIFF_WINDOW_LOG = 20
-_FRAMES = struct.Struct("<QQQ")
+# The largest window a zstd-dict payload may use, and the window of each bsdiff block.
+MAX_WINDOW_LOG = 27
+BSDIFF_WINDOW_LOG = 20
+# The compressed lengths of a bsdiff payload's three blocks.
+FRAMES = struct.Struct("<QQQ")
 _BATCH = 1 << 18
 # At most this many control integers (a seek triple, then the batch's triples) per bsdiff4 call.
 _MAX_CONTROL = _BATCH // 64 * 3
@@ -50,34 +53,10 @@ _CONTROL_RUN = 24 * 1024
 _MAGNITUDE = (1 << 63) - 1
 
 
-def _window_log(old_len: int, new_len: int) -> int:
-    # The window must reach back over the dictionary to the start of the old file.
-    return max(10, min(_MAX_WINDOW_LOG, (old_len + new_len).bit_length()))
-
-
-def _head(codec: int, old: bytes, new: bytes, meta: Meta) -> bytes:
+def pack_header(codec: int, old_len: int, new_len: int, meta: Meta) -> bytes:
+    """The header a delta starts with, xattrs included; `header` reads it back."""
     blob = xattrs.dump(meta.xattrs)
-    return _HEADER.pack(MAGIC, codec, len(old), len(new), meta.mode, meta.uid, meta.gid, len(blob)) + blob
-
-
-def encode_zstd_dict(old: bytes, new: bytes, meta: Meta, level: int = 19) -> bytes:
-    d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    params = zstandard.ZstdCompressionParameters.from_level(
-        level, source_size=len(new), window_log=_window_log(len(old), len(new))
-    )
-    payload = zstandard.ZstdCompressor(dict_data=d, compression_params=params).compress(new)
-    return _head(ZSTD_DICT, old, new, meta) + payload
-
-
-def encode_bsdiff(old: bytes, new: bytes, meta: Meta, level: int = 19) -> bytes:
-    control, diff, extra = bsdiff4.core.diff(old, new)
-    # A small window keeps the device's streaming decoder small; the diff block is mostly
-    # zeros and the extra block new bytes, so a larger window gains almost nothing.
-    frames = [compression.compress(b, "zstd", level, _BSDIFF_WINDOW_LOG) for b in (control, diff, extra)]
-    return _head(BSDIFF, old, new, meta) + _FRAMES.pack(*map(len, frames)) + b"".join(frames)
-
-
-ENCODERS = {ZSTD_DICT: encode_zstd_dict, BSDIFF: encode_bsdiff}
+    return _HEADER.pack(MAGIC, codec, old_len, new_len, meta.mode, meta.uid, meta.gid, len(blob)) + blob
 
 
 def codec_name(delta: bytes) -> str:
@@ -104,7 +83,7 @@ def header(delta: bytes, limits: Limits = LIMITS) -> tuple[int, int, Meta, int]:
     if len(delta) < _HEADER.size:
         raise FormatError("delta too short")
     magic, codec, old_len, new_len, mode, uid, gid, xlen = _HEADER.unpack_from(delta)
-    if magic != MAGIC or codec not in ENCODERS:
+    if magic != MAGIC or codec not in _NAMES:
         raise FormatError("not a delta of a known codec")
     # Both sides only make deltas for files up to this size, so nothing larger is allocated.
     if new_len > limits.max_delta_source_bytes or old_len > limits.max_delta_source_bytes:
@@ -133,7 +112,7 @@ def apply(old: bytes, delta: bytes, limits: Limits = LIMITS) -> tuple[Meta, byte
             if zstandard.frame_content_size(payload) != meta.size:
                 raise FormatError("delta payload does not match its target size")
             d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-            dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << _MAX_WINDOW_LOG)
+            dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << MAX_WINDOW_LOG)
             new = dctx.decompress(payload, max_output_size=meta.size)
         except zstandard.ZstdError as e:
             raise FormatError(f"corrupt delta: {e}") from None
@@ -182,7 +161,7 @@ def open_result(old: bytes, delta: bytes, limits: Limits = LIMITS) -> tuple[Meta
             if zstandard.frame_content_size(payload) != meta.size:
                 raise FormatError("delta payload does not match its target size")
             d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-            dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << _MAX_WINDOW_LOG)
+            dctx = zstandard.ZstdDecompressor(dict_data=d, max_window_size=1 << MAX_WINDOW_LOG)
             reader = dctx.stream_reader(payload, read_across_frames=False)
         else:
             reader = _BsPatch(old, meta.size, payload)
@@ -202,15 +181,15 @@ class _BsPatch(io.RawIOBase):
     old file plus a few small buffers whatever the delta's size (or an attacker's claims)."""
 
     def __init__(self, old: bytes, new_len: int, payload: memoryview) -> None:
-        if len(payload) < _FRAMES.size:
+        if len(payload) < FRAMES.size:
             raise FormatError("delta payload truncated")
-        sizes = _FRAMES.unpack_from(payload)
-        if _FRAMES.size + sum(sizes) != len(payload):
+        sizes = FRAMES.unpack_from(payload)
+        if FRAMES.size + sum(sizes) != len(payload):
             raise FormatError("delta blocks do not match their lengths")
-        pos, self._blocks = _FRAMES.size, []
+        pos, self._blocks = FRAMES.size, []
         for size in sizes:
             # One decompressor per block: a decompression context serves one stream at a time.
-            dctx = zstandard.ZstdDecompressor(max_window_size=1 << _BSDIFF_WINDOW_LOG)
+            dctx = zstandard.ZstdDecompressor(max_window_size=1 << BSDIFF_WINDOW_LOG)
             frame = payload[pos : pos + size]
             self._blocks.append(io.BufferedReader(dctx.stream_reader(frame, read_across_frames=False), 1 << 16))
             pos += size

@@ -26,7 +26,11 @@ from . import xattrs as xattr_records
 
 ZERO_HASH = "0" * 64
 _CHUNK = 1024 * 1024
-_EXCLUDED_XATTRS = frozenset({"security.selinux"})
+# Assigned on each device by its security policy: neither hashed nor carried, and a device
+# never removes it from an object it writes.
+EXCLUDED_XATTRS = frozenset({"security.selinux"})
+# A bundle manifest is hashed (in the MoM) as a root-owned 0644 regular file, as swupd does.
+MANIFEST_MODE = 0o100644
 
 
 def stat_block(mode: int, uid: int, gid: int, size: int) -> bytes:
@@ -84,6 +88,11 @@ def hash_stream(
     return mac.hexdigest()
 
 
+def hash_manifest(data: bytes) -> str:
+    """Hash of a bundle manifest's bytes, as its MoM entry records it."""
+    return hash_bytes(data, MANIFEST_MODE)
+
+
 def hash_directory(mode: int, uid: int = 0, gid: int = 0, xattrs: dict[str, bytes] | None = None) -> str:
     """Hash of a directory: independent of its name and content."""
     return hmac.digest(_key(mode, uid, gid, 0, xattrs), b"DIRECTORY", "sha256").hex()
@@ -103,7 +112,7 @@ def read_xattrs(path: str | bytes) -> dict[str, bytes]:
         return {}
     out = {}
     for name in names:
-        if name in _EXCLUDED_XATTRS:
+        if name in EXCLUDED_XATTRS:
             continue
         try:
             out[name] = os.getxattr(path, name, follow_symlinks=False)

@@ -8,19 +8,17 @@ ids. What a plain ustar header cannot hold travels in one regular member before 
 symlink's target when it is longer than the 100 bytes of ustar's link name. Symlinks carry no
 xattrs, so a fullfile has at most two members, and `tar -x` still unpacks it.
 
-Readers take exactly these names, in this order, with the sizes the caller allows (`ustar.py`).
+Readers take exactly these names, in this order, with the sizes the caller allows (`ustar.py`);
+the server writes them (swupd_server/encode.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import stat
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
-
-import zstandard
 
 from . import compression, ustar, xattrs
 from .errors import FormatError, SizeLimitError
@@ -31,7 +29,8 @@ from .limits import LIMITS, Limits
 TAR_OVERHEAD = LIMITS.max_xattr_bytes + 16 * 1024
 # What a fullfile may have after its end blocks: the zeros that pad a tar to whole records.
 _MAX_TRAILER = 10240
-_LINK_FIELD = 100
+# ustar's link name field: a longer symlink target travels in a `.target` member.
+LINK_FIELD = 100
 
 
 @dataclass
@@ -45,60 +44,6 @@ class Meta:
     size: int = 0
     linkname: str = ""
     xattrs: dict[str, bytes] = field(default_factory=dict)
-
-
-def _side(out: BinaryIO, name: str, data: bytes, mtime: int) -> None:
-    out.write(ustar.header(name, ustar.REGULAR, 0o600, 0, 0, len(data), mtime))
-    out.write(data + ustar.padding(len(data)))
-
-
-def write_tar(out: BinaryIO, name: str, meta: Meta, content: BinaryIO | None) -> None:
-    """Write an uncompressed fullfile tar stream to `out`, streaming a file's content."""
-    mode, mtime = stat.S_IMODE(meta.mode), meta.mtime
-    if meta.xattrs:
-        if stat.S_ISLNK(meta.mode):
-            raise FormatError(f"symlink {name} with xattrs")
-        _side(out, name + ".xattrs", xattrs.dump(meta.xattrs), mtime)
-    if stat.S_ISDIR(meta.mode):
-        out.write(ustar.header(name + "/", ustar.DIRECTORY, mode, meta.uid, meta.gid, 0, mtime))
-    elif stat.S_ISLNK(meta.mode):
-        target = meta.linkname.encode("utf-8", "surrogateescape")
-        link = meta.linkname
-        if len(target) > _LINK_FIELD:
-            _side(out, name + ".target", target, mtime)
-            link = ""
-        out.write(ustar.header(name, ustar.SYMLINK, 0o777, meta.uid, meta.gid, 0, mtime, link))
-    elif stat.S_ISREG(meta.mode):
-        out.write(ustar.header(name, ustar.REGULAR, mode, meta.uid, meta.gid, meta.size, mtime))
-        left = meta.size
-        while left and content is not None and (chunk := content.read(min(left, 1 << 20))):
-            out.write(chunk)
-            left -= len(chunk)
-        if left or (content is not None and content.read(1)):
-            raise FormatError(f"content of {name} is not the {meta.size} bytes announced")
-        out.write(ustar.padding(meta.size))
-    else:
-        raise FormatError(f"unsupported file type for {name}")
-    out.write(ustar.END)
-
-
-def write(out: BinaryIO, digest: str, meta: Meta, content: BinaryIO | None, codec: str, level: int) -> None:
-    """Write a compressed fullfile for `digest` to `out`, streaming the content."""
-    if codec == "zstd":
-        params = zstandard.ZstdCompressionParameters.from_level(
-            level,
-            source_size=meta.size + 2048,
-            window_log=min(23, max(10, (meta.size + 2048).bit_length())),
-        )
-        cctx = zstandard.ZstdCompressor(compression_params=params)
-        with cctx.stream_writer(out, size=-1, closefd=False) as zw:
-            write_tar(zw, digest, meta, content)  # type: ignore[arg-type]
-    elif codec in ("xz", "none"):
-        buf = io.BytesIO()
-        write_tar(buf, digest, meta, content)
-        out.write(compression.compress(buf.getvalue(), codec, level))
-    else:
-        raise ValueError(f"unknown compression {codec!r}")
 
 
 _ALL_TYPES = frozenset({ustar.REGULAR, ustar.DIRECTORY, ustar.SYMLINK})
@@ -115,7 +60,7 @@ def read_object(
     types = frozenset(types)
     obj = {digest, digest + "/"}
     side = {digest + ".xattrs"} if types != {ustar.SYMLINK} else set()
-    if ustar.SYMLINK in types and max_size > _LINK_FIELD:
+    if ustar.SYMLINK in types and max_size > LINK_FIELD:
         side.add(digest + ".target")
     cap = max(max_size, limits.max_xattr_bytes if digest + ".xattrs" in side else 0)
     h = tar.next(obj | side, types | ({ustar.REGULAR} if side else set()), cap)
@@ -129,7 +74,7 @@ def read_object(
         found = xattrs.load(tar.read())
         h = tar.next(obj, types - {ustar.SYMLINK}, max_size)
     elif h.name == digest + ".target":
-        if h.type != ustar.REGULAR or not _LINK_FIELD < h.size <= min(max_size, limits.max_path_bytes):
+        if h.type != ustar.REGULAR or not LINK_FIELD < h.size <= min(max_size, limits.max_path_bytes):
             raise FormatError("holds a malformed symlink target")
         target = tar.read()
         if b"\0" in target:

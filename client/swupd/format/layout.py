@@ -6,6 +6,8 @@ disagree about where something lives. All names are relative to the version or c
 
 from __future__ import annotations
 
+import re
+
 from .errors import FormatError
 from .paths import check_bundle_name
 
@@ -63,15 +65,25 @@ def pack(version: int, bundle: str, from_version: int) -> str:
     return f"{version}/pack-{check_bundle_name(bundle)}-from-{from_version}.tar"
 
 
+# A pack holds these two directories, then fullfiles (`staged/<hash>.tar`) and deltas
+# (`delta/<from hash>/<to hash>`), and nothing else.
+PACK_DIRS = ("delta/", "staged/")
+_HASH = "[0-9a-f]{64}"
+PACK_FULLFILE_MEMBER = re.compile(rf"staged/({_HASH})\.tar\Z")
+PACK_DELTA_MEMBER = re.compile(rf"delta/({_HASH})/({_HASH})\Z")
+PACK_OBJECT_MEMBERS = re.compile(rf"staged/{_HASH}\.tar|delta/{_HASH}/{_HASH}")
+PACK_MEMBERS = re.compile("|".join([*map(re.escape, PACK_DIRS), PACK_OBJECT_MEMBERS.pattern]))
+
+
 def pack_fullfile_member(digest: str) -> str:
     """Name of a fullfile inside a pack."""
-    return f"staged/{digest}.tar"
+    return f"{PACK_DIRS[1]}{digest}.tar"
 
 
 def pack_delta_member(from_hash: str, to_hash: str) -> str:
     """Name of a delta inside a pack: short enough for a plain ustar header (prefix and name),
     so a device parses one header block per member and no pax record."""
-    return f"delta/{from_hash}/{to_hash}"
+    return f"{PACK_DIRS[0]}{from_hash}/{to_hash}"
 
 
 KEYS_DIR = "keys"

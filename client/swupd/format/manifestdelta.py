@@ -6,7 +6,7 @@ delta is a few percent of the compressed manifest. A delta is only a way to obta
 signed MoM pins: the device checks the result's size before decompressing and its hash after,
 and falls back to the whole manifest when either fails. The frame declares its content size;
 its window reaches back over the whole dictionary, so the two sizes together are held to
-`Limits.max_manifest_delta_window`.
+`Limits.max_manifest_delta_window`. The server makes them (swupd_server/encode.py).
 """
 
 from __future__ import annotations
@@ -17,23 +17,13 @@ from .errors import FormatError, SizeLimitError
 from .limits import LIMITS, Limits
 
 
-def _window_log(old_size: int, new_size: int) -> int:
+def window_log(old_size: int, new_size: int) -> int:
     return max(10, (old_size + new_size - 1).bit_length())
 
 
 def usable(old_size: int, new_size: int, limits: Limits = LIMITS) -> bool:
     """Whether a delta between manifests of these sizes fits the window devices accept."""
-    return 1 << _window_log(old_size, new_size) <= limits.max_manifest_delta_window
-
-
-def make(old: bytes, new: bytes, level: int = 19, limits: Limits = LIMITS) -> bytes:
-    if not usable(len(old), len(new), limits):
-        raise ValueError("manifests too large for a delta")
-    d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    params = zstandard.ZstdCompressionParameters.from_level(
-        level, source_size=len(new), window_log=_window_log(len(old), len(new))
-    )
-    return zstandard.ZstdCompressor(dict_data=d, compression_params=params).compress(new)
+    return 1 << window_log(old_size, new_size) <= limits.max_manifest_delta_window
 
 
 def apply(old: bytes, delta: bytes, size: int, limits: Limits = LIMITS) -> bytes:

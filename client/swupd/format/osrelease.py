@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import re
 
+# Where os-release lives, in the order readers look: the OS's own file, then /etc's (most
+# often a link to it). The published /usr/lib/os-release always holds VERSION_ID.
+OS_RELEASE = "/usr/lib/os-release"
+ETC_OS_RELEASE = "/etc/os-release"
+PATHS = (OS_RELEASE, ETC_OS_RELEASE)
 _LINE = re.compile(r"^VERSION_ID=.*$", re.M)
+# What a reader takes for a version: digits, quoted or not (os-release allows quotes).
+_VERSION = re.compile(r'^VERSION_ID=["\']?([0-9]+)["\']?\s*$', re.M)
 
 
 def with_version_id(text: str, version: int | str) -> str:
@@ -20,3 +27,9 @@ def with_version_id(text: str, version: int | str) -> str:
     if text and not text.endswith("\n"):
         text += "\n"
     return text + line + "\n"
+
+
+def version_id(text: str) -> int | None:
+    """The version an os-release names, None when its VERSION_ID is missing or not a number."""
+    m = _VERSION.search(text)
+    return int(m[1]) if m else None

@@ -1,4 +1,5 @@
-"""Rules for the paths and names that appear in manifests and in `www/`.
+"""Rules for the paths and names that appear in manifests and in `www/`, and the paths both
+sides give a meaning: boot content, the bundle markers.
 
 A manifest path is the one thing from the update stream that becomes a file system name on the
 device, so it is checked here once, strictly: absolute, no empty, `.` or `..` component, no
@@ -17,7 +18,17 @@ from .limits import LIMITS, Limits
 # Bundle names, stream identities and compat ids: 1-128 of A-Z a-z 0-9 . _ + -, starting with a
 # letter or digit (safe as a file name, a URL part and one header line).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
-_RESERVED_BUNDLES = frozenset({"MoM", "full"})
+# swupd's names of manifests that are no bundle's (`Manifest.MoM`, `Manifest.full`).
+RESERVED_BUNDLES = frozenset({"MoM", "full"})
+# The bundle every device has and every other bundle includes; it is never named to be added.
+OS_CORE = "os-core"
+# A bundle is installed on a device when its marker file (empty) is present here: the server
+# adds each bundle's marker to its content, images carry the markers of what they hold.
+MARKER_DIR = "/usr/share/clear/bundles"
+# Boot content: kernels, their modules and the EFI system partition. The server ghosts what a
+# version drops below these (the running kernel still needs it) and a device keeps it on
+# update; a change below them asks the boot hook to run.
+BOOT_PREFIXES = ("/boot/", "/usr/lib/kernel/", "/usr/lib/modules/", "/lib/modules/", "/efi/")
 
 
 def check_path(path: str, limits: Limits = LIMITS) -> str:
@@ -49,16 +60,21 @@ def parents(path: str) -> list[str]:
 
 def check_bundle_name(name: str) -> str:
     """Return `name` if it may name a bundle (it becomes a file name in `www/`)."""
-    if not NAME.match(name) or name in _RESERVED_BUNDLES:
+    if not NAME.match(name) or name in RESERVED_BUNDLES:
         raise FormatError(f"invalid bundle name: {name!r}")
     return name
 
 
 def is_bundle_name(name: str) -> bool:
     """True if `name` is acceptable as a bundle name."""
-    return bool(NAME.match(name)) and name not in _RESERVED_BUNDLES
+    return bool(NAME.match(name)) and name not in RESERVED_BUNDLES
 
 
 def to_bytes(path: str) -> bytes:
     """The on-disk bytes of a manifest path."""
     return os.fsencode(path)
+
+
+def marker(bundle: str) -> str:
+    """The file whose presence on a device means the bundle is installed."""
+    return f"{MARKER_DIR}/{check_bundle_name(bundle)}"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from swupd.format.errors import BundleError, NetworkError
+from swupd.format.paths import OS_CORE
 
 from .session import Session
 from .transaction import TxReport, execute, prepare, report_kept_config
@@ -41,7 +42,7 @@ def dependents(sess: Session, mom, installed: set[str], name: str) -> list[str]:
     """Installed bundles that include `name`, directly or not."""
     out = []
     for b in sorted(installed - {name}):
-        if name in sess.closure(mom, {b}) and b != "os-core":
+        if name in sess.closure(mom, {b}) and b != OS_CORE:
             out.append(b)
     return out
 
@@ -50,8 +51,8 @@ def bundle_remove(sess: Session, names: list[str]) -> TxReport:
     cur = require_current(sess)
     mom = sess.mom(cur, allow_older=True)
     installed = sess.installed_bundles() & _present(mom)
-    if "os-core" in names:
-        raise BundleError("os-core cannot be removed")
+    if OS_CORE in names:
+        raise BundleError(f"{OS_CORE} cannot be removed")
     missing = [n for n in names if n not in installed]
     if missing:
         raise BundleError(f"not installed: {', '.join(missing)}")

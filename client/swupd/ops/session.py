@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import weakref
 
-from swupd.format import compression, fastparse, layout, manifestdelta
+from swupd.format import compression, fastparse, layout, manifestdelta, osrelease
 from swupd.format.errors import BundleError, NotFoundError, SizeLimitError, SwupdError, TreeIOError
 from swupd.format.latest import Latest
 from swupd.format.manifest import Entry, Manifest
+from swupd.format.paths import MARKER_DIR, OS_CORE
 
 from ..apply.tree import Tree
 from ..config import Settings
@@ -26,10 +26,6 @@ from ..output import Output
 from ..state import StateDir, write_atomic
 from ..transport.fetcher import Fetcher
 from ..trust.trusted import TrustedSet
-
-OS_RELEASE = ("/usr/lib/os-release", "/etc/os-release")
-MARKERS = "/usr/share/clear/bundles"
-_VERSION_ID = re.compile(r'^VERSION_ID=["\']?([0-9]+)["\']?\s*$', re.M)
 
 
 class Session:
@@ -52,21 +48,21 @@ class Session:
     # -- what the device runs ------------------------------------------------------------
     def current_version(self) -> int:
         """VERSION_ID of the target's os-release (0 when there is none: an empty root)."""
-        for path in OS_RELEASE:
+        for path in osrelease.PATHS:
             try:
                 text = self.tree.read(path, 64 * 1024).decode("utf-8", "replace")
             except (OSError, TreeIOError):
                 continue
-            m = _VERSION_ID.search(text)
-            if m:
-                return int(m[1])
+            version = osrelease.version_id(text)
+            if version is not None:
+                return version
         return 0
 
     def installed_bundles(self) -> set[str]:
         """Bundles whose marker file is present in the tree (os-core always counts)."""
-        found = {"os-core"}
+        found = {OS_CORE}
         try:
-            with self.tree.parent(f"{MARKERS}/x") as (fd, _):
+            with self.tree.parent(f"{MARKER_DIR}/x") as (fd, _):
                 found |= {n for n in os.listdir(fd) if not n.startswith(".")}
         except (OSError, TreeIOError):
             pass
@@ -214,7 +210,7 @@ class Session:
 
     def closure(self, mom: Manifest, names: set[str]) -> dict[str, Manifest]:
         """The named bundles with everything they include, directly or not, and os-core."""
-        todo = sorted(names | {"os-core"})
+        todo = sorted(names | {OS_CORE})
         out: dict[str, Manifest] = {}
         while todo:
             name = todo.pop()

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from swupd.format.filehash import ZERO_HASH
+from swupd.format.paths import MARKER_DIR
 
 from ..apply.plan import is_state
 from .session import Session
@@ -13,7 +14,7 @@ from .transaction import TxReport, execute, prepare
 from .update import require_current
 
 PICKY_TREE = "/usr"
-PICKY_SKIP = ("/usr/local", "/usr/src", "/usr/lib/modules", "/usr/lib/kernel", "/usr/share/clear/bundles")
+PICKY_SKIP = ("/usr/local", "/usr/src", "/usr/lib/modules", "/usr/lib/kernel", MARKER_DIR)
 
 
 @dataclass

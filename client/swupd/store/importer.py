@@ -12,12 +12,11 @@ result is stored only if it hashes to its name. Nothing here writes outside the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from swupd.format import compression, fullfile, ustar
+from swupd.format import compression, fullfile, layout, ustar
 from swupd.format import delta as deltas
 from swupd.format.errors import FormatError, HashMismatchError, SizeLimitError
 from swupd.format.fullfile import TAR_OVERHEAD
@@ -26,10 +25,7 @@ from swupd.format.manifest import Entry, Type
 
 from .objects import ObjectStore
 
-_STAGED = re.compile(r"staged/([0-9a-f]{64})\.tar\Z")
-_DELTA = re.compile(r"delta/([0-9a-f]{64})/([0-9a-f]{64})\Z")
-# Every name a pack may hold, and the types they may have.
-_PACK_NAMES = re.compile(r"(?:delta/|staged/|staged/[0-9a-f]{64}\.tar|delta/[0-9a-f]{64}/[0-9a-f]{64})")
+# The types a pack's members may have.
 _PACK_TYPES = frozenset({ustar.REGULAR, ustar.DIRECTORY})
 _TYPES = {Type.FILE: {ustar.REGULAR}, Type.DIRECTORY: {ustar.DIRECTORY}, Type.SYMLINK: {ustar.SYMLINK}}
 
@@ -121,7 +117,7 @@ def import_pack(
             tar = ustar.Reader(compression.open_decompressed(src, cap))
         else:
             tar = ustar.Reader(whole)
-        while (member := tar.next(_PACK_NAMES, _PACK_TYPES, cap)) is not None:
+        while (member := tar.next(layout.PACK_MEMBERS, _PACK_TYPES, cap)) is not None:
             name = member.name
             if member.type != ustar.REGULAR:
                 continue
@@ -131,7 +127,7 @@ def import_pack(
             try:
                 if _import_member(store, tar, member, wanted, source_of, limits):
                     out.stored[index] = name
-                    if name.startswith("delta/"):
+                    if name.startswith(layout.PACK_DIRS[0]):
                         out.deltas += 1
                     else:
                         out.objects += 1
@@ -155,7 +151,7 @@ def _import_member(
     """Import one pack member if it provides a wanted object this process has not stored yet;
     True if it did. (`wanted` holds only objects missing from the store when the import began;
     another process meeting the same object twice in a pack just replaces it by its equal.)"""
-    m = _STAGED.match(member.name)
+    m = layout.PACK_FULLFILE_MEMBER.match(member.name)
     if m:
         entry = wanted.get(m[1])
         if entry is None or m[1] in store.fresh:
@@ -164,7 +160,7 @@ def _import_member(
             raise SizeLimitError("larger than its object's fullfile could be")
         import_fullfile(store, tar.content(), entry, limits)
         return True
-    m = _DELTA.match(member.name)
+    m = layout.PACK_DELTA_MEMBER.match(member.name)
     if not m:
         return False
     entry = wanted.get(m[2])

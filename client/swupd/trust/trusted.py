@@ -44,7 +44,7 @@ from swupd.format.errors import (
     SizeLimitError,
     SwupdError,
 )
-from swupd.format.filehash import hash_bytes
+from swupd.format.filehash import hash_manifest
 from swupd.format.manifest import Entry, Manifest
 
 from ..config import Settings
@@ -143,7 +143,7 @@ class TrustedSet:
     @staticmethod
     def pins(entry: Entry, data: bytes) -> bool:
         """Whether `data` is the bundle manifest a verified MoM entry pins."""
-        return len(data) == entry.size and hash_bytes(data, 0o100644) == entry.hash
+        return len(data) == entry.size and hash_manifest(data) == entry.hash
 
     def manifest(
         self,

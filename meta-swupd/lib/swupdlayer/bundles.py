@@ -3,16 +3,14 @@
 Bundles are defined by packages (`BUNDLE_CONTENTS[<bundle>]`). The paths a package installs are
 in OE's package data (`${PKGDATA_DIR}/runtime/<package>`, the `FILES_INFO:<package>` line),
 so one rootfs holding every bundle is enough: each bundle gets the paths of its packages.
+Bundle names are checked by swupd-server, by the format's rule: `prepare-rootfs` at rootfs time
+(before this runs), `create-update` again when it reads the bundles file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
-RESERVED = {"os-core", "full", "MoM", "mega"}
 
 
 class BundleConfigError(Exception):
@@ -35,14 +33,6 @@ def package_files(pkgdata_dir: str, package: str) -> list[str]:
     return []
 
 
-def check_names(bundles: list[str]) -> None:
-    for b in bundles:
-        if not _NAME.match(b) or b in RESERVED:
-            raise BundleConfigError(f"SWUPD_BUNDLES: {b!r} is not a usable bundle name")
-    if len(set(bundles)) != len(bundles):
-        raise BundleConfigError("SWUPD_BUNDLES lists a bundle twice")
-
-
 def _toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
@@ -55,7 +45,6 @@ def bundles_toml(
     exclude: list[str],
 ) -> str:
     """The bundles file: each bundle's paths from its packages' file lists."""
-    check_names(bundles)
     lines = ["# Written by swupd-image.bbclass from SWUPD_BUNDLES and BUNDLE_CONTENTS."]
     if exclude:
         lines.append("exclude = [" + ", ".join(_toml_str(p) for p in exclude) + "]")

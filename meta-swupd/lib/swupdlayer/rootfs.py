@@ -1,14 +1,15 @@
-"""What the image carries for its swupd client, written into the rootfs at rootfs time."""
+"""What the image carries for its swupd client, written into the rootfs at rootfs time.
+
+The bundle markers and VERSION_ID are written by `swupd-server prepare-rootfs` (called from
+swupd-image.bbclass), by the rules the server publishes them with; this is the client's
+configuration, which only images carry."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 
 DEFAULTS = "usr/share/defaults/swupd"
-MARKERS = "usr/share/clear/bundles"
-_VERSION_ID = re.compile(r"^VERSION_ID=.*$", re.M)
 
 
 def _write(root: str, rel: str, text: str, mode: int = 0o644) -> None:
@@ -42,33 +43,3 @@ def client_config(
         shutil.copyfile(key, os.path.join(keys, name))
         os.chmod(os.path.join(keys, name), 0o644)
 
-
-def bundle_markers(root: str, bundles: list[str]) -> None:
-    """Empty marker files: their presence on a device means the bundle is installed."""
-    for b in ["os-core", *bundles]:
-        _write(root, f"{MARKERS}/{b}", "")
-
-
-def set_version_id(root: str, version: str) -> str:
-    """Set VERSION_ID in the image's os-release (following a symlink inside the rootfs)."""
-    for rel in ("usr/lib/os-release", "etc/os-release"):
-        path = os.path.join(root, rel)
-        if not os.path.lexists(path):
-            continue
-        real = os.path.realpath(path)
-        if not real.startswith(os.path.realpath(root) + os.sep):
-            # An absolute symlink: resolve it inside the rootfs instead.
-            real = os.path.join(root, os.readlink(path).lstrip("/"))
-        with open(real, encoding="utf-8") as f:
-            text = f.read()
-        # The rule of the server's swupd.format.osrelease, so the image's file is the published one.
-        line = f"VERSION_ID={version}"
-        if _VERSION_ID.search(text):
-            text = _VERSION_ID.sub(line, text, count=1)
-        else:
-            text = (text + "\n" if text and not text.endswith("\n") else text) + line + "\n"
-        with open(real, "w", encoding="utf-8") as f:
-            f.write(text)
-        return real
-    _write(root, "usr/lib/os-release", f"ID=linux\nVERSION_ID={version}\n")
-    return os.path.join(root, "usr/lib/os-release")

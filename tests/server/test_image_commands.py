@@ -1,0 +1,88 @@
+"""The commands an image build asks instead of keeping the server's rules: `latest` (the version
+a published tree's pointer names) and `prepare-rootfs` (VERSION_ID and bundle markers)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from buildutil import cli, copy_www
+
+MARKERS = "usr/share/clear/bundles"
+
+
+def test_latest_prints_the_published_version_or_0(stream, tmp_path):
+    r = cli("latest", "--www", stream.www)
+    assert (r.rc, r.out) == (0, "20\n"), r.err
+    assert cli("latest", "--www", stream.www, "--format", "2").out == "0\n"
+    assert cli("latest", "--www", tmp_path / "empty").out == "0\n"
+
+
+def test_latest_of_a_corrupt_pointer_is_one_line_error(stream, tmp_path):
+    www = copy_www(stream.www, str(tmp_path / "www"))
+    with open(os.path.join(www, "version/format1/latest"), "w") as f:
+        f.write("twenty\n")
+    assert "version/format1/latest" in cli("latest", "--www", www).one_line_error()
+
+
+def test_prepare_rootfs_writes_markers_and_version_id_in_place(tmp_path):
+    root = tmp_path / "rootfs"
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/lib/os-release").write_text('# made by hand\nVERSION_ID="1.2"\nID=x\n')
+    (root / "etc").mkdir()
+    (root / "etc/os-release").symlink_to("../usr/lib/os-release")
+    r = cli("prepare-rootfs", "--rootfs", root, "--version", "30", "editors", "net-tools")
+    assert r.rc == 0, r.err
+    assert (root / "usr/lib/os-release").read_text() == "# made by hand\nVERSION_ID=30\nID=x\n"
+    assert os.readlink(root / "etc/os-release") == "../usr/lib/os-release"
+    assert sorted(p.name for p in (root / MARKERS).iterdir()) == ["editors", "net-tools", "os-core"]
+    for p in (root / MARKERS).iterdir():
+        assert p.read_bytes() == b"" and p.stat().st_mode & 0o777 == 0o644
+
+
+def test_prepare_rootfs_follows_an_absolute_link_inside_the_rootfs(tmp_path):
+    """`/etc/os-release -> /usr/share/os-release` names a file of the image, not of the host."""
+    root = tmp_path / "rootfs"
+    (root / "usr/share").mkdir(parents=True)
+    (root / "usr/share/os-release").write_text("ID=y\n")
+    (root / "etc").mkdir()
+    (root / "etc/os-release").symlink_to("/usr/share/os-release")
+    assert cli("prepare-rootfs", "--rootfs", root, "--version", "5").rc == 0
+    assert (root / "usr/share/os-release").read_text() == "ID=y\nVERSION_ID=5\n"
+    assert not (root / "usr/lib/os-release").exists()
+    assert os.listdir(root / MARKERS) == ["os-core"]
+
+
+def test_prepare_rootfs_without_os_release_writes_one(tmp_path):
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    assert cli("prepare-rootfs", "--rootfs", root, "--version", "7").rc == 0
+    assert (root / "usr/lib/os-release").read_text() == "ID=linux\nVERSION_ID=7\n"
+
+
+def test_prepare_rootfs_without_a_version_writes_only_the_markers(tmp_path):
+    root = tmp_path / "rootfs"
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/lib/os-release").write_text("ID=z\nVERSION_ID=3\n")
+    assert cli("prepare-rootfs", "--rootfs", root, "apps").rc == 0
+    assert (root / "usr/lib/os-release").read_text() == "ID=z\nVERSION_ID=3\n"
+    assert sorted(os.listdir(root / MARKERS)) == ["apps", "os-core"]
+
+
+@pytest.mark.parametrize(
+    ("bundles", "message"),
+    [
+        (["full"], "'full' is not a usable bundle name"),
+        (["MoM"], "'MoM' is not a usable bundle name"),
+        (["os-core"], "'os-core' is not a usable bundle name"),
+        (["a/b"], "'a/b' is not a usable bundle name"),
+        (["apps", "tools", "apps"], "bundle 'apps' is named twice"),
+    ],
+)
+def test_prepare_rootfs_refuses_bundle_names_the_format_refuses(tmp_path, bundles, message):
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    r = cli("prepare-rootfs", "--rootfs", root, "--version", "10", *bundles)
+    assert r.rc == 2
+    assert r.one_line_error() == f"swupd-server: {message}"
+    assert os.listdir(root) == []
