@@ -39,13 +39,11 @@ def _install(program: str, root: str, where: str) -> None:
 
 
 def add_client_config(root: str, url: str, public_key: str, compat: str, fmt: int = 1) -> None:
-    """What an image ships so its swupd knows where to update from and whom to trust."""
-    d = os.path.join(root, "usr/share/defaults/swupd")
-    os.makedirs(os.path.join(d, "keys"), exist_ok=True)
-    for name, value in (("versionurl", url), ("contenturl", url), ("format", str(fmt)), ("compat", compat)):
-        with open(os.path.join(d, name), "w") as f:
-            f.write(value + "\n")
-    shutil.copyfile(public_key, os.path.join(d, "keys", "release.pub"))
+    """What an image ships so its swupd knows where to update from and whom to trust, written
+    as an image build writes it (`swupd-server prepare-rootfs`)."""
+    from swupd_server.image import ClientSettings, settings_files, write_settings
+
+    write_settings(root, settings_files(ClientSettings(url, url, fmt, compat, public_keys=[public_key])))
 
 
 def make_tree(root: str, variant: int = 1) -> str:

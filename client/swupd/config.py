@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from swupd.format.errors import FormatError, UsageError
 from swupd.format.latest import check_stream
 from swupd.format.limits import LIMITS, Limits
+from swupd.format.settings import DEFAULTS_DIR, ETC_DIR, KEYS_DIR, MIRROR_NAMES
+from swupd.format.settings import files as settings_files
 from swupd.format.signing import PublicKey, load_public
 
 from . import ownership
-
-DEFAULTS_DIR = "usr/share/defaults/swupd"
-ETC_DIR = "etc/swupd"
 
 
 @dataclass
@@ -76,7 +75,7 @@ def _read(root: str, name: str) -> tuple[str, str]:
 
 def _keys(root: str) -> tuple[list[PublicKey], str]:
     for d in (ETC_DIR, DEFAULTS_DIR):
-        keys = ownership.resolve(os.path.join(root, d, "keys"), "key directory")
+        keys = ownership.resolve(os.path.join(root, d, KEYS_DIR), "key directory")
         paths = sorted(glob.glob(os.path.join(glob.escape(keys), "*.pub")))
         if paths:
             return [load_public(ownership.resolve(p, "trusted key")) for p in paths], keys
@@ -114,8 +113,8 @@ def load(
         return ""
 
     s.statedir = os.path.abspath(statedir) if statedir else os.path.join(s.root, "var/lib/swupd")
-    s.versionurl = first("versionurl", "mirror_versionurl", "versionurl", given=versionurl or url or None)
-    s.contenturl = first("contenturl", "mirror_contenturl", "contenturl", given=contenturl or url or None)
+    s.versionurl = first("versionurl", MIRROR_NAMES[0], "versionurl", given=versionurl or url or None)
+    s.contenturl = first("contenturl", MIRROR_NAMES[1], "contenturl", given=contenturl or url or None)
     fmt_text = first("format", "format", given=str(fmt) if fmt else None)
     if fmt_text:
         if not (fmt_text.isascii() and fmt_text.isdigit()):
@@ -147,16 +146,11 @@ def keep_installed(s: Settings, write: Callable[[str, bytes], None]) -> list[str
     system updates with a bare `swupd update`. `write(path, data)` writes one file durably.
     Returns the files written."""
     own = load(s.root)
-    files: dict[str, bytes] = {}
-    for name in ("versionurl", "contenturl", "compat", "stream"):
-        value = getattr(s, name)
-        if value and value != getattr(own, name):
-            files[name] = f"{value}\n".encode()
-    if s.format and s.format != own.format:
-        files["format"] = f"{s.format}\n".encode()
-    if s.keys and {k.raw for k in s.keys} != {k.raw for k in own.keys}:
-        for k in s.keys:
-            files[f"keys/{k.keyid}.pub"] = k.dumps()
+    values = {name: getattr(s, name) for name in ("versionurl", "contenturl", "compat", "stream")}
+    values["format"] = str(s.format) if s.format else ""
+    values = {name: v for name, v in values.items() if v and v != str(getattr(own, name) or "")}
+    same_keys = {k.raw for k in s.keys} == {k.raw for k in own.keys}
+    files = settings_files(values, [] if same_keys else s.keys)
     written = []
     for rel, data in sorted(files.items()):
         path = os.path.join(s.root, ETC_DIR, rel)

@@ -1,11 +1,11 @@
 # swupd-image.bbclass: publish every build of an image as a signed, delta-efficient update.
 #
 # Add `inherit swupd-image` to an image recipe. Each build of the image then:
-#   1. writes the swupd client's configuration into the rootfs (update URLs, format, the
-#      trusted public keys, the compatibility id = MACHINE, the stream identity = image name and
-#      compatibility id), and has swupd-server write a marker for every bundle and
-#      VERSION_ID = OS_VERSION into os-release as it publishes them (at rootfs time, so a
-#      version bump rebuilds no package);
+#   1. has swupd-server write into the rootfs the swupd client's settings (update URLs,
+#      format, the trusted public keys, the compatibility id = MACHINE, the stream identity =
+#      image name and compatibility id), a marker for every bundle and VERSION_ID = OS_VERSION
+#      in os-release, as the client reads them and the server publishes them (at rootfs time,
+#      so a version bump rebuilds no package);
 #   2. after the image is complete, turns the rootfs into version OS_VERSION of the update
 #      stream in ${DEPLOY_DIR_SWUPD}/www with swupd-server: bundle manifests, a signed
 #      Manifest.MoM, fullfiles, zero packs and delta packs from earlier versions.
@@ -176,8 +176,8 @@ python () {
                                   "set it in local.conf or the image recipe" % version)
 }
 
-# Rootfs time: client configuration, bundle markers and VERSION_ID (the last two written by the
-# native server, by the rules it publishes them with).
+# Rootfs time: the client's settings, bundle markers and VERSION_ID, all written by the native
+# server, in the layout the client reads and by the rules it publishes with.
 python swupd_rootfs_config () {
     rootfs = d.getVar("IMAGE_ROOTFS")
     keys = (d.getVar("SWUPD_PUBLIC_KEYS") or "").split()
@@ -190,13 +190,20 @@ python swupd_rootfs_config () {
     for key in keys:
         if not os.path.isfile(key):
             bb.fatal("SWUPD_PUBLIC_KEYS names %s, which does not exist" % key)
-    swupdlayer.rootfs.client_config(rootfs, d.getVar("SWUPD_VERSION_URL"), d.getVar("SWUPD_CONTENT_URL"),
-                                    d.getVar("SWUPD_FORMAT"), d.getVar("SWUPD_COMPAT"), keys,
-                                    d.getVar("SWUPD_STREAM"))
     bundles = (d.getVar("SWUPD_BUNDLES") or "").split()
     version = d.getVar("OS_VERSION") or ""
-    args = ["prepare-rootfs", "--rootfs", rootfs] + (["--version", version] if version else []) + ["--"] + bundles
-    swupd_server_output(d, args, "SWUPD_BUNDLES = '%s', OS_VERSION = '%s'" % (" ".join(bundles), version))
+    args = ["prepare-rootfs", "--rootfs", rootfs] + (["--version", version] if version else [])
+    settings = (("--version-url", "SWUPD_VERSION_URL"), ("--content-url", "SWUPD_CONTENT_URL"),
+                ("--format", "SWUPD_FORMAT"), ("--compat", "SWUPD_COMPAT"), ("--stream", "SWUPD_STREAM"))
+    for option, var in settings:
+        if d.getVar(var):
+            args += [option, d.getVar(var)]
+    for key in keys:
+        args += ["--public-key", key]
+    given = ", ".join("%s = '%s'" % (var, d.getVar(var) or "") for _, var in settings)
+    swupd_server_output(d, args + ["--"] + bundles,
+                        "SWUPD_BUNDLES = '%s', OS_VERSION = '%s', %s, SWUPD_PUBLIC_KEYS = '%s'"
+                        % (" ".join(bundles), version, given, " ".join(keys)))
 }
 swupd_rootfs_config[doc] = "Writes the client configuration, bundle markers and VERSION_ID into the rootfs."
 # Without SWUPD_PUBLIC_KEYS, the public key is derived from the signing key by the native server.

@@ -36,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swupd.format.paths import BOOT_PREFIXES
+
 from . import image as img
 from .runner import Device, DeviceError
 from .serve import Server
@@ -44,7 +46,8 @@ from .serve import Server
 # logs (the client never overwrites /var), the ESP, and what the running system writes itself.
 SKIP_TOP = ("dev", "proc", "sys", "run", "tmp", "var", "root", "home", "efi", "lost+found", "media", "mnt", "srv")
 SKIP_FILES = ("etc/ld.so.cache",)
-BOOT_PREFIXES = ("boot/", "usr/lib/modules/")
+# Boot content an update keeps as the way back (listing paths are relative to /).
+KEPT_BOOT = tuple(p.lstrip("/") for p in BOOT_PREFIXES)
 
 WALK = r"""
 import hashlib, os, stat, sys
@@ -107,7 +110,7 @@ def compare(found: dict[str, str], want: dict[str, str], older: dict[str, str]) 
             continue
         if path not in want and ("/__pycache__/" in f"/{path}" or path.endswith("/__pycache__")):
             continue
-        if path not in want and path.startswith(BOOT_PREFIXES) and found.get(path) == older.get(path):
+        if path not in want and path.startswith(KEPT_BOOT) and found.get(path) == older.get(path):
             continue
         problems.append(f"{path}: device {found.get(path, 'absent')}, version {want.get(path, 'absent')}")
     return problems

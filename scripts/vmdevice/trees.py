@@ -5,8 +5,8 @@ minbase with systemd, sshd and Debian's cloud kernel and initramfs). What makes 
 device is what the layer puts into an image: the client installed by `client/install` (the
 steps the swupd-client recipe runs), the post-update hook that boots each new kernel from the
 EFI system partition (`client/install boot-efi`, as swupd-boot-efi installs it), and the
-client's configuration written by the layer's own `swupdlayer.rootfs`, the bundle markers and
-VERSION_ID by what the layer's rootfs step runs (`swupd-server prepare-rootfs`). Version 20
+client's settings, the bundle markers and VERSION_ID by what the layer's rootfs step runs
+(`swupd-server prepare-rootfs`). Version 20
 brings another kernel (the newest bookworm kernel, or the generic flavour where the suite has
 no newer one); version 30 changes one file.
 """
@@ -21,10 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from swupd_server import image as server_image
+
 TOP = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(TOP / "meta-swupd" / "lib"))
-from swupd_server import image as server_image  # noqa: E402
-from swupdlayer import rootfs as layer_rootfs  # noqa: E402
 
 SUITE = "bookworm"
 PACKAGES = (
@@ -220,8 +219,8 @@ def fetch_wheels(target: Path) -> None:
 
 def stamp(root: Path, version: int, url: str, public_key: Path) -> None:
     """What swupd-image's rootfs step writes: client settings, bundle markers, VERSION_ID."""
-    layer_rootfs.client_config(str(root), url, url, "1", "swupd-device", [str(public_key)])
-    server_image.prepare(str(root), version, ["pager"])
+    settings = server_image.ClientSettings(url, url, 1, "swupd-device", public_keys=[str(public_key)])
+    server_image.prepare(str(root), version, ["pager"], settings)
 
 
 def newer_kernel(root: Path) -> None:

@@ -118,11 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--www", required=True, help="the published tree")
     r.add_argument("--output", help="directory for the pages (default WWW/report)")
 
-    la = cmd("latest", "print the version `latest` names (0 when none is published)")
-    la.add_argument("--www", required=True, help="the published tree")
-    la.add_argument(
-        "--format", type=_positive, default=DEFAULT_FORMAT, help="format of the pointer (default %(default)s)"
-    )
+    def pointer(p: argparse.ArgumentParser) -> None:
+        """The options of a command that reads or writes `latest`."""
+        p.add_argument("--www", required=True, help="the published tree")
+        p.add_argument(
+            "--format", type=_positive, default=DEFAULT_FORMAT, help="format of the pointer (default %(default)s)"
+        )
+
+    pointer(cmd("latest", "print the version `latest` names (0 when none is published)"))
 
     pr = cmd("prepare-rootfs", "write VERSION_ID and bundle markers into an image's rootfs")
     pr.add_argument("--rootfs", required=True, help="root file system of the image")
@@ -134,18 +137,30 @@ def _parser() -> argparse.ArgumentParser:
         help="the image's version (default: VERSION_ID as it is)",
     )
     pr.add_argument("bundles", nargs="*", metavar="BUNDLE", help="optional bundles the image holds (os-core always)")
+    g = pr.add_argument_group("the client's settings (written when any of these is given)")
+    g.add_argument("--version-url", default="", metavar="URL", help="where devices find `latest`")
+    g.add_argument("--content-url", default="", metavar="URL", help="where devices find the content")
+    g.add_argument(
+        "--format",
+        type=_positive,
+        dest="client_format",
+        metavar="N",
+        help=f"format devices follow (default {DEFAULT_FORMAT})",
+    )
+    g.add_argument("--compat", default="", metavar="ID", help="compatibility id devices check (the machine)")
+    g.add_argument("--stream", default="", metavar="ID", help="identity of the stream devices check")
+    g.add_argument(
+        "--public-key", action="append", default=[], metavar="PUBFILE", help="a key devices trust (repeatable)"
+    )
 
     s = cmd("refresh-latest", "re-sign `latest` with a new expiry, without a new version")
-    s.add_argument("--www", required=True, help="the published tree")
+    pointer(s)
     s.add_argument(
         "--signing-key",
         required=True,
         action="append",
         metavar="KEYFILE",
         help="key that signed the stream (repeatable)",
-    )
-    s.add_argument(
-        "--format", type=_positive, default=DEFAULT_FORMAT, help="format of the pointer (default %(default)s)"
     )
     s.add_argument("--expiry-days", type=_positive, default=DEFAULT_EXPIRY_DAYS, help="days until it is stale again")
     return p
@@ -230,9 +245,12 @@ def _latest(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .image import prepare
+    from .image import ClientSettings, prepare
 
-    prepare(args.rootfs, args.os_version, args.bundles)
+    client = ClientSettings(
+        args.version_url, args.content_url, args.client_format, args.compat, args.stream, args.public_key
+    )
+    prepare(args.rootfs, args.os_version, args.bundles, client if client.given() else None)
     return 0
 
 

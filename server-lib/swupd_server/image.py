@@ -1,21 +1,46 @@
-"""`prepare-rootfs`: what an image's root file system carries so that it is the version it boots as.
+"""`prepare-rootfs`: what an image's root file system carries so that it is the version it boots
+as, and the settings its client starts with.
 
 A device flashed with an image and one that installed the same version from `www/` must hold
 the same tree, or the flashed one starts out "modified" and a delta made against the published
 file cannot apply to it. The build adds VERSION_ID and the bundle markers to the content it
 publishes (scan.stamp_os_release, the markers in pipeline.py); this writes them into the image
 by the same rules (`swupd.format.osrelease`, `swupd.format.paths.marker`), so an image build
-(the Yocto layer's rootfs step) asks this command rather than keeping rules of its own.
+(the Yocto layer's rootfs step) asks this command rather than keeping rules of its own. The
+client's settings are written in the layout the client reads (`swupd.format.settings`), each
+checked as the device would check it, so a bad key or id fails the image build, not the device.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass, field
 
-from swupd.format import osrelease
-from swupd.format.errors import UsageError
+from swupd.format import osrelease, settings
+from swupd.format.errors import FormatError, UsageError
+from swupd.format.latest import check_compat, check_stream
 from swupd.format.limits import LIMITS
 from swupd.format.paths import OS_CORE, is_bundle_name, marker
+from swupd.format.signing import load_public
+
+from .config import DEFAULT_FORMAT
+
+
+@dataclass
+class ClientSettings:
+    """What an image's client starts with: update URLs, format, compat id, stream identity and
+    the public keys it trusts (files)."""
+
+    versionurl: str = ""
+    contenturl: str = ""
+    format: int | None = None
+    compat: str = ""
+    stream: str = ""
+    public_keys: list[str] = field(default_factory=list)
+
+    def given(self) -> bool:
+        return any((self.versionurl, self.contenturl, self.format, self.compat, self.stream, self.public_keys))
 
 
 def check_bundles(bundles: list[str]) -> None:
@@ -65,12 +90,48 @@ def set_version_id(root: str, version: int) -> str:
     return _write(root, osrelease.OS_RELEASE, osrelease.with_version_id("ID=linux\n", version))
 
 
-def prepare(root: str, version: int | None, bundles: list[str]) -> list[str]:
-    """The bundle markers and (unless `version` is None) VERSION_ID of an image; the files
-    written."""
+def settings_files(client: ClientSettings) -> dict[str, bytes]:
+    """The files of the client's settings directory, each value checked as the device checks
+    it: name relative to the directory -> content."""
+    try:
+        for check, value in ((check_compat, client.compat), (check_stream, client.stream)):
+            if value:
+                check(value)
+        keys = [load_public(k) for k in client.public_keys]
+    except FormatError as e:
+        raise UsageError(str(e)) from None
+    for url in (client.versionurl, client.contenturl):
+        if url and (not url.isprintable() or " " in url):
+            raise UsageError(f"URL {url!r} holds a space or a control character")
+    values = {
+        "versionurl": client.versionurl.rstrip("/"),
+        "contenturl": client.contenturl.rstrip("/"),
+        "format": str(client.format or DEFAULT_FORMAT),
+        "compat": client.compat,
+        "stream": client.stream,
+    }
+    return settings.files(values, keys)
+
+
+def write_settings(root: str, files: dict[str, bytes]) -> list[str]:
+    """`files` (settings_files) in the image's defaults directory, replacing any keys it held;
+    the files written."""
+    keydir = os.path.join(root, settings.DEFAULTS_DIR, settings.KEYS_DIR)
+    shutil.rmtree(keydir, ignore_errors=True)
+    os.makedirs(keydir)
+    return [_write(root, f"{settings.DEFAULTS_DIR}/{rel}", data.decode()) for rel, data in sorted(files.items())]
+
+
+def prepare(root: str, version: int | None, bundles: list[str], client: ClientSettings | None = None) -> list[str]:
+    """The bundle markers, (unless `version` is None) VERSION_ID and (when `client` is given)
+    the client's settings of an image, all checked before any is written; the files written."""
     if not os.path.isdir(root):
         raise UsageError(f"rootfs is not a directory: {root}")
     if version is not None and not 0 < version <= LIMITS.max_version:
         raise UsageError(f"version must be between 1 and {LIMITS.max_version}")
+    check_bundles(bundles)
+    files = settings_files(client) if client is not None else None
     written = write_markers(root, bundles)
+    if files is not None:
+        written += write_settings(root, files)
     return written if version is None else [*written, set_version_id(root, version)]

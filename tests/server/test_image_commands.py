@@ -1,5 +1,5 @@
 """The commands an image build asks instead of keeping the server's rules: `latest` (the version
-a published tree's pointer names) and `prepare-rootfs` (VERSION_ID and bundle markers)."""
+a published tree's pointer names) and `prepare-rootfs` (VERSION_ID, bundle markers and the client's settings)."""
 
 from __future__ import annotations
 
@@ -85,4 +85,65 @@ def test_prepare_rootfs_refuses_bundle_names_the_format_refuses(tmp_path, bundle
     r = cli("prepare-rootfs", "--rootfs", root, "--version", "10", *bundles)
     assert r.rc == 2
     assert r.one_line_error() == f"swupd-server: {message}"
+    assert os.listdir(root) == []
+
+
+def _keypair(tmp_path, name: str):
+    key, pub = tmp_path / f"{name}.key", tmp_path / f"{name}.pub"
+    assert cli("keygen", "--private", key, "--public", pub).rc == 0
+    return pub
+
+
+def test_prepare_rootfs_writes_the_settings_the_client_reads(tmp_path):
+    """What an image build writes is what the device's client loads: both URLs, the format, the
+    ids, and every key (two files of one name included); keys an earlier build left are gone."""
+    from swupd import config
+    from swupd.format.signing import load_public
+
+    root = tmp_path / "rootfs"
+    stale = root / "usr/share/defaults/swupd/keys/old.pub"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(_keypair(tmp_path, "old").read_bytes())
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pubs = [_keypair(tmp_path / "a", "release"), _keypair(tmp_path / "b", "release")]
+    r = cli(
+        "prepare-rootfs", "--rootfs", root, "--version-url", "https://updates.example/v/",
+        "--content-url", "https://cdn.example/c", "--format", "3", "--compat", "intel-corei7-64",
+        "--stream", "ostro-image-swupd-intel-corei7-64", "--public-key", pubs[0], "--public-key", pubs[1],
+    )  # fmt: skip
+    assert r.rc == 0, r.err
+    s = config.load(str(root))
+    assert (s.versionurl, s.contenturl, s.format) == ("https://updates.example/v", "https://cdn.example/c", 3)
+    assert (s.compat, s.stream) == ("intel-corei7-64", "ostro-image-swupd-intel-corei7-64")
+    assert sorted(k.raw for k in s.keys) == sorted(load_public(str(p)).raw for p in pubs)
+    assert s.origins["keys"].endswith("usr/share/defaults/swupd/keys")
+    assert not stale.exists()
+    assert os.listdir(root / MARKERS) == ["os-core"]
+
+
+def test_prepare_rootfs_without_settings_leaves_the_client_settings_alone(tmp_path):
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    assert cli("prepare-rootfs", "--rootfs", root).rc == 0
+    assert not (root / "usr/share/defaults").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--compat", "intel corei7"], "compat id 'intel corei7' is not 1-128 of"),
+        (["--stream", "../x"], "stream identity '../x' is not 1-128 of"),
+        (["--version-url", "https://a b/"], "URL 'https://a b/' holds a space"),
+        (["--public-key", "NOTAKEY"], "NOTAKEY"),
+    ],
+)
+def test_prepare_rootfs_refuses_settings_a_device_would_refuse(tmp_path, args, message):
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    (tmp_path / "NOTAKEY").write_text("hello\n")
+    args = [str(tmp_path / a) if a == "NOTAKEY" else a for a in args]
+    r = cli("prepare-rootfs", "--rootfs", root, *args)
+    assert r.rc == 2
+    assert message in r.one_line_error()
     assert os.listdir(root) == []

@@ -257,9 +257,8 @@ class Tree:
         user's files) is renamed to `.deleted.<aside>.<name>` and that name returned."""
         try:
             with self.parent(path) as (pfd, name):
-                try:
-                    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-                except FileNotFoundError:
+                st = _lstat_at(pfd, name)
+                if st is None:
                     return None
                 if stat.S_ISDIR(st.st_mode):
                     self._stale = True
@@ -304,11 +303,8 @@ class Tree:
         this one clears the way for, before a crash)."""
         try:
             with self.parent(path) as (pfd, name):
-                try:
-                    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-                except FileNotFoundError:
-                    return None
-                if stat.S_ISDIR(st.st_mode):
+                st = _lstat_at(pfd, name)
+                if st is None or stat.S_ISDIR(st.st_mode):
                     return None
                 return _move_aside(pfd, name, tag)
         except (FileNotFoundError, TreeIOError):
@@ -341,6 +337,14 @@ def _disarm_fd(fd: int) -> None:
     except OSError as e:
         if e.errno not in (errno.ENODATA, errno.ENOTSUP):
             raise
+
+
+def _lstat_at(dfd: int, name: str) -> os.stat_result | None:
+    """The status of `name` itself (a link is not followed), or None when nothing is there."""
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
 def _move_aside(dfd: int, name: str, tag: str) -> str:

@@ -9,8 +9,8 @@ from importlib import resources
 
 from swupd.format import layout
 from swupd.format.errors import SwupdError, TreeIOError, UsageError
+from swupd.format.settings import ETC_DIR, MIRROR_NAMES
 
-from ..config import ETC_DIR
 from .session import Session
 
 UNITS = ("swupd-update.service", "swupd-update.timer")
@@ -121,7 +121,7 @@ def autoupdate(sess: Session, enable: bool | None) -> bool:
 def mirror(sess: Session, url: str | None) -> None:
     """Point the device at a mirror (both URLs), or back to the defaults with None."""
     etc = _host(sess, ETC_DIR)
-    names = ("mirror_versionurl", "mirror_contenturl")
+    names = MIRROR_NAMES
     try:
         if url is None:
             for n in names:

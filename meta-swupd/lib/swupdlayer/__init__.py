@@ -4,4 +4,4 @@ Listed in BBIMPORTS so that BitBake tracks their code in task signatures: editin
 reruns the tasks that call it.
 """
 
-BBIMPORTS = ["bundles", "rootfs"]
+BBIMPORTS = ["bundles"]
