@@ -192,7 +192,9 @@ python swupd_rootfs_config () {
             bb.fatal("SWUPD_PUBLIC_KEYS names %s, which does not exist" % key)
     bundles = (d.getVar("SWUPD_BUNDLES") or "").split()
     version = d.getVar("OS_VERSION") or ""
-    args = ["prepare-rootfs", "--rootfs", rootfs] + (["--version", version] if version else [])
+    # Without update content (SWUPD_GENERATE = "0") OS_VERSION need not be a number: then
+    # VERSION_ID stays as the image has it.
+    args = ["prepare-rootfs", "--rootfs", rootfs] + (["--version", version] if version.isdigit() else [])
     settings = (("--version-url", "SWUPD_VERSION_URL"), ("--content-url", "SWUPD_CONTENT_URL"),
                 ("--format", "SWUPD_FORMAT"), ("--compat", "SWUPD_COMPAT"), ("--stream", "SWUPD_STREAM"))
     for option, var in settings:
@@ -205,7 +207,7 @@ python swupd_rootfs_config () {
                         "SWUPD_BUNDLES = '%s', OS_VERSION = '%s', %s, SWUPD_PUBLIC_KEYS = '%s'"
                         % (" ".join(bundles), version, given, " ".join(keys)))
 }
-swupd_rootfs_config[doc] = "Writes the client configuration, bundle markers and VERSION_ID into the rootfs."
+swupd_rootfs_config[doc] = "Has swupd-server write the client's settings, bundle markers and VERSION_ID into the rootfs."
 # Without SWUPD_PUBLIC_KEYS, the public key is derived from the signing key by the native server.
 do_rootfs[depends] += "${SWUPD_SERVER_DEPENDS}"
 swupd_rootfs_config[vardeps] += "SWUPD_BUNDLES SWUPD_PUBLIC_KEYS SWUPD_VERSION_URL SWUPD_CONTENT_URL SWUPD_FORMAT SWUPD_COMPAT SWUPD_STREAM OS_VERSION"

@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pointer(cmd("latest", "print the version `latest` names (0 when none is published)"))
 
-    pr = cmd("prepare-rootfs", "write VERSION_ID and bundle markers into an image's rootfs")
+    pr = cmd("prepare-rootfs", "write VERSION_ID, bundle markers and client settings into a rootfs")
     pr.add_argument("--rootfs", required=True, help="root file system of the image")
     pr.add_argument(
         "--version",
@@ -150,7 +150,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--compat", default="", metavar="ID", help="compatibility id devices check (the machine)")
     g.add_argument("--stream", default="", metavar="ID", help="identity of the stream devices check")
     g.add_argument(
-        "--public-key", action="append", default=[], metavar="PUBFILE", help="a key devices trust (repeatable)"
+        "--public-key",
+        action="append",
+        default=[],
+        metavar="PUBFILE",
+        help="a key devices trust (repeatable); the image trusts these keys only",
     )
 
     s = cmd("refresh-latest", "re-sign `latest` with a new expiry, without a new version")

@@ -21,7 +21,7 @@ from swupd.format import osrelease, settings
 from swupd.format.errors import FormatError, UsageError
 from swupd.format.latest import check_compat, check_stream
 from swupd.format.limits import LIMITS
-from swupd.format.paths import OS_CORE, is_bundle_name, marker
+from swupd.format.paths import OS_CORE, is_bundle_name, marker, resolve_in
 from swupd.format.signing import load_public
 
 from .config import DEFAULT_FORMAT
@@ -55,11 +55,21 @@ def check_bundles(bundles: list[str]) -> None:
 
 
 def _write(root: str, path: str, text: str) -> str:
-    host = os.path.join(root, path.lstrip("/"))
-    os.makedirs(os.path.dirname(host), exist_ok=True)
+    """Write `text` to `path` of the image, its links followed inside the image only (a link at
+    `path` itself is replaced by the file); a new file gets mode 0644, as the build publishes
+    the files it adds, an existing one keeps its mode and owner. Returns the host path."""
+    parent = resolve_in(root, os.path.dirname(path))
+    if parent is None:
+        raise UsageError(f"{os.path.dirname(path)} of the rootfs is a link loop")
+    host = os.path.join(parent, os.path.basename(path))
+    existed = os.path.isfile(host) and not os.path.islink(host)
+    if os.path.islink(host):
+        os.unlink(host)
+    os.makedirs(parent, exist_ok=True)
     with open(host, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(text)
-    os.chmod(host, 0o644)
+    if not existed:
+        os.chmod(host, 0o644)
     return host
 
 
@@ -70,24 +80,22 @@ def write_markers(root: str, bundles: list[str]) -> list[str]:
     return [_write(root, marker(b), "") for b in [OS_CORE, *bundles]]
 
 
-def set_version_id(root: str, version: int) -> str:
-    """Set VERSION_ID in the image's os-release, the first of `osrelease.PATHS` that exists,
-    following a symlink inside the root (an absolute one is resolved below `root`, not on the
-    host); without any, write a minimal `/usr/lib/os-release`. Returns the file written."""
-    top = os.path.realpath(root)
-    for path in osrelease.PATHS:
-        host = os.path.join(root, path.lstrip("/"))
-        if not os.path.lexists(host):
-            continue
-        real = os.path.realpath(host)
-        if not real.startswith(top + os.sep):
-            real = os.path.join(root, os.readlink(host).lstrip("/"))
-        with open(real, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-        with open(real, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(osrelease.with_version_id(text, version))
-        return real
-    return _write(root, osrelease.OS_RELEASE, osrelease.with_version_id("ID=linux\n", version))
+def _own_file(root: str, path: str) -> bool:
+    """A regular file at `path` with no link on the way, as the build's scan sees it."""
+    host = root
+    for part in path.strip("/").split("/"):
+        host = os.path.join(host, part)
+        if os.path.islink(host):
+            return False
+    return os.path.isfile(host)
+
+
+def set_version_id(root: str, version: int) -> list[str]:
+    """Stamp VERSION_ID into the image's os-release exactly as the build publishes it
+    (`osrelease.read_text`, `osrelease.stamped`): a flashed device then holds the files its
+    manifests list. Returns the files written."""
+    text = osrelease.with_version_id(osrelease.read_text(root), version)
+    return [_write(root, path, text) for path in osrelease.stamped(_own_file(root, osrelease.ETC_OS_RELEASE))]
 
 
 def settings_files(client: ClientSettings) -> dict[str, bytes]:
@@ -134,4 +142,4 @@ def prepare(root: str, version: int | None, bundles: list[str], client: ClientSe
     written = write_markers(root, bundles)
     if files is not None:
         written += write_settings(root, files)
-    return written if version is None else [*written, set_version_id(root, version)]
+    return written if version is None else [*written, *set_version_id(root, version)]

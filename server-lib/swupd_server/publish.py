@@ -136,7 +136,7 @@ def published(www: str, fmt: int) -> latest_fmt.Latest | None:
     except FileNotFoundError:
         return None
     except FormatError as e:
-        raise BuildError(f"{layout.latest(fmt)} in {www} is corrupt: {e}") from None
+        raise FormatError(f"{layout.latest(fmt)} in {www} is corrupt: {e}") from None
 
 
 def check_order(www: str, fmt: int, order: tuple[int, int]) -> None:

@@ -204,24 +204,13 @@ def _hash_items(items: list[Item], jobs: int, progress: Progress) -> None:
 def stamp_os_release(items: dict[str, Item], root: str, version: int, clamp: int) -> Item:
     """Make `/usr/lib/os-release` a regular file whose VERSION_ID is the published version.
 
-    The input's text is kept byte for byte but for that line (following a symlink inside the
-    tree), by the rule the layer also writes images with (`swupd.format.osrelease`), so the
-    file a device boots with is the one its manifest lists; `/etc/os-release`, when it is a
-    regular file, gets the same content so both always agree.
+    The input's text is kept byte for byte but for that line, by the rules `prepare-rootfs`
+    writes images with (`swupd.format.osrelease`), so the file a device boots with is the one
+    its manifest lists; `/etc/os-release`, when it is a regular file, gets the same content.
     """
-    text = 'NAME="Linux"\nID=linux\n'
-    for candidate in osrelease.PATHS:
-        host = os.path.join(root, candidate.lstrip("/"))
-        real = os.path.realpath(host)
-        if real.startswith(os.path.realpath(root) + os.sep) and os.path.isfile(real):
-            with open(real, encoding="utf-8", errors="surrogateescape") as f:
-                text = f.read()
-            break
-    data = osrelease.with_version_id(text, version).encode("utf-8", "surrogateescape")
-    targets = [osrelease.OS_RELEASE]
+    data = osrelease.with_version_id(osrelease.read_text(root), version).encode("utf-8", "surrogateescape")
     etc = items.get(osrelease.ETC_OS_RELEASE)
-    if etc is not None and stat.S_ISREG(etc.mode):
-        targets.append(osrelease.ETC_OS_RELEASE)
+    targets = osrelease.stamped(etc is not None and stat.S_ISREG(etc.mode))
     for path in targets:
         add_generated(items, path, data, clamp)
     return items[osrelease.OS_RELEASE]

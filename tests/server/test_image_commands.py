@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from buildutil import cli, copy_www
+import reader
+from buildutil import all_entries, cli, copy_www, create
 
 MARKERS = "usr/share/clear/bundles"
 
@@ -22,49 +23,73 @@ def test_latest_of_a_corrupt_pointer_is_one_line_error(stream, tmp_path):
     www = copy_www(stream.www, str(tmp_path / "www"))
     with open(os.path.join(www, "version/format1/latest"), "w") as f:
         f.write("twenty\n")
-    assert "version/format1/latest" in cli("latest", "--www", www).one_line_error()
+    r = cli("latest", "--www", www)
+    assert r.rc == 3  # malformed published data
+    assert "version/format1/latest" in r.one_line_error()
 
 
-def test_prepare_rootfs_writes_markers_and_version_id_in_place(tmp_path):
+def _layout(root, kind: str) -> None:
+    """os-release as images have it: the OS's file with /etc's link to it (relative or
+    absolute), a file elsewhere that /etc links to, two files of their own, or none."""
+    lib, etc = root / "usr/lib/os-release", root / "etc/os-release"
+    lib.parent.mkdir(parents=True)
+    etc.parent.mkdir()
+    if kind in ("relative", "absolute", "two files"):
+        lib.write_text('# made by hand\nVERSION_ID="1.2"\nID=x\n')
+    if kind == "relative":
+        etc.symlink_to("../usr/lib/os-release")
+    elif kind == "absolute":
+        etc.symlink_to("/usr/lib/os-release")
+    elif kind == "elsewhere":
+        (root / "usr/share").mkdir()
+        (root / "usr/share/os-release").write_text("ID=y\n")
+        etc.symlink_to("/usr/share/os-release")
+    elif kind == "two files":
+        etc.write_text("ID=stale\n")
+
+
+@pytest.mark.parametrize("kind", ["relative", "absolute", "elsewhere", "two files", "none"])
+def test_prepare_rootfs_stamps_os_release_as_the_build_publishes_it(keys, tmp_path, kind):
+    """A flashed device holds the os-release its manifests list, whichever way the image keeps
+    it: every file of the prepared image hashes as its published entry."""
     root = tmp_path / "rootfs"
-    (root / "usr/lib").mkdir(parents=True)
-    (root / "usr/lib/os-release").write_text('# made by hand\nVERSION_ID="1.2"\nID=x\n')
-    (root / "etc").mkdir()
-    (root / "etc/os-release").symlink_to("../usr/lib/os-release")
-    r = cli("prepare-rootfs", "--rootfs", root, "--version", "30", "editors", "net-tools")
-    assert r.rc == 0, r.err
-    assert (root / "usr/lib/os-release").read_text() == "# made by hand\nVERSION_ID=30\nID=x\n"
-    assert os.readlink(root / "etc/os-release") == "../usr/lib/os-release"
-    assert sorted(p.name for p in (root / MARKERS).iterdir()) == ["editors", "net-tools", "os-core"]
-    for p in (root / MARKERS).iterdir():
-        assert p.read_bytes() == b"" and p.stat().st_mode & 0o777 == 0o644
+    _layout(root, kind)
+    assert cli("prepare-rootfs", "--rootfs", root, "--version", "30", "editors").rc == 0
+    text = (root / "usr/lib/os-release").read_text()
+    assert "VERSION_ID=30\n" in text and not (root / "usr/lib/os-release").is_symlink()
+    bundles = tmp_path / "bundles.toml"
+    bundles.write_text('[bundle.editors]\npaths = ["/usr/share/clear/bundles/editors"]\n')
+    create(str(tmp_path / "www"), root, 30, keys.private, bundles)
+    www = reader.Www(str(tmp_path / "www"), keys.raw)
+    entries = all_entries(www.bundles(30))
+    image = reader.tree(str(root))
+    assert set(image) == set(entries)
+    for path, obj in image.items():
+        assert obj.hash() == entries[path].hash, path
+    assert sorted(p.name for p in (root / MARKERS).iterdir()) == ["editors", "os-core"]
+    if kind == "two files":
+        assert (root / "etc/os-release").read_text() == text
+    elif kind != "none":
+        assert os.path.islink(root / "etc/os-release")
 
 
-def test_prepare_rootfs_follows_an_absolute_link_inside_the_rootfs(tmp_path):
-    """`/etc/os-release -> /usr/share/os-release` names a file of the image, not of the host."""
-    root = tmp_path / "rootfs"
-    (root / "usr/share").mkdir(parents=True)
-    (root / "usr/share/os-release").write_text("ID=y\n")
-    (root / "etc").mkdir()
-    (root / "etc/os-release").symlink_to("/usr/share/os-release")
-    assert cli("prepare-rootfs", "--rootfs", root, "--version", "5").rc == 0
-    assert (root / "usr/share/os-release").read_text() == "ID=y\nVERSION_ID=5\n"
-    assert not (root / "usr/lib/os-release").exists()
-    assert os.listdir(root / MARKERS) == ["os-core"]
-
-
-def test_prepare_rootfs_without_os_release_writes_one(tmp_path):
-    root = tmp_path / "rootfs"
-    root.mkdir()
-    assert cli("prepare-rootfs", "--rootfs", root, "--version", "7").rc == 0
-    assert (root / "usr/lib/os-release").read_text() == "ID=linux\nVERSION_ID=7\n"
+def test_prepare_rootfs_keeps_to_the_rootfs(tmp_path):
+    """Links that climb out of the image or name a host path are followed inside it."""
+    root = tmp_path / "deep/er/rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "usr").symlink_to("../../../../../../../../outside")
+    (root / "etc/os-release").symlink_to("../../../../../../../../etc/os-release")
+    host_file = tmp_path / "deep/outside"
+    assert cli("prepare-rootfs", "--rootfs", root, "--version", "4").rc == 0
+    assert (root / "outside/lib/os-release").read_text() == 'NAME="Linux"\nID=linux\nVERSION_ID=4\n'
+    assert not host_file.exists() and not (tmp_path / "outside").exists()
 
 
 def test_prepare_rootfs_without_a_version_writes_only_the_markers(tmp_path):
     root = tmp_path / "rootfs"
     (root / "usr/lib").mkdir(parents=True)
     (root / "usr/lib/os-release").write_text("ID=z\nVERSION_ID=3\n")
-    assert cli("prepare-rootfs", "--rootfs", root, "apps").rc == 0
+    assert cli("prepare-rootfs", "--rootfs", root, "--", "apps").rc == 0
     assert (root / "usr/lib/os-release").read_text() == "ID=z\nVERSION_ID=3\n"
     assert sorted(os.listdir(root / MARKERS)) == ["apps", "os-core"]
 
@@ -125,8 +150,9 @@ def test_prepare_rootfs_writes_the_settings_the_client_reads(tmp_path):
 def test_prepare_rootfs_without_settings_leaves_the_client_settings_alone(tmp_path):
     root = tmp_path / "rootfs"
     root.mkdir()
-    assert cli("prepare-rootfs", "--rootfs", root).rc == 0
+    assert cli("prepare-rootfs", "--rootfs", root, "--").rc == 0  # as an image build without bundles runs it
     assert not (root / "usr/share/defaults").exists()
+    assert os.listdir(root / MARKERS) == ["os-core"]
 
 
 @pytest.mark.parametrize(
@@ -147,3 +173,11 @@ def test_prepare_rootfs_refuses_settings_a_device_would_refuse(tmp_path, args, m
     assert r.rc == 2
     assert message in r.one_line_error()
     assert os.listdir(root) == []
+
+
+def test_prepare_rootfs_names_a_link_loop(tmp_path):
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    (root / "usr").symlink_to("usr")
+    r = cli("prepare-rootfs", "--rootfs", root, "--version", "4")
+    assert r.rc == 2 and "/usr/share/clear/bundles of the rootfs is a link loop" in r.one_line_error()

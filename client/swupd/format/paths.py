@@ -29,6 +29,8 @@ MARKER_DIR = "/usr/share/clear/bundles"
 # version drops below these (the running kernel still needs it) and a device keeps it on
 # update; a change below them asks the boot hook to run.
 BOOT_PREFIXES = ("/boot/", "/usr/lib/kernel/", "/usr/lib/modules/", "/lib/modules/", "/efi/")
+# Symbolic links followed in one path before it counts as a loop (the kernel's own bound).
+_MAX_LINKS = 40
 
 
 def check_path(path: str, limits: Limits = LIMITS) -> str:
@@ -78,3 +80,30 @@ def to_bytes(path: str) -> bytes:
 def marker(bundle: str) -> str:
     """The file whose presence on a device means the bundle is installed."""
     return f"{MARKER_DIR}/{check_bundle_name(bundle)}"
+
+
+def resolve_in(root: str, path: str) -> str | None:
+    """The host path that `path` names inside the tree at `root`, its symbolic links followed as
+    the booted system follows them: an absolute target from the tree's top, `..` never above it.
+    None for a loop. So neither side reads or writes a host file through an image's link."""
+    todo = [p for p in path.split("/") if p]
+    done: list[str] = []
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part in (".", ".."):
+            if part == ".." and done:
+                done.pop()
+            continue
+        host = os.path.join(root, *done, part)
+        if not os.path.islink(host):
+            done.append(part)
+            continue
+        links += 1
+        if links > _MAX_LINKS:
+            return None
+        target = os.readlink(host)
+        if target.startswith("/"):
+            done = []
+        todo = [p for p in target.split("/") if p] + todo
+    return os.path.join(root, *done)

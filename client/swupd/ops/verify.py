@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from swupd.format.filehash import ZERO_HASH
-from swupd.format.paths import MARKER_DIR
+from swupd.format.paths import BOOT_PREFIXES, MARKER_DIR
 
 from ..apply.plan import is_state
 from .session import Session
@@ -14,7 +14,10 @@ from .transaction import TxReport, execute, prepare
 from .update import require_current
 
 PICKY_TREE = "/usr"
-PICKY_SKIP = ("/usr/local", "/usr/src", "/usr/lib/modules", "/usr/lib/kernel", MARKER_DIR)
+# What --picky leaves alone below /usr: local and source trees, boot content (kept on purpose as
+# the way back), the bundle markers.
+_BOOT_IN_TREE = tuple(p.rstrip("/") for p in BOOT_PREFIXES if p.startswith(PICKY_TREE + "/"))
+PICKY_SKIP = ("/usr/local", "/usr/src", *_BOOT_IN_TREE, MARKER_DIR)
 
 
 @dataclass

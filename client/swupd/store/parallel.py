@@ -22,7 +22,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from swupd.format import errors
+from swupd.format import errors, layout
 from swupd.format.errors import SwupdError
 from swupd.format.limits import LIMITS, Limits
 
@@ -226,7 +226,7 @@ def _settle(results: list[PackResult]) -> None:
                 result.rejected.append(refusal)
                 continue
             arrived.add(digest)
-            if name.startswith("delta/"):
+            if name.startswith(layout.PACK_DIRS[0]):
                 result.deltas += 1
             else:
                 result.objects += 1

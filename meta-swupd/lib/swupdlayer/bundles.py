@@ -3,8 +3,8 @@
 Bundles are defined by packages (`BUNDLE_CONTENTS[<bundle>]`). The paths a package installs are
 in OE's package data (`${PKGDATA_DIR}/runtime/<package>`, the `FILES_INFO:<package>` line),
 so one rootfs holding every bundle is enough: each bundle gets the paths of its packages.
-Bundle names are checked by swupd-server, by the format's rule: `prepare-rootfs` at rootfs time
-(before this runs), `create-update` again when it reads the bundles file.
+Bundle names and includes are checked by swupd-server, by the format's rules: `prepare-rootfs`
+at rootfs time (before this runs), `create-update` again when it reads the bundles file.
 """
 
 from __future__ import annotations
@@ -52,12 +52,9 @@ def bundles_toml(
         packages = contents.get(b) or []
         if not packages:
             raise BundleConfigError(f"BUNDLE_CONTENTS[{b}] is empty: a bundle needs at least one package")
-        for inc in includes.get(b, []):
-            if inc not in bundles and inc != "os-core":
-                raise BundleConfigError(f"BUNDLE_INCLUDES[{b}] names {inc!r}, which is not in SWUPD_BUNDLES")
         paths = sorted({p for pkg in packages for p in package_files(pkgdata_dir, pkg)})
         lines.append("")
-        lines.append(f"[bundle.{b}]")
+        lines.append(f"[bundle.{_toml_str(b)}]")  # quoted: a name may hold `.` or `+`
         if includes.get(b):
             lines.append("includes = [" + ", ".join(_toml_str(i) for i in includes[b]) + "]")
         lines.append("paths = [")
