@@ -194,7 +194,9 @@ python swupd_rootfs_config () {
     version = d.getVar("OS_VERSION") or ""
     # Without update content (SWUPD_GENERATE = "0") OS_VERSION need not be a number: then
     # VERSION_ID stays as the image has it.
-    args = ["prepare-rootfs", "--rootfs", rootfs] + (["--version", version] if version.isdigit() else [])
+    args = ["prepare-rootfs", "--rootfs", rootfs]
+    if version.isascii() and version.isdigit():
+        args += ["--version", version]
     settings = (("--version-url", "SWUPD_VERSION_URL"), ("--content-url", "SWUPD_CONTENT_URL"),
                 ("--format", "SWUPD_FORMAT"), ("--compat", "SWUPD_COMPAT"), ("--stream", "SWUPD_STREAM"))
     for option, var in settings:
