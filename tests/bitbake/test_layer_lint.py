@@ -11,8 +11,9 @@ from pathlib import Path
 
 LAYER = Path(__file__).resolve().parents[2] / "meta-swupd"
 OELINT = Path(sys.executable).parent / "oelint-adv"
-# Variables the layer defines, and the rule that pings HOMEPAGE over the network.
-KNOWN = ("BUNDLE_CONTENTS", "BUNDLE_INCLUDES", "SWUPD_LAYERDIR")
+# Variables the layer defines (oelint would take them for misspellings of known ones), and
+# the rule that pings HOMEPAGE over the network.
+KNOWN = ("BUNDLE_CONTENTS", "BUNDLE_INCLUDES", "SWUPD_LAYERDIR", "SWUPD_CONTENT_URL")
 SUPPRESS = ("oelint.vars.homepageping", "oelint.bbclass.underscores")  # `swupd-image` is the class's historic name
 
 
