@@ -67,10 +67,17 @@ def test_main_can_be_called_twice_in_one_process(device: Device) -> None:
 
 
 def test_interrupted(device: Device, content: FaultServer) -> None:
+    """Ctrl-C on a terminal. A suite started in the background of a shell without job control
+    ignores SIGINT, and a child inherits that; a handled signal is reset on exec, so the
+    command starts with SIGINT as a terminal gives it."""
     content.drip(50_000, path="/20/pack-os-core-from-10.tar")
     snap = device.snapshot()
-    p = subprocess.Popen([ck.SWUPD, "update", *device.opts()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)  # fmt: skip
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        p = subprocess.Popen([ck.SWUPD, "update", *device.opts()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     deadline = time.monotonic() + 30
     while not content.requests("/20/pack-os-core-from-10.tar") and time.monotonic() < deadline:
         time.sleep(0.05)
