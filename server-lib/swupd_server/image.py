@@ -54,13 +54,20 @@ def check_bundles(bundles: list[str]) -> None:
             raise UsageError(f"bundle {b!r} is named twice")
 
 
+def _host(root: str, path: str) -> str:
+    """The host path of the directory `path` of the image, its links followed inside the image
+    only: nothing written or removed here reaches past the rootfs."""
+    host = resolve_in(root, path)
+    if host is None:
+        raise UsageError(f"{path} of the rootfs is a link loop")
+    return host
+
+
 def _write(root: str, path: str, text: str) -> str:
-    """Write `text` to `path` of the image, its links followed inside the image only (a link at
-    `path` itself is replaced by the file); a new file gets mode 0644, as the build publishes
-    the files it adds, an existing one keeps its mode and owner. Returns the host path."""
-    parent = resolve_in(root, os.path.dirname(path))
-    if parent is None:
-        raise UsageError(f"{os.path.dirname(path)} of the rootfs is a link loop")
+    """Write `text` to `path` of the image (a link at `path` itself is replaced by the file); a
+    new file gets mode 0644, as the build publishes the files it adds, an existing one keeps its
+    mode and owner. Returns the host path."""
+    parent = _host(root, os.path.dirname(path))
     host = os.path.join(parent, os.path.basename(path))
     existed = os.path.isfile(host) and not os.path.islink(host)
     if os.path.islink(host):
@@ -73,10 +80,9 @@ def _write(root: str, path: str, text: str) -> str:
     return host
 
 
-def write_markers(root: str, bundles: list[str]) -> list[str]:
-    """Empty marker files of os-core and `bundles`: their presence on a device means the bundle
-    is installed."""
-    check_bundles(bundles)
+def _write_markers(root: str, bundles: list[str]) -> list[str]:
+    """Empty marker files of os-core and `bundles` (checked names): their presence on a device
+    means the bundle is installed."""
     return [_write(root, marker(b), "") for b in [OS_CORE, *bundles]]
 
 
@@ -124,7 +130,7 @@ def settings_files(client: ClientSettings) -> dict[str, bytes]:
 def write_settings(root: str, files: dict[str, bytes]) -> list[str]:
     """`files` (settings_files) in the image's defaults directory, replacing any keys it held;
     the files written."""
-    keydir = os.path.join(root, settings.DEFAULTS_DIR, settings.KEYS_DIR)
+    keydir = _host(root, f"/{settings.DEFAULTS_DIR}/{settings.KEYS_DIR}")
     shutil.rmtree(keydir, ignore_errors=True)
     os.makedirs(keydir)
     return [_write(root, f"{settings.DEFAULTS_DIR}/{rel}", data.decode()) for rel, data in sorted(files.items())]
@@ -139,7 +145,7 @@ def prepare(root: str, version: int | None, bundles: list[str], client: ClientSe
         raise UsageError(f"version must be between 1 and {LIMITS.max_version}")
     check_bundles(bundles)
     files = settings_files(client) if client is not None else None
-    written = write_markers(root, bundles)
+    written = _write_markers(root, bundles)
     if files is not None:
         written += write_settings(root, files)
     return written if version is None else [*written, *set_version_id(root, version)]

@@ -181,3 +181,19 @@ def test_prepare_rootfs_names_a_link_loop(tmp_path):
     (root / "usr").symlink_to("usr")
     r = cli("prepare-rootfs", "--rootfs", root, "--version", "4")
     assert r.rc == 2 and "/usr/share/clear/bundles of the rootfs is a link loop" in r.one_line_error()
+
+
+def test_prepare_rootfs_replaces_only_the_rootfs_keys(tmp_path):
+    """The keys an earlier build left are removed inside the image, never through a link that
+    leads out of it."""
+    root = tmp_path / "a/rootfs"
+    root.mkdir(parents=True)
+    outside = tmp_path / "a/host-usr/share/defaults/swupd/keys/host.pub"
+    outside.parent.mkdir(parents=True)
+    outside.write_text("the host's own\n")
+    (root / "usr").symlink_to("../host-usr")
+    pub = _keypair(tmp_path, "release")
+    assert cli("prepare-rootfs", "--rootfs", root, "--public-key", pub).rc == 0
+    assert outside.read_text() == "the host's own\n"
+    keys = root / "host-usr/share/defaults/swupd/keys"
+    assert [p.read_bytes() for p in keys.iterdir()] == [pub.read_bytes()]
