@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from swupd.format.errors import FormatError, UsageError
 from swupd.format.latest import check_stream
 from swupd.format.limits import LIMITS, Limits
-from swupd.format.settings import DEFAULTS_DIR, ETC_DIR, KEYS_DIR, MIRROR_NAMES
+from swupd.format.settings import DEFAULTS_DIR, ETC_DIR, KEYS_DIR, MIRROR_CONTENTURL, MIRROR_VERSIONURL
 from swupd.format.settings import files as settings_files
 from swupd.format.signing import PublicKey, load_public
 
@@ -113,8 +113,8 @@ def load(
         return ""
 
     s.statedir = os.path.abspath(statedir) if statedir else os.path.join(s.root, "var/lib/swupd")
-    s.versionurl = first("versionurl", MIRROR_NAMES[0], "versionurl", given=versionurl or url or None)
-    s.contenturl = first("contenturl", MIRROR_NAMES[1], "contenturl", given=contenturl or url or None)
+    s.versionurl = first("versionurl", MIRROR_VERSIONURL, "versionurl", given=versionurl or url or None)
+    s.contenturl = first("contenturl", MIRROR_CONTENTURL, "contenturl", given=contenturl or url or None)
     fmt_text = first("format", "format", given=str(fmt) if fmt else None)
     if fmt_text:
         if not (fmt_text.isascii() and fmt_text.isdigit()):
@@ -140,17 +140,26 @@ def load(
     return s
 
 
+def _values(s: Settings) -> dict[str, str]:
+    """The settings as their files hold them ("" for one not set)."""
+    return {
+        "versionurl": s.versionurl,
+        "contenturl": s.contenturl,
+        "format": str(s.format or ""),
+        "compat": s.compat,
+        "stream": s.stream,
+    }
+
+
 def keep_installed(s: Settings, write: Callable[[str, bytes], None]) -> list[str]:
     """After os-install: every setting the installed tree does not give by itself (it came from
     the command line or the running system) is written to its `etc/swupd/`, so that the new
     system updates with a bare `swupd update`. `write(path, data)` writes one file durably.
     Returns the files written."""
     own = load(s.root)
-    values = {name: getattr(s, name) for name in ("versionurl", "contenturl", "compat", "stream")}
-    values["format"] = str(s.format) if s.format else ""
-    values = {name: v for name, v in values.items() if v and v != str(getattr(own, name) or "")}
+    given, kept = _values(s), _values(own)
     same_keys = {k.raw for k in s.keys} == {k.raw for k in own.keys}
-    files = settings_files(values, [] if same_keys else s.keys)
+    files = settings_files({n: v for n, v in given.items() if v != kept[n]}, [] if same_keys else s.keys)
     written = []
     for rel, data in sorted(files.items()):
         path = os.path.join(s.root, ETC_DIR, rel)

@@ -21,12 +21,18 @@ from swupd.format.fullfile import LINK_FIELD, Meta
 from swupd.format.limits import LIMITS, Limits
 
 
+def window_log(size: int, most: int = MAX_WINDOW_LOG) -> int:
+    """A zstd window just large enough for `size` bytes (zstd's least is 2^10), at most 2^`most`:
+    a device's decoder holds one window, so none is larger than what it covers."""
+    return max(10, min(most, size.bit_length()))
+
+
 def compress(data: bytes, codec: str = "zstd", level: int = 19, max_window_log: int = MAX_WINDOW_LOG) -> bytes:
     """Compress `data` whole (used for small objects and per-file payloads), with a window no
     larger than the data or than `max_window_log` allows."""
     if codec == "zstd":
         params = zstandard.ZstdCompressionParameters.from_level(
-            level, source_size=len(data), window_log=min(max_window_log, max(10, len(data).bit_length()))
+            level, source_size=len(data), window_log=window_log(len(data), max_window_log)
         )
         return zstandard.ZstdCompressor(compression_params=params).compress(data)
     if codec == "xz":
@@ -78,7 +84,7 @@ def fullfile(out: BinaryIO, digest: str, meta: Meta, content: BinaryIO | None, c
         params = zstandard.ZstdCompressionParameters.from_level(
             level,
             source_size=meta.size + 2048,
-            window_log=min(MAX_WINDOW_LOG, max(10, (meta.size + 2048).bit_length())),
+            window_log=window_log(meta.size + 2048),
         )
         cctx = zstandard.ZstdCompressor(compression_params=params)
         with cctx.stream_writer(out, size=-1, closefd=False) as zw:
@@ -91,15 +97,13 @@ def fullfile(out: BinaryIO, digest: str, meta: Meta, content: BinaryIO | None, c
         raise ValueError(f"unknown compression {codec!r}")
 
 
-def _delta_window_log(old_len: int, new_len: int) -> int:
-    # The window must reach back over the dictionary to the start of the old file.
-    return max(10, min(delta.MAX_WINDOW_LOG, (old_len + new_len).bit_length()))
-
-
 def delta_zstd_dict(old: bytes, new: bytes, meta: Meta, level: int = 19) -> bytes:
     d = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
     params = zstandard.ZstdCompressionParameters.from_level(
-        level, source_size=len(new), window_log=_delta_window_log(len(old), len(new))
+        # The window reaches back over the dictionary to the start of the old file.
+        level,
+        source_size=len(new),
+        window_log=window_log(len(old) + len(new), delta.MAX_WINDOW_LOG),
     )
     payload = zstandard.ZstdCompressor(dict_data=d, compression_params=params).compress(new)
     return delta.pack_header(delta.ZSTD_DICT, len(old), len(new), meta) + payload

@@ -27,10 +27,10 @@ from typing import BinaryIO
 
 import zstandard
 from swupd.format import layout, ustar
-from swupd.format.compression import MAX_WINDOW, MAX_WINDOW_LOG
+from swupd.format.compression import MAX_WINDOW
 from swupd.format.errors import FormatError, SizeLimitError
 
-from . import cachefile
+from . import cachefile, encode
 
 MAX_SEGMENT = 4 * 1024 * 1024
 WASTE = 0.03  # share of a copied frame's bytes that may be members the pack does not need
@@ -197,9 +197,8 @@ def _pieces(segment: list[tuple[str, str]], sizes: list[int], headers: list[byte
 def write_frame(out: BinaryIO, pieces: Iterator[bytes] | list[bytes], raw: int, level: int) -> None:
     """One zstd frame of exactly `raw` bytes, its size recorded in the frame header, with a
     window no larger than the frame (the device's decoder holds one window)."""
-    window_log = max(10, min(MAX_WINDOW_LOG, raw.bit_length()))
     params = zstandard.ZstdCompressionParameters.from_level(
-        level, source_size=raw, window_log=window_log, enable_ldm=True
+        level, source_size=raw, window_log=encode.window_log(raw), enable_ldm=True
     )
     with zstandard.ZstdCompressor(compression_params=params).stream_writer(out, size=raw, closefd=False) as zw:
         for piece in pieces:

@@ -173,7 +173,7 @@ class Tree:
                     return "special"
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=pfd)
                 try:
-                    xattrs = {n: os.getxattr(fd, n) for n in os.listxattr(fd) if n not in filehash.EXCLUDED_XATTRS}
+                    xattrs = filehash.fd_xattrs(fd)
                     if stat.S_ISDIR(st.st_mode):
                         return filehash.hash_directory(st.st_mode, st.st_uid, st.st_gid, xattrs)
                     with os.fdopen(os.dup(fd), "rb") as f:

@@ -121,6 +121,11 @@ def read_xattrs(path: str | bytes) -> dict[str, bytes]:
     return out
 
 
+def fd_xattrs(fd: int) -> dict[str, bytes]:
+    """The hashed xattrs of an open file; an error reading them is the caller's to report."""
+    return {n: os.getxattr(fd, n) for n in os.listxattr(fd) if n not in EXCLUDED_XATTRS}
+
+
 def hash_path(path: str | bytes) -> str:
     """Hash of whatever is at `path` now; the zero hash when nothing is there."""
     try:

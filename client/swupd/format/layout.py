@@ -67,23 +67,25 @@ def pack(version: int, bundle: str, from_version: int) -> str:
 
 # A pack holds these two directories, then fullfiles (`staged/<hash>.tar`) and deltas
 # (`delta/<from hash>/<to hash>`), and nothing else.
-PACK_DIRS = ("delta/", "staged/")
+PACK_DELTA_DIR = "delta/"
+PACK_FULLFILE_DIR = "staged/"
+PACK_DIRS = (PACK_DELTA_DIR, PACK_FULLFILE_DIR)
 _HASH = "[0-9a-f]{64}"
-PACK_FULLFILE_MEMBER = re.compile(rf"staged/({_HASH})\.tar\Z")
-PACK_DELTA_MEMBER = re.compile(rf"delta/({_HASH})/({_HASH})\Z")
-PACK_OBJECT_MEMBERS = re.compile(rf"staged/{_HASH}\.tar|delta/{_HASH}/{_HASH}")
+PACK_FULLFILE_MEMBER = re.compile(rf"{PACK_FULLFILE_DIR}({_HASH})\.tar\Z")
+PACK_DELTA_MEMBER = re.compile(rf"{PACK_DELTA_DIR}({_HASH})/({_HASH})\Z")
+PACK_OBJECT_MEMBERS = re.compile(rf"{PACK_FULLFILE_DIR}{_HASH}\.tar|{PACK_DELTA_DIR}{_HASH}/{_HASH}")
 PACK_MEMBERS = re.compile("|".join([*map(re.escape, PACK_DIRS), PACK_OBJECT_MEMBERS.pattern]))
 
 
 def pack_fullfile_member(digest: str) -> str:
     """Name of a fullfile inside a pack."""
-    return f"{PACK_DIRS[1]}{digest}.tar"
+    return f"{PACK_FULLFILE_DIR}{digest}.tar"
 
 
 def pack_delta_member(from_hash: str, to_hash: str) -> str:
     """Name of a delta inside a pack: short enough for a plain ustar header (prefix and name),
     so a device parses one header block per member and no pax record."""
-    return f"{PACK_DIRS[0]}{from_hash}/{to_hash}"
+    return f"{PACK_DELTA_DIR}{from_hash}/{to_hash}"
 
 
 KEYS_DIR = "keys"

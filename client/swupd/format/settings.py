@@ -19,7 +19,8 @@ KEYS_DIR = "keys"
 # One file per setting, its value on one line.
 NAMES = ("versionurl", "contenturl", "format", "compat", "stream")
 # `swupd mirror` writes these in ETC_DIR; they take precedence over both URLs.
-MIRROR_NAMES = ("mirror_versionurl", "mirror_contenturl")
+MIRROR_VERSIONURL = "mirror_versionurl"
+MIRROR_CONTENTURL = "mirror_contenturl"
 
 
 def files(values: dict[str, str], keys: list[PublicKey]) -> dict[str, bytes]:

@@ -9,7 +9,7 @@ from importlib import resources
 
 from swupd.format import layout
 from swupd.format.errors import SwupdError, TreeIOError, UsageError
-from swupd.format.settings import ETC_DIR, MIRROR_NAMES
+from swupd.format.settings import ETC_DIR, MIRROR_CONTENTURL, MIRROR_VERSIONURL
 
 from .session import Session
 
@@ -121,7 +121,7 @@ def autoupdate(sess: Session, enable: bool | None) -> bool:
 def mirror(sess: Session, url: str | None) -> None:
     """Point the device at a mirror (both URLs), or back to the defaults with None."""
     etc = _host(sess, ETC_DIR)
-    names = MIRROR_NAMES
+    names = (MIRROR_VERSIONURL, MIRROR_CONTENTURL)
     try:
         if url is None:
             for n in names:

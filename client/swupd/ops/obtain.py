@@ -27,7 +27,7 @@ from swupd.format.errors import (
     SwupdError,
     TreeIOError,
 )
-from swupd.format.filehash import EXCLUDED_XATTRS
+from swupd.format.filehash import fd_xattrs
 from swupd.format.fullfile import Meta
 from swupd.format.manifest import Entry, Manifest
 
@@ -85,10 +85,7 @@ def _import_local(store: ObjectStore, sess: Session, path: str, entry: Entry) ->
             elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=pfd)
                 with os.fdopen(fd, "rb") as f:
-                    xattrs = {
-                        n: os.getxattr(f.fileno(), n) for n in os.listxattr(f.fileno()) if n not in EXCLUDED_XATTRS
-                    }
-                    meta = Meta(st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime), st.st_size, "", xattrs)
+                    meta = Meta(st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime), st.st_size, "", fd_xattrs(fd))
                     store.add(entry.hash, meta, None if stat.S_ISDIR(st.st_mode) else f)
             else:
                 return False

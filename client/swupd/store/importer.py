@@ -127,7 +127,7 @@ def import_pack(
             try:
                 if _import_member(store, tar, member, wanted, source_of, limits):
                     out.stored[index] = name
-                    if name.startswith(layout.PACK_DIRS[0]):
+                    if name.startswith(layout.PACK_DELTA_DIR):
                         out.deltas += 1
                     else:
                         out.objects += 1

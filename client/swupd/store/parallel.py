@@ -226,7 +226,7 @@ def _settle(results: list[PackResult]) -> None:
                 result.rejected.append(refusal)
                 continue
             arrived.add(digest)
-            if name.startswith(layout.PACK_DIRS[0]):
+            if name.startswith(layout.PACK_DELTA_DIR):
                 result.deltas += 1
             else:
                 result.objects += 1
